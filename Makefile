@@ -1,0 +1,68 @@
+# debug-toolbar developer commands. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+COV_FLOOR ?= 90
+# Extra interpreters for `make test-all`, found through pyenv when it is there.
+OTHER_PYTHONS ?= 3.10 3.12 3.13
+
+.PHONY: help install demo test test-cov test-all lint format type-check bench check clean
+
+help: ## List the commands
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the package with its dev tools
+
+demo: install ## Run the demo app with the toolbar on http://127.0.0.1:8000
+	$(BIN)/python -m uvicorn examples.demo_app:app --host 127.0.0.1 --port 8000
+
+test: install ## Run the whole test suite with coverage (fails under $(COV_FLOOR)%)
+	$(BIN)/python -m pytest --cov=debug_toolbar --cov-report=term-missing:skip-covered \
+		--cov-fail-under=$(COV_FLOOR) $(PYTEST_ARGS)
+
+test-cov: install ## Run the tests and write an HTML coverage report to htmlcov/
+	$(BIN)/python -m pytest --cov=debug_toolbar --cov-report=html --cov-report=term \
+		--cov-fail-under=$(COV_FLOOR) $(PYTEST_ARGS)
+
+test-all: install ## Run the suite on every supported Python found (3.10-3.13)
+	@set -e; for v in $(OTHER_PYTHONS); do \
+		py=$$(pyenv prefix $$v 2>/dev/null)/bin/python3; \
+		if [ ! -x "$$py" ]; then echo "== Python $$v: not installed, skipped"; continue; fi; \
+		echo "== Python $$v ($$py)"; \
+		test -x .venv-$$v/bin/python || $$py -m venv .venv-$$v; \
+		.venv-$$v/bin/python -m pip install --quiet --upgrade pip; \
+		.venv-$$v/bin/python -m pip install --quiet -e ".[dev]"; \
+		.venv-$$v/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); \
+	done
+	@echo "== Python $$($(BIN)/python -c 'import sys; print(sys.version.split()[0])') (.venv)"
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: install ## Check style with ruff
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
+
+format: install ## Format and autofix with ruff
+	$(BIN)/ruff format src tests benchmarks examples
+	$(BIN)/ruff check --fix src tests benchmarks examples
+
+type-check: install ## Type-check with mypy (strict)
+	$(BIN)/mypy
+
+bench: install ## Run the benchmarks (ratios measured side by side in one run)
+	$(BIN)/python -m benchmarks
+
+check: lint type-check test ## Lint, type-check and test
+
+clean: ## Remove caches and build output
+	rm -rf .pytest_cache .mypy_cache .ruff_cache htmlcov .coverage dist build

@@ -1,0 +1,82 @@
+"""The Panel base class: one instance per request, named after the request's lifecycle.
+
+Panels hold only their own request's state. Anything shared across requests (a loop hook, a
+logging handler) lives in a module built for sharing, never on the panel class.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from debug_toolbar.core.config import DebugToolbarConfig
+    from debug_toolbar.core.context import RequestContext
+    from debug_toolbar.core.toolbar import DebugToolbar
+
+__all__ = ("Panel",)
+
+
+class Panel:
+    """Base class for toolbar panels.
+
+    Lifecycle, for each profiled request: ``process_request`` before the app runs (inside the
+    request's own task, so ContextVars set there reach every task the request spawns),
+    ``process_response`` once the app has finished (stop collecting here), then
+    ``generate_stats`` (turn what was collected into JSON-compatible stats), then
+    ``get_nav_subtitle`` (reads the recorded stats). Stats are plain data: they are stored in
+    the history, rendered by the panel's template and served by the JSON API.
+    """
+
+    panel_id: ClassVar[str] = "Panel"
+    """Stable identifier, used in URLs, cookies and the API. Defaults to the class name."""
+
+    title: ClassVar[str] = ""
+    """Heading of the panel's content."""
+
+    nav_title: ClassVar[str] = ""
+    """Label in the toolbar's list of panels."""
+
+    template: ClassVar[str] = ""
+    """Template (under ``debug_toolbar/templates``) rendering the stats as an HTML fragment."""
+
+    has_content: ClassVar[bool] = True
+    """False for panels whose nav entry says everything (nothing to open)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "panel_id" not in cls.__dict__:
+            cls.panel_id = cls.__name__
+        if "nav_title" not in cls.__dict__ and "title" in cls.__dict__:
+            cls.nav_title = cls.title
+
+    def __init__(self, toolbar: DebugToolbar) -> None:
+        self.toolbar = toolbar
+        self._stats: dict[str, Any] = {}
+
+    @property
+    def config(self) -> DebugToolbarConfig:
+        return self.toolbar.config
+
+    @property
+    def context(self) -> RequestContext:
+        return self.toolbar.context
+
+    async def process_request(self, context: RequestContext) -> None:
+        """Start collecting for this request."""
+
+    async def process_response(self, context: RequestContext) -> None:
+        """Stop collecting. Called even when ``process_request`` failed, so clean up here."""
+
+    async def generate_stats(self, context: RequestContext) -> dict[str, Any]:
+        """Turn what was collected into JSON-compatible stats."""
+        return {}
+
+    def get_nav_subtitle(self) -> str:
+        """Short text under the nav title (for example "12.3 ms"), from the recorded stats."""
+        return ""
+
+    def record_stats(self, stats: dict[str, Any]) -> None:
+        self._stats.update(stats)
+
+    def get_stats(self) -> dict[str, Any]:
+        return self._stats

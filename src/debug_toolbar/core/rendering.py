@@ -1,0 +1,56 @@
+"""The Jinja2 environment: package templates, autoescaping always on.
+
+No HTML is built in Python; everything a person sees comes from ``debug_toolbar/templates``.
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+if TYPE_CHECKING:
+    from debug_toolbar.core.records import PanelRecord, RequestRecord
+
+__all__ = ("get_environment", "render_panel", "render_template")
+
+
+def _format_ms(value: float | None, digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    return f"{value:,.{digits}f} ms"
+
+
+def _format_timestamp(value: float) -> str:
+    return datetime.fromtimestamp(value, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@functools.cache
+def get_environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("debug_toolbar", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["ms"] = _format_ms
+    env.filters["timestamp"] = _format_timestamp
+    return env
+
+
+def render_template(name: str, **context: Any) -> str:
+    return get_environment().get_template(name).render(**context)
+
+
+def render_panel(panel: PanelRecord, record: RequestRecord, url_prefix: str) -> str:
+    """One panel's HTML fragment: its template, or its error, or a note that it was off."""
+    if panel.error is not None or not panel.enabled or not panel.template:
+        return render_template(
+            "panels/_unavailable.html", panel=panel, record=record, prefix=url_prefix
+        )
+    return render_template(
+        panel.template, panel=panel, stats=panel.stats, record=record, prefix=url_prefix
+    )
