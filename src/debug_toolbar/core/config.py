@@ -186,7 +186,8 @@ class DebugToolbarConfig:
             )
         if not callable(self.show_toolbar):
             raise ValueError(
-                f"show_toolbar must be a callable taking the request context, got {self.show_toolbar!r}"
+                "show_toolbar must be a callable taking the request context, "
+                f"got {self.show_toolbar!r}"
             )
         if not isinstance(self.insert_before, str) or not self.insert_before:
             raise ValueError(
