@@ -1,0 +1,53 @@
+"""RequestPanel: what the client sent, as the ASGI server handed it to the app.
+
+Nothing is masked: this is a local debugging tool, served to loopback clients by default, and a
+value hidden without saying so would mislead more than it protects. Header and cookie values
+(``Authorization`` included) are shown exactly as received.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from debug_toolbar.core.panel import Panel
+
+if TYPE_CHECKING:
+    from debug_toolbar.core.context import RequestContext
+
+__all__ = ("RequestPanel",)
+
+NAV_SUBTITLE_MAX_CHARS = 32
+"""The nav subtitle is a hint, not the full URL; the panel shows the rest."""
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class RequestPanel(Panel):
+    """Method, path, query parameters, headers, cookies, client and protocol of the request."""
+
+    title = "Request"
+    template = "panels/request.html"
+
+    async def generate_stats(self, context: RequestContext) -> dict[str, Any]:
+        # Pairs, not dicts: a query string or a header may legitimately repeat a name.
+        return {
+            "method": context.method,
+            "path": context.path,
+            "root_path": context.root_path,
+            "query_string": context.query_string,
+            "query_params": [[name, value] for name, value in context.query_params],
+            "headers": [[name, value] for name, value in context.headers],
+            "cookies": [[name, value] for name, value in context.cookies.items()],
+            "client_host": context.client_host,
+            "client_port": context.client_port,
+            "scheme": context.scheme,
+            "http_version": context.http_version,
+        }
+
+    def get_nav_subtitle(self) -> str:
+        stats = self.get_stats()
+        if "method" not in stats:
+            return ""
+        return _shorten(f"{stats['method']} {stats['path']}", NAV_SUBTITLE_MAX_CHARS)

@@ -1,0 +1,54 @@
+"""ResponsePanel: the status and headers the app sent back.
+
+Both come from the ``http.response.start`` message the middleware saw, so they are what the
+client received, including headers added by middleware running inside the toolbar's.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+from debug_toolbar.core.panel import Panel
+
+if TYPE_CHECKING:
+    from debug_toolbar.core.context import RequestContext
+
+__all__ = ("ResponsePanel", "reason_phrase")
+
+
+def reason_phrase(status_code: int | None) -> str:
+    """The standard phrase for a status code, or "" for codes HTTP does not name (e.g. 599)."""
+    if status_code is None:
+        return ""
+    try:
+        return HTTPStatus(status_code).phrase
+    except ValueError:
+        return ""
+
+
+class ResponsePanel(Panel):
+    """Status code, reason phrase and response headers."""
+
+    title = "Response"
+    template = "panels/response.html"
+
+    async def generate_stats(self, context: RequestContext) -> dict[str, Any]:
+        content_type = next(
+            (value for name, value in context.response_headers if name.lower() == "content-type"),
+            None,
+        )
+        return {
+            "status_code": context.status_code,
+            "reason": reason_phrase(context.status_code),
+            "content_type": content_type,
+            "headers": [[name, value] for name, value in context.response_headers],
+        }
+
+    def get_nav_subtitle(self) -> str:
+        stats = self.get_stats()
+        if "status_code" not in stats:
+            return ""
+        if stats["status_code"] is None:
+            return "no response"
+        return f"{stats['status_code']} {stats['reason']}".rstrip()
