@@ -173,9 +173,9 @@ class DebugToolbarConfig:
             raise ValueError(
                 f"url_prefix must be a path starting with '/', got {self.url_prefix!r}"
             )
-        if self.url_prefix != "/":
-            self.url_prefix = self.url_prefix.rstrip("/")
-        if self.url_prefix == "/":
+        # "//" strips to "", a prefix of every path: refuse it like "/".
+        self.url_prefix = self.url_prefix.rstrip("/")
+        if not self.url_prefix:
             raise ValueError("url_prefix must not be '/': the toolbar would shadow the whole app")
         if isinstance(self.exclude_paths, str) or not all(
             isinstance(p, str) and p.startswith("/") for p in self.exclude_paths
