@@ -1,0 +1,40 @@
+"""The contract every async profiler backend fulfils, so the panel can swap them."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from asyncio import AbstractEventLoop
+
+__all__ = ("AsyncProfilerBackend",)
+
+
+class AsyncProfilerBackend(ABC):
+    """Collects one request's async activity on one event loop.
+
+    ``start`` runs inside the request's own task (so ContextVars it sets reach every task the
+    request spawns); ``stop`` must be idempotent and safe after a failed ``start``, because the
+    panel calls it from ``process_response`` whatever happened before.
+    """
+
+    name: ClassVar[str]
+    """Shown in the panel, so the developer knows which backend produced the numbers."""
+
+    @classmethod
+    @abstractmethod
+    def is_available(cls) -> bool:
+        """Whether the backend's dependencies can be imported here."""
+
+    @abstractmethod
+    def start(self, loop: AbstractEventLoop) -> None:
+        """Begin collecting for the current request on ``loop``."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop collecting; everything shared is released when the last user stops."""
+
+    @abstractmethod
+    def get_stats(self) -> dict[str, Any]:
+        """JSON-compatible stats of what was collected (call after ``stop``)."""

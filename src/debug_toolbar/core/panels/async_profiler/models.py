@@ -1,0 +1,122 @@
+"""Plain records produced by the async profiler: JSON-serialisable, one clock.
+
+Every time is in milliseconds from the request's start (``time.perf_counter_ns`` based), so
+tasks, blocking calls and lag samples share one axis on the timeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+__all__ = ("BlockingCall", "LagSample", "StackFrame", "TaskEvent", "TaskState")
+
+TaskState = Literal["pending", "completed", "cancelled", "failed"]
+"""``pending``: still running when the response ended (it escaped the request)."""
+
+
+@dataclass(slots=True, frozen=True)
+class StackFrame:
+    """One resolved frame: where a task was created or where the loop was blocked."""
+
+    filename: str
+    lineno: int
+    function: str
+    code: str | None = None
+    """The source line, when the file could be read."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class TaskEvent:
+    """One asyncio task spawned by the request."""
+
+    task_id: int
+    """A per-request sequence number (1, 2, ...), stable and readable, unlike ``id()``."""
+    parent_id: int | None
+    """The creating task's id when that task is tracked too; None for the request's own task."""
+    name: str
+    coro_name: str
+    state: TaskState
+    start_ms: float
+    end_ms: float | None = None
+    exception_type: str | None = None
+    exception_message: str | None = None
+    stack: list[StackFrame] = field(default_factory=list)
+    """Creation stack, innermost frame first (empty when stack capture is off)."""
+
+    @property
+    def duration_ms(self) -> float | None:
+        return None if self.end_ms is None else self.end_ms - self.start_ms
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task_id": self.task_id,
+            "parent_id": self.parent_id,
+            "name": self.name,
+            "coro_name": self.coro_name,
+            "state": self.state,
+            "start_ms": self.start_ms,
+            "end_ms": self.end_ms,
+            "duration_ms": self.duration_ms,
+            "exception": (
+                None
+                if self.exception_type is None
+                else {"type": self.exception_type, "message": self.exception_message or ""}
+            ),
+            "stack": [frame.to_dict() for frame in self.stack],
+        }
+
+
+@dataclass(slots=True)
+class BlockingCall:
+    """A stall of the event loop longer than the blocking threshold."""
+
+    start_ms: float
+    duration_ms: float
+    filename: str | None
+    lineno: int | None
+    function: str | None
+    code: str | None
+    stack: list[StackFrame] = field(default_factory=list)
+    culprit: bool = True
+    """True when this request's own code blocked the loop."""
+    culprit_request_id: str | None = None
+    culprit_method: str | None = None
+    culprit_path: str | None = None
+    """For a stall this request suffered: the request that caused it (all None when the loop
+    was blocked outside any profiled request)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        culprit: bool | dict[str, str | None]
+        if self.culprit:
+            culprit = True
+        else:
+            culprit = {
+                "request_id": self.culprit_request_id,
+                "method": self.culprit_method,
+                "path": self.culprit_path,
+            }
+        return {
+            "start_ms": self.start_ms,
+            "duration_ms": self.duration_ms,
+            "filename": self.filename,
+            "lineno": self.lineno,
+            "function": self.function,
+            "code": self.code,
+            "stack": [frame.to_dict() for frame in self.stack],
+            "culprit": culprit,
+        }
+
+
+@dataclass(slots=True, frozen=True)
+class LagSample:
+    """How late the loop heartbeat ran, at a moment of the request."""
+
+    at_ms: float
+    lag_ms: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"at_ms": self.at_ms, "lag_ms": self.lag_ms}
