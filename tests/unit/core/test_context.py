@@ -65,9 +65,7 @@ class TestFromScope:
 
 class TestHeaders:
     def test_first_header_wins_and_missing_is_none(self) -> None:
-        context = RequestContext(
-            method="GET", path="/", headers=[("Accept", "a"), ("accept", "b")]
-        )
+        context = RequestContext(method="GET", path="/", headers=[("Accept", "a"), ("accept", "b")])
         assert context.header("accept") == "a"
         assert context.header("x-missing") is None
 

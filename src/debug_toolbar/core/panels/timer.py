@@ -8,7 +8,7 @@ this request's cost, and the template says so.
 
 from __future__ import annotations
 
-import time
+from time import perf_counter_ns, process_time_ns
 from typing import TYPE_CHECKING, Any
 
 from debug_toolbar.core.panel import Panel
@@ -31,13 +31,13 @@ class TimerPanel(Panel):
         self._cpu_end_ns: int | None = None
 
     async def process_request(self, context: RequestContext) -> None:
-        self._cpu_start_ns = time.process_time_ns()
+        self._cpu_start_ns = process_time_ns()
 
     async def process_response(self, context: RequestContext) -> None:
-        self._cpu_end_ns = time.process_time_ns()
+        self._cpu_end_ns = process_time_ns()
 
     async def generate_stats(self, context: RequestContext) -> dict[str, Any]:
-        end_ns = context.end_ns if context.end_ns is not None else time.perf_counter_ns()
+        end_ns = context.end_ns if context.end_ns is not None else perf_counter_ns()
         total_ms = context.ms_since_start(end_ns)
         response_start_ms: float | None = None
         response_stream_ms: float | None = None

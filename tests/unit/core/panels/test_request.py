@@ -1,0 +1,122 @@
+"""RequestPanel: the request exactly as received, nothing masked, everything escaped."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from debug_toolbar.core.context import RequestContext
+from debug_toolbar.core.panels.request import RequestPanel
+from debug_toolbar.core.rendering import render_panel
+
+ScopeFactory = Callable[..., dict[str, Any]]
+Lifecycle = Callable[..., Any]
+
+HEADERS = [
+    (b"host", b"127.0.0.1:8000"),
+    (b"accept", b"application/json"),
+    (b"authorization", b"Bearer s3cr3t-token"),
+    (b"x-forwarded-for", b"10.0.0.1"),
+    (b"x-forwarded-for", b"10.0.0.2"),
+    (b"cookie", b"sessionid=abc123; theme=dark"),
+]
+
+
+class TestStats:
+    @pytest.mark.asyncio
+    async def test_everything_the_client_sent(
+        self, make_scope: ScopeFactory, run_lifecycle: Lifecycle
+    ) -> None:
+        scope = make_scope(
+            method="POST",
+            path="/orders/7",
+            query_string=b"tag=a&tag=b&empty=&q=caf%C3%A9",
+            headers=HEADERS,
+            scheme="https",
+            http_version="2",
+            root_path="/api",
+            client=("127.0.0.1", 51234),
+        )
+        _, record = await run_lifecycle([RequestPanel], RequestContext.from_scope(scope))
+        panel = record.panel("RequestPanel")
+        assert panel is not None
+        assert panel.error is None
+        assert panel.stats == {
+            "method": "POST",
+            "path": "/orders/7",
+            "root_path": "/api",
+            "query_string": "tag=a&tag=b&empty=&q=caf%C3%A9",
+            "query_params": [["tag", "a"], ["tag", "b"], ["empty", ""], ["q", "café"]],
+            "headers": [
+                ["host", "127.0.0.1:8000"],
+                ["accept", "application/json"],
+                ["authorization", "Bearer s3cr3t-token"],
+                ["x-forwarded-for", "10.0.0.1"],
+                ["x-forwarded-for", "10.0.0.2"],
+                ["cookie", "sessionid=abc123; theme=dark"],
+            ],
+            "cookies": [["sessionid", "abc123"], ["theme", "dark"]],
+            "client_host": "127.0.0.1",
+            "client_port": 51234,
+            "scheme": "https",
+            "http_version": "2",
+        }
+        assert panel.nav_subtitle == "POST /orders/7"
+        assert panel.title == "Request"
+
+    @pytest.mark.asyncio
+    async def test_long_paths_are_shortened_in_the_nav_only(
+        self, make_scope: ScopeFactory, run_lifecycle: Lifecycle
+    ) -> None:
+        path = "/a/very/long/path/that/goes/on/and/on/forever"
+        _, record = await run_lifecycle(
+            [RequestPanel], RequestContext.from_scope(make_scope(path=path))
+        )
+        panel = record.panel("RequestPanel")
+        assert panel is not None
+        assert panel.nav_subtitle == "GET /a/very/long/path/that/goes…"
+        assert len(panel.nav_subtitle) == 32
+        assert panel.stats["path"] == path
+
+    @pytest.mark.asyncio
+    async def test_no_client_no_query_no_cookies(
+        self, make_scope: ScopeFactory, run_lifecycle: Lifecycle
+    ) -> None:
+        scope = make_scope(query_string=b"", headers=[(b"host", b"x")], client=None)
+        _, record = await run_lifecycle([RequestPanel], RequestContext.from_scope(scope))
+        panel = record.panel("RequestPanel")
+        assert panel is not None
+        assert panel.stats["client_host"] is None
+        assert panel.stats["client_port"] is None
+        assert panel.stats["query_params"] == []
+        assert panel.stats["cookies"] == []
+        html = render_panel(panel, record, "/_debug_toolbar")
+        assert "No query parameters." in html
+        assert "No cookies." in html
+        assert "unknown" in html
+
+
+class TestTemplate:
+    @pytest.mark.asyncio
+    async def test_values_are_shown_unmasked_and_escaped(
+        self, make_scope: ScopeFactory, run_lifecycle: Lifecycle
+    ) -> None:
+        scope = make_scope(
+            query_string=b"next=%3Cscript%3Ealert(1)%3C/script%3E",
+            headers=[*HEADERS, (b"x-evil", b"<img src=x onerror=alert(1)>")],
+        )
+        _, record = await run_lifecycle([RequestPanel], RequestContext.from_scope(scope))
+        panel = record.panel("RequestPanel")
+        assert panel is not None
+        html = render_panel(panel, record, "/_debug_toolbar")
+        assert "Bearer s3cr3t-token" in html
+        assert "abc123" in html
+        assert "127.0.0.1:51234" in html
+        assert "http, HTTP/1.1" in html
+        assert "<script>" not in html
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+        assert "<img" not in html
+        assert "&lt;img src=x onerror=alert(1)&gt;" in html
+        assert "nothing is masked" in html

@@ -1,0 +1,122 @@
+"""ResponsePanel: status, reason phrase and headers as sent to the client."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from debug_toolbar.core.context import RequestContext
+from debug_toolbar.core.panels.response import ResponsePanel, reason_phrase
+from debug_toolbar.core.rendering import render_panel
+
+ScopeFactory = Callable[..., dict[str, Any]]
+Lifecycle = Callable[..., Any]
+
+
+class TestReasonPhrase:
+    @pytest.mark.parametrize(
+        ("code", "phrase"),
+        [(200, "OK"), (404, "Not Found"), (418, "I'm a Teapot"), (599, ""), (None, "")],
+    )
+    def test_standard_phrases(self, code: int | None, phrase: str) -> None:
+        assert reason_phrase(code) == phrase
+
+
+class TestStats:
+    @pytest.mark.asyncio
+    async def test_status_and_headers(
+        self, make_scope: ScopeFactory, run_lifecycle: Lifecycle
+    ) -> None:
+        headers = [
+            ("Content-Type", "application/json"),
+            ("set-cookie", "a=1"),
+            ("set-cookie", "b=2"),
+        ]
+        _, record = await run_lifecycle(
+            [ResponsePanel],
+            RequestContext.from_scope(make_scope()),
+            status_code=404,
+            response_headers=headers,
+        )
+        panel = record.panel("ResponsePanel")
+        assert panel is not None
+        assert panel.error is None
+        assert panel.stats == {
+            "status_code": 404,
+            "reason": "Not Found",
+            "content_type": "application/json",
+            "headers": [
+                ["Content-Type", "application/json"],
+                ["set-cookie", "a=1"],
+                ["set-cookie", "b=2"],
+            ],
+        }
+        assert panel.nav_subtitle == "404 Not Found"
+        assert panel.title == "Response"
+
+    @pytest.mark.asyncio
+    async def test_ok(self, make_scope: ScopeFactory, run_lifecycle: Lifecycle) -> None:
+        _, record = await run_lifecycle([ResponsePanel], RequestContext.from_scope(make_scope()))
+        panel = record.panel("ResponsePanel")
+        assert panel is not None
+        assert panel.nav_subtitle == "200 OK"
+        assert panel.stats["content_type"] == "text/html; charset=utf-8"
+
+    @pytest.mark.asyncio
+    async def test_non_standard_status(
+        self, make_scope: ScopeFactory, run_lifecycle: Lifecycle
+    ) -> None:
+        _, record = await run_lifecycle(
+            [ResponsePanel], RequestContext.from_scope(make_scope()), status_code=599
+        )
+        panel = record.panel("ResponsePanel")
+        assert panel is not None
+        assert panel.nav_subtitle == "599"
+        assert "non-standard status" in render_panel(panel, record, "/_debug_toolbar")
+
+    @pytest.mark.asyncio
+    async def test_no_response_started(
+        self, make_scope: ScopeFactory, run_lifecycle: Lifecycle
+    ) -> None:
+        _, record = await run_lifecycle(
+            [ResponsePanel], RequestContext.from_scope(make_scope()), status_code=None
+        )
+        panel = record.panel("ResponsePanel")
+        assert panel is not None
+        assert panel.stats == {
+            "status_code": None,
+            "reason": "",
+            "content_type": None,
+            "headers": [],
+        }
+        assert panel.nav_subtitle == "no response"
+        html = render_panel(panel, record, "/_debug_toolbar")
+        assert "no response was started" in html
+        assert "No headers." in html
+
+
+class TestTemplate:
+    @pytest.mark.asyncio
+    @pytest.mark.parametrize(
+        ("code", "badge"),
+        [(200, 'class="dt-badge "'), (404, "dt-badge-warn"), (503, "dt-badge-error")],
+    )
+    async def test_status_badge_and_escaping(
+        self, make_scope: ScopeFactory, run_lifecycle: Lifecycle, code: int, badge: str
+    ) -> None:
+        _, record = await run_lifecycle(
+            [ResponsePanel],
+            RequestContext.from_scope(make_scope()),
+            status_code=code,
+            response_headers=[("x-note", "<b>bold</b>"), ("content-type", "text/plain")],
+        )
+        panel = record.panel("ResponsePanel")
+        assert panel is not None
+        html = render_panel(panel, record, "/_debug_toolbar")
+        assert badge in html
+        assert f">{code}</span>" in html
+        assert "&lt;b&gt;bold&lt;/b&gt;" in html
+        assert "<b>" not in html
+        assert "text/plain" in html
