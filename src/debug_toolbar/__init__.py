@@ -10,8 +10,10 @@ from debug_toolbar.core import (
     RequestHistory,
     get_current_request,
 )
+from debug_toolbar.core.panels.async_profiler import AsyncProfilerPanel
 
 __all__ = (
+    "AsyncProfilerPanel",
     "DebugToolbar",
     "DebugToolbarConfig",
     "Panel",
