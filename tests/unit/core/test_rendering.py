@@ -1,0 +1,117 @@
+"""Rendering: package templates, autoescaping always on, strict about missing values."""
+
+from __future__ import annotations
+
+import pytest
+from jinja2 import StrictUndefined, UndefinedError
+
+from debug_toolbar.core.records import PanelRecord, RequestRecord
+from debug_toolbar.core.rendering import get_environment, render_panel, render_template
+
+XSS = "<script>alert('x')</script>"
+ESCAPED = "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"
+
+
+def _panel(
+    *,
+    template: str = "panels/response.html",
+    stats: dict[str, object] | None = None,
+    enabled: bool = True,
+    error: str | None = None,
+) -> PanelRecord:
+    return PanelRecord(
+        panel_id="ResponsePanel",
+        title="Response",
+        nav_title="Response",
+        nav_subtitle="200 OK",
+        template=template,
+        has_content=True,
+        enabled=enabled,
+        stats={} if stats is None else stats,
+        error=error,
+    )
+
+
+def _record(panel: PanelRecord) -> RequestRecord:
+    return RequestRecord(
+        request_id="0123abcd",
+        method="GET",
+        path="/",
+        query_string="",
+        status_code=200,
+        duration_ms=1.0,
+        started_at=0.0,
+        panels=(panel,),
+    )
+
+
+RESPONSE_STATS = {
+    "status_code": 200,
+    "reason": "OK",
+    "content_type": "text/html",
+    "headers": [["x-note", XSS]],
+}
+
+
+class TestEnvironment:
+    def test_one_shared_environment(self) -> None:
+        assert get_environment() is get_environment()
+
+    def test_safety_settings(self) -> None:
+        env = get_environment()
+        assert env.autoescape is True
+        assert env.undefined is StrictUndefined
+
+    @pytest.mark.parametrize(
+        ("value", "digits", "expected"),
+        [(None, 1, "–"), (0.0, 1, "0.0 ms"), (1234.56, 1, "1,234.6 ms"), (2.5, 3, "2.500 ms")],
+    )
+    def test_ms_filter(self, value: float | None, digits: int, expected: str) -> None:
+        assert get_environment().filters["ms"](value, digits) == expected
+
+    def test_timestamp_filter_is_utc(self) -> None:
+        assert get_environment().filters["timestamp"](0) == "1970-01-01 00:00:00 UTC"
+
+    def test_string_templates_autoescape_too(self) -> None:
+        html = get_environment().from_string("<p>{{ value }}</p>").render(value=XSS)
+        assert html == f"<p>{ESCAPED}</p>"
+
+
+class TestRenderPanel:
+    def test_stats_are_escaped(self) -> None:
+        panel = _panel(stats=RESPONSE_STATS)
+        html = render_panel(panel, _record(panel), "/_debug_toolbar")
+        assert ESCAPED in html
+        assert XSS not in html
+
+    def test_missing_stats_key_is_an_error_not_a_blank(self) -> None:
+        stats = {key: value for key, value in RESPONSE_STATS.items() if key != "reason"}
+        panel = _panel(stats=stats)
+        with pytest.raises(UndefinedError, match="reason"):
+            render_panel(panel, _record(panel), "/_debug_toolbar")
+
+    def test_render_template_by_name(self) -> None:
+        html = render_template("panels/response.html", stats=RESPONSE_STATS)
+        assert "dt-badge" in html
+
+    def test_errored_panel_uses_the_unavailable_template(self) -> None:
+        # The panel's own template would raise on the empty stats: it must not be used.
+        panel = _panel(error=f"RuntimeError: {XSS}")
+        html = render_panel(panel, _record(panel), "/_debug_toolbar")
+        assert "RuntimeError: " + ESCAPED in html
+        assert XSS not in html
+
+    def test_disabled_panel_uses_the_unavailable_template(self) -> None:
+        panel = _panel(enabled=False)
+        html = render_panel(panel, _record(panel), "/_debug_toolbar")
+        assert html == render_template(
+            "panels/_unavailable.html", panel=panel, record=_record(panel), prefix="/_debug_toolbar"
+        )
+        assert "dt-badge" not in html
+
+    def test_panel_without_template(self) -> None:
+        panel = _panel(template="", stats={"anything": 1})
+        html = render_panel(panel, _record(panel), "/_debug_toolbar")
+        assert html == render_template(
+            "panels/_unavailable.html", panel=panel, record=_record(panel), prefix="/_debug_toolbar"
+        )
