@@ -140,16 +140,41 @@ class LogCollector:
 
 
 class RequestLogHandler(logging.Handler):
-    """Routes each record to the collector of the request that emitted it, if any."""
+    """Routes each record to the collector of the request that emitted it, if any.
+
+    It also stands in for ``logging.lastResort``: Python prints a record to stderr when no
+    handler at all was found for it, and this handler's mere presence would otherwise make such
+    warnings vanish from the console of an app that never configured logging.
+    """
 
     def emit(self, record: logging.LogRecord) -> None:
-        collector = current_collector.get()
-        if collector is None:
-            return
         try:
-            collector.add(record)
+            collector = current_collector.get()
+            if collector is not None:
+                collector.add(record)
+            self._stand_in_for_last_resort(record)
         except Exception:
             self.handleError(record)
+
+    def _stand_in_for_last_resort(self, record: logging.LogRecord) -> None:
+        last_resort = logging.lastResort
+        if last_resort is None or record.levelno < last_resort.level:
+            return
+        if not self._is_only_handler(record):
+            return
+        last_resort.handle(record)
+
+    def _is_only_handler(self, record: logging.LogRecord) -> bool:
+        """Would Python have found no handler for this record without this one?"""
+        found = logging.Logger.manager.loggerDict.get(record.name)
+        current: logging.Logger | None = (
+            found if isinstance(found, logging.Logger) else logging.getLogger()
+        )
+        while current is not None:
+            if any(handler is not self for handler in current.handlers):
+                return False
+            current = current.parent if current.propagate else None
+        return True
 
 
 class SharedLogHandler:

@@ -7,6 +7,7 @@ lifecycle, and must each see only their own records, including those of their ch
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import sys
 import threading
@@ -404,6 +405,62 @@ class TestSharedHandler:
         finally:
             shared.release()
             logger.setLevel(logging.NOTSET)
+
+
+class TestLastResort:
+    """An app that never configured logging still sees its warnings on stderr."""
+
+    def _emit_all(self, child: logging.Logger) -> None:
+        child.warning("warned %d", 1)
+        child.info("informed")
+        child.error("failed")
+
+    def test_console_output_is_unchanged_by_the_handler(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        stream = io.StringIO()
+        last_resort = logging.StreamHandler(stream)
+        last_resort.setLevel(logging.WARNING)
+        monkeypatch.setattr(logging, "lastResort", last_resort)
+        # A logger tree with no handlers that does not reach pytest's handlers on the root.
+        top = logging.getLogger("tests.debug_toolbar.unconfigured")
+        monkeypatch.setattr(top, "propagate", False)
+        child = logging.getLogger("tests.debug_toolbar.unconfigured.child")
+        child.setLevel(logging.INFO)
+        try:
+            self._emit_all(child)
+            without_toolbar = stream.getvalue()
+            stream.seek(0)
+            stream.truncate()
+            shared = SharedLogHandler("tests.debug_toolbar.unconfigured")
+            shared.acquire()
+            try:
+                self._emit_all(child)
+            finally:
+                shared.release()
+            with_toolbar = stream.getvalue()
+        finally:
+            child.setLevel(logging.NOTSET)
+        assert without_toolbar == "warned 1\nfailed\n"
+        assert with_toolbar == without_toolbar
+
+    def test_no_stand_in_when_the_app_has_a_handler(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        stream = io.StringIO()
+        monkeypatch.setattr(logging, "lastResort", logging.StreamHandler(stream))
+        top = logging.getLogger("tests.debug_toolbar.configured")
+        monkeypatch.setattr(top, "propagate", False)
+        app_stream = io.StringIO()
+        app_handler = logging.StreamHandler(app_stream)
+        top.addHandler(app_handler)
+        shared = SharedLogHandler("tests.debug_toolbar.configured")
+        shared.acquire()
+        try:
+            top.warning("once")
+        finally:
+            shared.release()
+            top.removeHandler(app_handler)
+        assert app_stream.getvalue() == "once\n"
+        assert stream.getvalue() == ""
 
 
 class TestLifecycleEdges:
