@@ -7,12 +7,17 @@ tasks, blocking calls and lag samples share one axis on the timeline.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = ("BlockingCall", "LagSample", "StackFrame", "TaskEvent", "TaskState")
 
 TaskState = Literal["pending", "completed", "cancelled", "failed"]
 """``pending``: still running when the response ended (it escaped the request)."""
+
+_TASK_STATES: frozenset[str] = frozenset(get_args(TaskState))
 
 
 @dataclass(slots=True, frozen=True)
@@ -27,6 +32,16 @@ class StackFrame:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StackFrame:
+        """Rebuild from ``to_dict()`` output: stats live in the history as JSON-like dicts."""
+        return cls(
+            filename=str(data.get("filename") or "<unknown>"),
+            lineno=int(data.get("lineno") or 0),
+            function=str(data.get("function") or "<unknown>"),
+            code=data.get("code"),
+        )
 
 
 @dataclass(slots=True)
@@ -69,6 +84,32 @@ class TaskEvent:
             "stack": [frame.to_dict() for frame in self.stack],
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TaskEvent:
+        """Rebuild from ``to_dict()`` output; ``duration_ms`` is derived, so it is not read.
+
+        Optional keys may be missing (stats written by an older or thinner backend); an
+        unknown ``state`` is an error rather than a guess.
+        """
+        end_ms = data.get("end_ms")
+        state = data.get("state") or ("pending" if end_ms is None else "completed")
+        if state not in _TASK_STATES:
+            raise ValueError(f"unknown task state {state!r}")
+        parent_id = data.get("parent_id")
+        exception = data.get("exception") or None
+        return cls(
+            task_id=int(data["task_id"]),
+            parent_id=None if parent_id is None else int(parent_id),
+            name=str(data.get("name") or ""),
+            coro_name=str(data.get("coro_name") or ""),
+            state=cast("TaskState", state),
+            start_ms=float(data["start_ms"]),
+            end_ms=None if end_ms is None else float(end_ms),
+            exception_type=None if exception is None else str(exception.get("type") or ""),
+            exception_message=None if exception is None else exception.get("message"),
+            stack=[StackFrame.from_dict(frame) for frame in data.get("stack") or ()],
+        )
+
 
 @dataclass(slots=True)
 class BlockingCall:
@@ -110,6 +151,26 @@ class BlockingCall:
             "culprit": culprit,
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BlockingCall:
+        """Rebuild from ``to_dict()`` output: ``culprit`` is True or the culprit's details."""
+        culprit = data.get("culprit", True)
+        details: Mapping[str, Any] = culprit if isinstance(culprit, dict) else {}
+        lineno = data.get("lineno")
+        return cls(
+            start_ms=float(data["start_ms"]),
+            duration_ms=float(data["duration_ms"]),
+            filename=data.get("filename"),
+            lineno=None if lineno is None else int(lineno),
+            function=data.get("function"),
+            code=data.get("code"),
+            stack=[StackFrame.from_dict(frame) for frame in data.get("stack") or ()],
+            culprit=culprit is True,
+            culprit_request_id=details.get("request_id"),
+            culprit_method=details.get("method"),
+            culprit_path=details.get("path"),
+        )
+
 
 @dataclass(slots=True, frozen=True)
 class LagSample:
@@ -120,3 +181,7 @@ class LagSample:
 
     def to_dict(self) -> dict[str, Any]:
         return {"at_ms": self.at_ms, "lag_ms": self.lag_ms}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LagSample:
+        return cls(at_ms=float(data["at_ms"]), lag_ms=float(data["lag_ms"]))
