@@ -1,0 +1,207 @@
+"""ToolbarResponder: stands between the app and the server for one profiled request.
+
+One responder per request holds everything about that response (the deferred start message, the
+buffered HTML, the held last message), so the middleware itself keeps no per-request state.
+
+What it does with the app's messages:
+
+* ``http.response.start`` is recorded into the request context (status, headers, time) and gets
+  the ``X-Debug-Toolbar-Request-Id`` header.
+* An uncompressed ``text/html`` response is buffered so the toolbar can be inserted once the
+  panels' stats exist, unless it is streamed (no Content-Length and more than one body message)
+  or larger than ``MAX_BUFFERED_BYTES``: then it passes through untouched.
+* Every other response streams through as it comes, except its last body message, which is held
+  until the middleware has stored the request's record. A client that reads the request id from
+  the header can therefore fetch the record at once; the price is that work the app does after
+  sending its response (background tasks) delays the end of the response, as it is part of the
+  request being recorded.
+* Once the app has sent its last body message, ``receive`` answers ``http.disconnect``, as a
+  server does after a complete response, so an app waiting for it is not stuck on the held
+  message.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from typing import TYPE_CHECKING
+
+from debug_toolbar.asgi.injection import (
+    get_header,
+    inject_toolbar,
+    is_injectable,
+    with_content_length,
+)
+
+if TYPE_CHECKING:
+    from debug_toolbar.asgi.types import Message, Receive, Send
+    from debug_toolbar.core.context import RequestContext
+
+__all__ = ("MAX_BUFFERED_BYTES", "REQUEST_ID_HEADER", "ToolbarResponder")
+
+REQUEST_ID_HEADER = "X-Debug-Toolbar-Request-Id"
+"""Added to every profiled response; its value is the id of the request's record."""
+
+MAX_BUFFERED_BYTES = 16 * 1024 * 1024
+"""HTML bodies announced larger than this stream through without a toolbar, unbuffered."""
+
+
+class _Mode(enum.Enum):
+    WAITING = "waiting"
+    """No ``http.response.start`` yet."""
+    PENDING = "pending"
+    """HTML start deferred; waiting for the first body message to choose buffer or stream."""
+    BUFFERING = "buffering"
+    """Collecting an HTML body whose length is known."""
+    COMPLETE = "complete"
+    """The whole HTML body is buffered: ready for the toolbar."""
+    STREAMING = "streaming"
+    """Passing messages through (the last body message is held)."""
+    DONE = "done"
+    """Everything was sent to the server."""
+
+
+class ToolbarResponder:
+    """The ``send`` and ``receive`` the app gets for one profiled request."""
+
+    __slots__ = (
+        "_chunks",
+        "_held",
+        "_inner_receive",
+        "_inner_send",
+        "_mode",
+        "_start",
+        "app_response_complete",
+        "context",
+    )
+
+    def __init__(self, context: RequestContext, receive: Receive, send: Send) -> None:
+        self.context = context
+        self._inner_receive = receive
+        self._inner_send = send
+        self._mode = _Mode.WAITING
+        self._start: Message | None = None
+        self._chunks: list[bytes] = []
+        self._held: Message | None = None
+        self.app_response_complete = False
+        """True once the app has sent its last body message."""
+
+    @property
+    def response_started(self) -> bool:
+        """Whether the app sent ``http.response.start``."""
+        return self._mode is not _Mode.WAITING
+
+    @property
+    def wants_toolbar(self) -> bool:
+        """True when a complete HTML body waits for the toolbar (so rendering it is worth it)."""
+        return self._mode is _Mode.COMPLETE
+
+    async def receive(self) -> Message:
+        if self.app_response_complete:
+            return {"type": "http.disconnect"}
+        return await self._inner_receive()
+
+    async def send(self, message: Message) -> None:
+        kind = message.get("type")
+        if kind == "http.response.start":
+            await self._on_start(message)
+        elif kind == "http.response.body" and self._mode is not _Mode.WAITING:
+            await self._on_body(message)
+        else:
+            # Trailers, path-send and other extensions: nothing to rewrite in them, so release
+            # whatever is held back, untouched, and keep the order of the messages.
+            if self._mode is not _Mode.WAITING:
+                await self._release_untouched()
+                self._mode = _Mode.STREAMING
+            await self._inner_send(message)
+
+    async def _on_start(self, message: Message) -> None:
+        context = self.context
+        context.response_start_ns = time.perf_counter_ns()
+        status = int(message.get("status", 200))
+        headers = [(bytes(k), bytes(v)) for k, v in message.get("headers", ())]
+        headers.append(
+            (REQUEST_ID_HEADER.lower().encode("latin-1"), context.request_id.encode("latin-1"))
+        )
+        context.status_code = status
+        context.response_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
+        start = {**message, "headers": headers}
+        if not message.get("trailers") and is_injectable(context.method, status, headers):
+            self._start = start
+            self._mode = _Mode.PENDING
+        else:
+            self._mode = _Mode.STREAMING
+            await self._inner_send(start)
+
+    async def _on_body(self, message: Message) -> None:
+        body = bytes(message.get("body", b""))
+        more_body = bool(message.get("more_body", False))
+        if not more_body:
+            self.app_response_complete = True
+        if self._mode is _Mode.PENDING:
+            self._mode = self._choose_mode(more_body)
+            if self._mode is _Mode.STREAMING:
+                await self._release_untouched()
+        if self._mode in (_Mode.BUFFERING, _Mode.COMPLETE):
+            self._chunks.append(body)
+            if not more_body:
+                self._mode = _Mode.COMPLETE
+        elif self._mode is _Mode.STREAMING:
+            if more_body:
+                await self._inner_send(message)
+            else:
+                self._held = message
+        else:  # DONE: the app sends after its last message; let the server judge it.
+            await self._inner_send(message)
+
+    def _choose_mode(self, more_body: bool) -> _Mode:
+        if not more_body:
+            return _Mode.COMPLETE
+        assert self._start is not None
+        length = get_header(self._start["headers"], b"content-length")
+        if length is None or not length.isdigit() or int(length) > MAX_BUFFERED_BYTES:
+            return _Mode.STREAMING
+        return _Mode.BUFFERING
+
+    async def _release_untouched(self) -> None:
+        """Send everything held back (start, buffered chunks, last message) as the app sent it."""
+        complete = self._mode is _Mode.COMPLETE
+        if self._start is not None:
+            start, self._start = self._start, None
+            await self._inner_send(start)
+        if self._chunks or complete:
+            body = b"".join(self._chunks)
+            self._chunks.clear()
+            await self._inner_send(
+                {"type": "http.response.body", "body": body, "more_body": not complete}
+            )
+        if self._held is not None:
+            held, self._held = self._held, None
+            await self._inner_send(held)
+
+    async def finish(self, toolbar_html: str | None, insert_before: str) -> None:
+        """Send what was held back, with the toolbar inserted when it is given and fits.
+
+        Called by the middleware once the request's record is stored, also when the app raised:
+        then a partly buffered body is released as it is, and the server ends the response as
+        it would have without the toolbar.
+        """
+        if self._mode is _Mode.COMPLETE and toolbar_html is not None:
+            self._mode = _Mode.DONE
+            await self._send_with_toolbar(toolbar_html, insert_before)
+        else:
+            await self._release_untouched()
+            self._mode = _Mode.DONE
+
+    async def _send_with_toolbar(self, toolbar_html: str, insert_before: str) -> None:
+        start, self._start = self._start, None
+        assert start is not None
+        body = b"".join(self._chunks)
+        self._chunks.clear()
+        content_type = get_header(start["headers"], b"content-type")
+        injected = inject_toolbar(body, content_type, toolbar_html, insert_before)
+        if injected is not None:
+            body = injected
+            start = {**start, "headers": with_content_length(start["headers"], len(body))}
+        await self._inner_send(start)
+        await self._inner_send({"type": "http.response.body", "body": body, "more_body": False})

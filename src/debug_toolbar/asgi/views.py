@@ -1,0 +1,90 @@
+"""Records in, HTML out: the template context of every page the toolbar shows.
+
+Each function names exactly what its template receives (the environment is strict about
+undefined names). Panel fragments are rendered defensively: a panel whose template fails shows
+that error in its own place instead of breaking the page around it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+from typing import TYPE_CHECKING, Any
+
+from markupsafe import Markup
+
+from debug_toolbar.asgi.static import static_url
+from debug_toolbar.core.context import DISABLED_PANELS_COOKIE
+from debug_toolbar.core.rendering import render_panel, render_template
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from debug_toolbar.core.records import PanelRecord, RequestRecord
+
+__all__ = (
+    "render_detail",
+    "render_history",
+    "render_not_found",
+    "render_panel_fragment",
+    "render_toolbar",
+)
+
+logger = logging.getLogger("debug_toolbar")
+
+
+def _common(base_url: str) -> dict[str, Any]:
+    return {
+        "prefix": base_url,
+        "static_url": functools.partial(static_url, base_url),
+        "cookie_name": DISABLED_PANELS_COOKIE,
+    }
+
+
+def render_panel_fragment(panel: PanelRecord, record: RequestRecord, base_url: str) -> Markup:
+    """One panel's HTML; if its template fails, the failure is shown in its place."""
+    try:
+        return Markup(render_panel(panel, record, base_url))
+    except Exception as exc:
+        logger.warning("debug toolbar: rendering panel %s failed", panel.panel_id, exc_info=True)
+        failed = dataclasses.replace(
+            panel, error=f"rendering its template failed: {type(exc).__name__}: {exc}"
+        )
+        return Markup(render_panel(failed, record, base_url))
+
+
+def render_toolbar(record: RequestRecord, base_url: str) -> str:
+    """The bar inserted into HTML pages."""
+    return render_template("toolbar.html", record=record, **_common(base_url))
+
+
+def render_history(
+    records: Sequence[RequestRecord], base_url: str, *, max_size: int, evicted: int
+) -> str:
+    return render_template(
+        "history.html",
+        title="Requests",
+        records=records,
+        max_size=max_size,
+        evicted=evicted,
+        **_common(base_url),
+    )
+
+
+def render_detail(record: RequestRecord, base_url: str) -> str:
+    """Every panel of one request on one page."""
+    sections = [(panel, render_panel_fragment(panel, record, base_url)) for panel in record.panels]
+    return render_template(
+        "request_detail.html",
+        title=f"{record.method} {record.path}",
+        record=record,
+        sections=sections,
+        **_common(base_url),
+    )
+
+
+def render_not_found(message: str, base_url: str) -> str:
+    return render_template(
+        "not_found.html", title="Not found", message=message, **_common(base_url)
+    )
