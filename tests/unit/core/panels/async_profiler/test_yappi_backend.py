@@ -1,0 +1,534 @@
+"""YappiBackend: per-request function stats from one shared yappi run, plus the task timeline.
+
+Everything here runs the real yappi (no stand-in): requests are asyncio tasks that start a
+backend in their own task, as the middleware does. Only the availability tests make the import
+fail, by putting None in ``sys.modules`` (a real ImportError), and those run without yappi too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from types import FrameType
+from typing import Any, TypeVar
+
+import pytest
+
+import debug_toolbar
+from debug_toolbar.core.panels.async_profiler import yappi_backend
+from debug_toolbar.core.panels.async_profiler.backends import (
+    BackendUnavailableError,
+    select_backend,
+)
+from debug_toolbar.core.panels.async_profiler.taskfactory import TaskFactoryBackend
+from debug_toolbar.core.panels.async_profiler.yappi_backend import (
+    YappiBackend,
+    YappiSession,
+    yappi_session,
+)
+
+T = TypeVar("T")
+
+NEEDS_YAPPI = "yappi is not installed here; pip install 'debug-toolbar[yappi]' to run this"
+OWN_DIR = os.path.dirname(debug_toolbar.__file__) + os.sep
+
+
+@pytest.fixture
+def yappi() -> Any:
+    """The real yappi module; tests that need it skip (with the reason) only where it is absent."""
+    return pytest.importorskip("yappi", reason=NEEDS_YAPPI)
+
+
+@pytest.fixture(autouse=True)
+def no_yappi_leak() -> Iterator[None]:
+    """No test may leave yappi running, stats behind, the shared run held or a profile hook."""
+    yield
+    assert yappi_session.users == 0
+    assert threading.getprofile() is None
+    try:
+        import yappi
+    except ImportError:
+        return
+    assert not yappi.is_running()
+    assert yappi.get_func_stats().empty()
+    assert yappi.get_clock_type() == "cpu"
+
+
+async def in_request(backend: YappiBackend, body: Callable[[], Awaitable[T]]) -> T:
+    """Run ``body`` as a request does: its own task, backend started in it, stopped after."""
+
+    async def request_task() -> T:
+        backend.start(asyncio.get_running_loop())
+        try:
+            return await body()
+        finally:
+            backend.stop()
+
+    return await asyncio.create_task(request_task())
+
+
+def functions_by_name(backend: YappiBackend) -> dict[str, dict[str, Any]]:
+    return {function["name"]: function for function in backend.get_stats()["functions"]}
+
+
+# The app code the requests run: distinct names so each request's functions are recognisable.
+
+
+async def nap_50ms() -> None:
+    await asyncio.sleep(0.05)
+
+
+async def shared_step() -> None:
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+
+
+async def alpha_handler() -> None:
+    await shared_step()
+    await asyncio.sleep(0.02)
+
+
+async def beta_handler() -> None:
+    await shared_step()
+    await shared_step()
+    await asyncio.sleep(0.02)
+
+
+def sync_helper() -> int:
+    return sum(range(1000))
+
+
+class TestAvailability:
+    def test_available_when_yappi_imports(self, yappi: Any) -> None:
+        assert YappiBackend.is_available() is True
+        assert YappiBackend.name == "yappi"
+
+    def test_unavailable_when_the_import_fails(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setitem(sys.modules, "yappi", None)
+
+        assert YappiBackend.is_available() is False
+
+    @pytest.mark.asyncio
+    async def test_start_without_yappi_names_the_extra_and_installs_nothing(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setitem(sys.modules, "yappi", None)
+        loop = asyncio.get_running_loop()
+        factory_before = loop.get_task_factory()
+        backend = YappiBackend()
+
+        with pytest.raises(BackendUnavailableError, match=r"debug-toolbar\[yappi\]"):
+            backend.start(loop)
+        backend.stop()  # the panel always stops, whatever start did
+
+        assert loop.get_task_factory() is factory_before
+        assert yappi_session.users == 0
+
+    def test_selection_falls_back_only_for_auto(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setitem(sys.modules, "yappi", None)
+
+        assert select_backend("auto") is TaskFactoryBackend
+        with pytest.raises(BackendUnavailableError, match=r"debug-toolbar\[yappi\]"):
+            select_backend("yappi")
+
+    def test_selection_picks_yappi_when_installed(self, yappi: Any) -> None:
+        assert select_backend("yappi") is YappiBackend
+        assert select_backend("auto") is YappiBackend
+
+
+class TestFunctionStats:
+    @pytest.mark.asyncio
+    async def test_awaited_sleep_counts_as_wall_time_of_one_call(self, yappi: Any) -> None:
+        backend = YappiBackend()
+
+        await in_request(backend, nap_50ms)
+
+        nap = functions_by_name(backend)["nap_50ms"]
+        assert 40.0 <= nap["total_ms"] <= 150.0
+        assert nap["calls"] == 1
+        assert nap["avg_ms"] == pytest.approx(nap["total_ms"])
+        assert nap["own_ms"] < 5.0  # the wait is in asyncio.sleep, a callee
+        assert nap["is_coroutine"] is True
+        assert nap["filename"] == __file__
+        assert nap["lineno"] == nap_50ms.__code__.co_firstlineno
+
+    @pytest.mark.asyncio
+    async def test_resumptions_are_not_calls_and_sync_functions_are_not_coroutines(
+        self, yappi: Any
+    ) -> None:
+        async def body() -> None:
+            for _ in range(3):
+                await shared_step()  # two awaits each: six resumptions, three calls
+            sync_helper()
+            sync_helper()
+
+        backend = YappiBackend()
+        await in_request(backend, body)
+
+        functions = functions_by_name(backend)
+        assert functions["shared_step"]["calls"] == 3
+        assert functions["shared_step"]["is_coroutine"] is True
+        assert functions["sync_helper"]["calls"] == 2
+        assert functions["sync_helper"]["is_coroutine"] is False
+        assert functions["body"]["calls"] == 1  # yappi names nested functions by co_name
+
+    @pytest.mark.asyncio
+    async def test_top_functions_by_total_time_without_the_toolbars_own(self, yappi: Any) -> None:
+        async def body() -> None:
+            await nap_50ms()
+            await alpha_handler()
+            sync_helper()
+
+        backend = YappiBackend(max_functions=3)
+        await in_request(backend, body)
+        stats = backend.get_stats()
+
+        totals = [function["total_ms"] for function in stats["functions"]]
+        assert len(totals) == 3
+        assert totals == sorted(totals, reverse=True)
+        assert stats["functions_total"] > 3
+        assert stats["max_functions"] == 3
+        # asyncio.sleep (about 70 ms in all) and body (about 70 ms) outrank nap_50ms.
+        assert [function["name"] for function in stats["functions"]][2] == "nap_50ms"
+        assert not any(function["filename"].startswith(OWN_DIR) for function in stats["functions"])
+
+    @pytest.mark.asyncio
+    async def test_sync_code_in_a_worker_thread_is_attributed_to_the_request(
+        self, yappi: Any
+    ) -> None:
+        async def body() -> int:
+            return await asyncio.to_thread(sync_helper)
+
+        # The first to_thread imports and starts the executor: far more functions than 50.
+        backend = YappiBackend(max_functions=1000)
+        assert await in_request(backend, body) == sum(range(1000))
+
+        assert functions_by_name(backend)["sync_helper"]["calls"] == 1
+
+    @pytest.mark.asyncio
+    async def test_stats_keep_the_task_backends_shape_and_add_the_functions(
+        self, yappi: Any
+    ) -> None:
+        backend = YappiBackend(origin_ns=time.perf_counter_ns())
+        await in_request(backend, alpha_handler)
+        stats = backend.get_stats()
+
+        reference = TaskFactoryBackend()
+        await in_request(reference, alpha_handler)  # type: ignore[arg-type]
+        assert set(reference.get_stats()) < set(stats)
+        assert set(reference.get_stats()["overhead"]) < set(stats["overhead"])
+        assert stats["clock"] == "wall"
+        assert stats["functions_error"] is None
+        assert "slower" in stats["cost_note"]
+        assert stats["overhead"]["profiler_ms"] > 0.0
+        assert stats["overhead_ms"] == pytest.approx(sum(stats["overhead"].values()))
+
+
+class TestIsolation:
+    @pytest.mark.asyncio
+    async def test_concurrent_requests_see_only_their_own_functions(self, yappi: Any) -> None:
+        alpha, beta = YappiBackend(), YappiBackend()
+
+        await asyncio.gather(in_request(alpha, alpha_handler), in_request(beta, beta_handler))
+
+        alpha_functions, beta_functions = functions_by_name(alpha), functions_by_name(beta)
+        assert "alpha_handler" in alpha_functions
+        assert "beta_handler" not in alpha_functions
+        assert "beta_handler" in beta_functions
+        assert "alpha_handler" not in beta_functions
+        # A function both run is counted for each request separately.
+        assert alpha_functions["shared_step"]["calls"] == 1
+        assert beta_functions["shared_step"]["calls"] == 2
+        assert 15.0 <= alpha_functions["alpha_handler"]["total_ms"] <= 120.0
+
+    @pytest.mark.asyncio
+    async def test_child_tasks_carry_their_requests_tag(self, yappi: Any) -> None:
+        async def alpha_body() -> None:
+            await asyncio.gather(*(asyncio.create_task(shared_step()) for _ in range(4)))
+
+        async def beta_body() -> None:
+            await asyncio.create_task(nap_50ms())
+
+        alpha, beta = YappiBackend(), YappiBackend()
+        await asyncio.gather(in_request(alpha, alpha_body), in_request(beta, beta_body))
+
+        assert functions_by_name(alpha)["shared_step"]["calls"] == 4
+        assert "nap_50ms" not in functions_by_name(alpha)
+        assert functions_by_name(beta)["nap_50ms"]["calls"] == 1
+        assert "shared_step" not in functions_by_name(beta)
+
+    @pytest.mark.asyncio
+    async def test_unprofiled_code_running_meanwhile_is_nobodys(self, yappi: Any) -> None:
+        async def bystander() -> None:
+            await alpha_handler()
+
+        backend = YappiBackend()
+        outside = asyncio.create_task(bystander())
+        await in_request(backend, beta_handler)
+        await outside
+
+        assert "bystander" not in functions_by_name(backend)
+        assert "alpha_handler" not in functions_by_name(backend)
+
+    def test_requests_on_loops_in_two_threads(self, yappi: Any) -> None:
+        barrier = threading.Barrier(2, timeout=5)
+        results: dict[str, YappiBackend] = {}
+
+        def serve(label: str, handler: Callable[[], Awaitable[None]]) -> None:
+            async def body() -> None:
+                barrier.wait()  # both requests hold a share of the run at this point
+                await handler()
+
+            backend = YappiBackend()
+            asyncio.run(in_request(backend, body))
+            results[label] = backend
+
+        threads = [
+            threading.Thread(target=serve, args=("alpha", alpha_handler)),
+            threading.Thread(target=serve, args=("beta", beta_handler)),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=10)
+
+        assert "alpha_handler" in functions_by_name(results["alpha"])
+        assert "beta_handler" not in functions_by_name(results["alpha"])
+        assert "beta_handler" in functions_by_name(results["beta"])
+        assert "alpha_handler" not in functions_by_name(results["beta"])
+
+
+class TestSharedRun:
+    @pytest.mark.asyncio
+    async def test_the_last_request_stops_and_clears_yappi(self, yappi: Any) -> None:
+        alpha_started, alpha_stopped = asyncio.Event(), asyncio.Event()
+        seen: dict[str, Any] = {}
+
+        async def alpha_body() -> None:
+            alpha_started.set()
+
+        async def beta_body() -> None:
+            await alpha_stopped.wait()
+            seen["running_after_alpha"] = yappi.is_running()
+            seen["users_after_alpha"] = yappi_session.users
+            await nap_50ms()  # profiled although the request that started yappi is gone
+
+        alpha, beta = YappiBackend(), YappiBackend()
+        beta_request = asyncio.create_task(in_request(beta, beta_body))
+        await in_request(alpha, alpha_body)
+        alpha_stopped.set()
+        await beta_request
+
+        assert alpha_started.is_set()
+        assert seen == {"running_after_alpha": True, "users_after_alpha": 1}
+        assert 40.0 <= functions_by_name(beta)["nap_50ms"]["total_ms"] <= 150.0
+        assert not yappi.is_running()
+        assert yappi.get_func_stats().empty()
+
+    @pytest.mark.asyncio
+    async def test_the_tag_callback_is_removed_afterwards(self, yappi: Any) -> None:
+        await in_request(YappiBackend(), nap_50ms)
+
+        token = yappi_backend._request_tag.set(7)
+        yappi.start()
+        try:
+            sync_helper()
+        finally:
+            yappi.stop()
+            yappi_backend._request_tag.reset(token)
+        tags = {stat.tag for stat in yappi.get_func_stats() if stat.name == "sync_helper"}
+        yappi.clear_stats()
+
+        assert tags == {0}
+
+    @pytest.mark.asyncio
+    @pytest.mark.parametrize("clock_type", ["cpu", "wall"])
+    async def test_the_clock_type_and_thread_hook_are_put_back(
+        self, yappi: Any, clock_type: str
+    ) -> None:
+        def app_thread_hook(frame: FrameType, event: str, arg: object) -> None:
+            return None
+
+        yappi.set_clock_type(clock_type)
+        threading.setprofile(app_thread_hook)
+        try:
+            backend = YappiBackend()
+
+            async def body() -> None:
+                assert yappi.get_clock_type() == "wall"
+
+            await in_request(backend, body)
+            assert yappi.get_clock_type() == clock_type
+            assert threading.getprofile() is app_thread_hook
+        finally:
+            threading.setprofile(None)
+            yappi.set_clock_type("cpu")
+
+    @pytest.mark.asyncio
+    async def test_stop_is_idempotent_and_safe_without_start(self, yappi: Any) -> None:
+        YappiBackend().stop()
+        backend = YappiBackend()
+
+        await in_request(backend, nap_50ms)
+        functions = backend.get_stats()["functions"]
+        backend.stop()
+
+        assert backend.get_stats()["functions"] == functions
+        assert yappi_session.users == 0
+
+    @pytest.mark.asyncio
+    async def test_a_second_start_is_refused_and_the_share_still_released(self, yappi: Any) -> None:
+        backend = YappiBackend()
+
+        async def body() -> None:
+            with pytest.raises(RuntimeError, match="already started"):
+                backend.start(asyncio.get_running_loop())
+            assert yappi_session.users == 1
+
+        await in_request(backend, body)
+
+        assert not yappi.is_running()
+
+    @pytest.mark.asyncio
+    async def test_stopping_from_another_task_releases_the_run(self, yappi: Any) -> None:
+        backend = YappiBackend()
+        started = asyncio.Event()
+
+        async def request_task() -> None:
+            backend.start(asyncio.get_running_loop())
+            started.set()
+            await nap_50ms()
+
+        request = asyncio.create_task(request_task())
+        await started.wait()
+        await request
+        backend.stop()  # not the task that started: its ContextVar token is foreign here
+
+        assert "nap_50ms" in functions_by_name(backend)
+        assert not yappi.is_running()
+
+
+class TestSomeoneElsesYappi:
+    @pytest.mark.asyncio
+    async def test_a_running_yappi_is_left_alone(self, yappi: Any) -> None:
+        yappi.start()
+        try:
+            backend = YappiBackend()
+            await in_request(backend, alpha_handler)
+            still_running = yappi.is_running()
+            theirs = {stat.name for stat in yappi.get_func_stats()}
+        finally:
+            yappi.stop()
+            yappi.clear_stats()
+
+        stats = backend.get_stats()
+        assert still_running is True
+        assert "alpha_handler" in theirs  # their profile kept everything
+        assert stats["functions"] == []
+        assert "already running" in stats["functions_error"]
+        assert [task["coro_name"] for task in stats["tasks"]] == []
+        assert yappi_session.users == 0
+
+    @pytest.mark.asyncio
+    async def test_stats_left_by_someone_else_are_not_cleared(self, yappi: Any) -> None:
+        yappi.start()
+        sync_helper()
+        yappi.stop()
+        try:
+            backend = YappiBackend()
+
+            async def body() -> None:
+                await asyncio.create_task(shared_step())
+
+            await in_request(backend, body)
+            theirs = {stat.name for stat in yappi.get_func_stats()}
+        finally:
+            yappi.clear_stats()
+
+        stats = backend.get_stats()
+        assert "sync_helper" in theirs
+        assert stats["functions"] == []
+        assert "holds stats" in stats["functions_error"]
+        assert [task["coro_name"] for task in stats["tasks"]] == ["shared_step"]
+
+
+class TestDrainingRun:
+    @pytest.mark.asyncio
+    async def test_a_run_accepts_a_bounded_number_of_requests(self, yappi: Any) -> None:
+        session = YappiSession(max_requests=2)
+        release = asyncio.Event()
+
+        inside = [asyncio.Event(), asyncio.Event()]
+
+        def held(entered: asyncio.Event) -> Callable[[], Awaitable[None]]:
+            async def body() -> None:
+                await shared_step()
+                entered.set()
+                await release.wait()
+
+            return body
+
+        first = YappiBackend(session=session)
+        second = YappiBackend(session=session)
+        requests = [
+            asyncio.create_task(in_request(first, held(inside[0]))),
+            asyncio.create_task(in_request(second, held(inside[1]))),
+        ]
+        await asyncio.gather(*(event.wait() for event in inside))
+        assert session.users == 2
+        third = YappiBackend(session=session)
+
+        async def third_body() -> None:
+            await asyncio.create_task(shared_step())
+
+        await in_request(third, third_body)
+        release.set()
+        await asyncio.gather(*requests)
+        fourth = YappiBackend(session=session)
+        await in_request(fourth, nap_50ms)
+
+        assert functions_by_name(first)["shared_step"]["calls"] == 1
+        assert functions_by_name(second)["shared_step"]["calls"] == 1
+        third_stats = third.get_stats()
+        assert third_stats["functions"] == []
+        assert "draining" in third_stats["functions_error"]
+        assert [task["coro_name"] for task in third_stats["tasks"]] == ["shared_step"]
+        assert "nap_50ms" in functions_by_name(fourth)  # a fresh run once it drained
+
+    def test_at_least_one_request_per_run(self) -> None:
+        with pytest.raises(ValueError, match="max_requests"):
+            YappiSession(max_requests=0)
+
+
+class TestTasksUnderYappi:
+    @pytest.mark.asyncio
+    async def test_tasks_are_recorded_with_their_parents(self, yappi: Any) -> None:
+        async def grandchild() -> None:
+            await asyncio.sleep(0)
+
+        async def child() -> None:
+            await asyncio.create_task(grandchild())
+
+        async def body() -> None:
+            await asyncio.gather(asyncio.create_task(child()), asyncio.create_task(child()))
+
+        backend = YappiBackend(max_tasks=3)
+        await in_request(backend, body)
+        stats = backend.get_stats()
+
+        tasks = {task["task_id"]: task for task in stats["tasks"]}
+        assert [task["coro_name"].rsplit(".", 1)[-1] for task in tasks.values()] == [
+            "child",
+            "child",
+            "grandchild",
+        ]
+        assert tasks[1]["parent_id"] is None
+        assert tasks[2]["parent_id"] is None
+        assert tasks[3]["parent_id"] in {1, 2}
+        assert all(task["state"] == "completed" for task in tasks.values())
+        assert stats["dropped"] == 1  # the second grandchild, past max_tasks
+        assert backend.tracking.recorder.dropped == 1
