@@ -1,0 +1,595 @@
+"""generate_timeline / timeline_from_stats: hand-built records in, the Gantt's view model out."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+
+from debug_toolbar.core.panels.async_profiler.models import (
+    BlockingCall,
+    LagSample,
+    StackFrame,
+    TaskEvent,
+    TaskState,
+)
+from debug_toolbar.core.panels.async_profiler.timeline import (
+    MIN_BAR_PCT,
+    MIN_WINDOW_MS,
+    TaskCounts,
+    Timeline,
+    TimelineRow,
+    format_duration,
+    format_tick,
+    generate_timeline,
+    timeline_from_stats,
+)
+
+CREATION_STACK = [
+    StackFrame("/srv/app/services/users.py", 88, "load_profile", "asyncio.create_task(fetch())"),
+    StackFrame("/srv/app/views.py", 31, "profile_view", "await load_profile(user_id)"),
+]
+
+
+def task(
+    task_id: int,
+    start_ms: float,
+    end_ms: float | None,
+    *,
+    parent_id: int | None = None,
+    state: TaskState | None = None,
+    name: str | None = None,
+    coro_name: str = "",
+    exception: tuple[str, str] | None = None,
+    stack: list[StackFrame] | None = None,
+) -> TaskEvent:
+    if state is None:
+        state = "pending" if end_ms is None else "completed"
+    return TaskEvent(
+        task_id=task_id,
+        parent_id=parent_id,
+        name=name if name is not None else f"Task-{task_id}",
+        coro_name=coro_name,
+        state=state,
+        start_ms=start_ms,
+        end_ms=end_ms,
+        exception_type=None if exception is None else exception[0],
+        exception_message=None if exception is None else exception[1],
+        stack=list(stack or []),
+    )
+
+
+def rows_by_id(timeline: Timeline) -> dict[int, TimelineRow]:
+    return {row.task_id: row for row in timeline.rows}
+
+
+def order(timeline: Timeline) -> list[tuple[int, int]]:
+    return [(row.task_id, row.depth) for row in timeline.rows]
+
+
+class TestPositions:
+    def test_bar_is_a_percentage_of_the_request_window(self) -> None:
+        timeline = generate_timeline(duration_ms=100.0, tasks=[task(1, 25.0, 75.0)])
+        (row,) = timeline.rows
+        assert row.left_pct == 25.0
+        assert row.width_pct == 50.0
+        assert row.duration_ms == 50.0
+        assert (row.bar_start_ms, row.bar_end_ms) == (25.0, 75.0)
+        assert row.clipped is False
+        assert row.instant is False
+        assert timeline.window_ms == 100.0
+
+    def test_same_task_in_a_longer_request_is_narrower(self) -> None:
+        timeline = generate_timeline(duration_ms=400.0, tasks=[task(1, 25.0, 75.0)])
+        assert (timeline.rows[0].left_pct, timeline.rows[0].width_pct) == (6.25, 12.5)
+
+    def test_overlapping_tasks_keep_their_own_positions(self) -> None:
+        timeline = generate_timeline(
+            duration_ms=200.0, tasks=[task(1, 20.0, 120.0), task(2, 60.0, 180.0)]
+        )
+        rows = rows_by_id(timeline)
+        assert (rows[1].left_pct, rows[1].width_pct) == (10.0, 50.0)
+        assert (rows[2].left_pct, rows[2].width_pct) == (30.0, 60.0)
+
+    def test_percentages_are_rounded_to_four_decimals(self) -> None:
+        timeline = generate_timeline(duration_ms=30.0, tasks=[task(1, 10.0, 20.0)])
+        assert (timeline.rows[0].left_pct, timeline.rows[0].width_pct) == (33.3333, 33.3333)
+
+    def test_start_before_the_request_clamps_to_zero(self) -> None:
+        timeline = generate_timeline(duration_ms=100.0, tasks=[task(1, -5.0, 30.0)])
+        (row,) = timeline.rows
+        assert (row.left_pct, row.width_pct) == (0.0, 30.0)
+        assert row.bar_start_ms == 0.0
+        assert row.start_ms == -5.0
+        assert row.duration_ms == 35.0
+
+    def test_very_short_task_is_drawn_at_the_minimum_width(self) -> None:
+        timeline = generate_timeline(duration_ms=1000.0, tasks=[task(1, 500.0, 500.5)])
+        (row,) = timeline.rows
+        assert row.width_pct == MIN_BAR_PCT
+        assert row.left_pct == 50.0
+        assert row.instant is False
+
+
+class TestTreeOrder:
+    def test_children_under_their_parent_with_depth(self) -> None:
+        tasks = [
+            task(3, 12.0, 30.0, parent_id=2, name="grandchild"),
+            task(5, 3.0, 40.0, name="second root"),
+            task(2, 10.0, 50.0, parent_id=1, name="late child"),
+            task(1, 0.0, 90.0, name="first root"),
+            task(4, 5.0, 20.0, parent_id=1, name="early child"),
+        ]
+        timeline = generate_timeline(duration_ms=100.0, tasks=tasks)
+        assert order(timeline) == [(1, 0), (4, 1), (2, 1), (3, 2), (5, 0)]
+        rows = rows_by_id(timeline)
+        assert (rows[1].children, rows[2].children, rows[3].children) == (2, 1, 0)
+        assert rows[3].parent_id == 2
+
+    def test_siblings_starting_together_go_by_id(self) -> None:
+        tasks = [task(9, 5.0, 6.0), task(7, 5.0, 8.0), task(8, 1.0, 2.0)]
+        assert order(generate_timeline(duration_ms=10.0, tasks=tasks)) == [
+            (8, 0),
+            (7, 0),
+            (9, 0),
+        ]
+
+    def test_task_whose_parent_was_not_recorded_is_a_root(self) -> None:
+        tasks = [
+            task(1, 0.0, 10.0),
+            task(2, 2.0, 4.0, parent_id=99),
+            task(3, 1.0, 3.0, parent_id=1),
+        ]
+        timeline = generate_timeline(duration_ms=10.0, tasks=tasks)
+        assert order(timeline) == [(1, 0), (3, 1), (2, 0)]
+        assert rows_by_id(timeline)[2].parent_id == 99
+
+    def test_cycle_is_drawn_once_per_task(self) -> None:
+        tasks = [
+            task(1, 4.0, 9.0, parent_id=2),
+            task(2, 2.0, 9.0, parent_id=1),
+            task(3, 0.0, 1.0),
+            task(4, 1.0, 2.0, parent_id=4),
+        ]
+        timeline = generate_timeline(duration_ms=10.0, tasks=tasks)
+        assert order(timeline) == [(3, 0), (4, 0), (2, 0), (1, 1)]
+        assert timeline.hidden_rows == 0
+
+    def test_a_chain_of_thousands_does_not_recurse(self) -> None:
+        tasks = [task(1, 0.0, 100.0)] + [
+            task(i, i / 100, 100.0, parent_id=i - 1) for i in range(2, 3001)
+        ]
+        timeline = generate_timeline(duration_ms=100.0, tasks=tasks, max_rows=None)
+        assert len(timeline.rows) == 3000
+        assert timeline.rows[-1].task_id == 3000
+        assert timeline.rows[-1].depth == 2999
+
+
+class TestClipping:
+    def test_task_still_running_at_response_end_stops_at_the_window_end(self) -> None:
+        timeline = generate_timeline(duration_ms=100.0, tasks=[task(1, 80.0, None)])
+        (row,) = timeline.rows
+        assert row.state == "pending"
+        assert row.clipped is True
+        assert row.duration_ms is None
+        assert (row.left_pct, row.width_pct) == (80.0, 20.0)
+        assert row.bar_end_ms == 100.0
+        assert row.label == "Task-1 · start 80.0 ms · still running at response end · pending"
+
+    def test_task_that_ended_after_the_response_is_clipped_but_keeps_its_duration(self) -> None:
+        timeline = generate_timeline(duration_ms=100.0, tasks=[task(1, 60.0, 150.0)])
+        (row,) = timeline.rows
+        assert row.clipped is True
+        assert (row.left_pct, row.width_pct) == (60.0, 40.0)
+        assert row.duration_ms == 90.0
+        assert row.end_ms == 150.0
+        assert "90.0 ms, ended after the response" in row.label
+
+    def test_task_created_after_the_response_sits_at_the_end(self) -> None:
+        timeline = generate_timeline(duration_ms=100.0, tasks=[task(1, 120.0, 130.0)])
+        (row,) = timeline.rows
+        assert row.clipped is True
+        assert row.left_pct + row.width_pct == 100.0
+        assert row.width_pct == MIN_BAR_PCT
+
+    def test_task_ending_exactly_at_the_window_end_is_not_clipped(self) -> None:
+        timeline = generate_timeline(duration_ms=100.0, tasks=[task(1, 0.0, 100.0)])
+        assert timeline.rows[0].clipped is False
+        assert timeline.rows[0].width_pct == 100.0
+
+
+class TestZeroLength:
+    def test_zero_length_task_is_flagged_and_visible(self) -> None:
+        timeline = generate_timeline(duration_ms=100.0, tasks=[task(1, 40.0, 40.0)])
+        (row,) = timeline.rows
+        assert row.instant is True
+        assert row.duration_ms == 0.0
+        assert (row.left_pct, row.width_pct) == (40.0, MIN_BAR_PCT)
+        assert "0.0 ms" in row.label
+
+    def test_zero_length_task_at_the_window_end_stays_inside(self) -> None:
+        timeline = generate_timeline(duration_ms=100.0, tasks=[task(1, 100.0, 100.0)])
+        (row,) = timeline.rows
+        assert (row.left_pct, row.width_pct) == (100.0 - MIN_BAR_PCT, MIN_BAR_PCT)
+        assert row.clipped is False
+
+
+class TestRowCap:
+    @staticmethod
+    def _tasks() -> list[TaskEvent]:
+        # root 1 with children 2..6, root 7 with children 8..12
+        tasks = []
+        for root, first in ((1, 0.0), (7, 50.0)):
+            tasks.append(task(root, first, first + 40.0))
+            tasks.extend(
+                task(root + i, first + i, first + i + 5.0, parent_id=root) for i in range(1, 6)
+            )
+        tasks[3] = task(4, 3.0, 8.0, parent_id=1, state="failed", exception=("KeyError", "'x'"))
+        tasks[10] = task(11, 54.0, None, parent_id=7)
+        return tasks
+
+    def test_first_rows_in_tree_order_and_the_rest_counted(self) -> None:
+        timeline = generate_timeline(duration_ms=100.0, tasks=self._tasks(), max_rows=8)
+        assert order(timeline) == [(1, 0), (2, 1), (3, 1), (4, 1), (5, 1), (6, 1), (7, 0), (8, 1)]
+        assert timeline.hidden_rows == 4
+
+    def test_counts_cover_every_task_not_only_the_drawn_rows(self) -> None:
+        timeline = generate_timeline(duration_ms=100.0, tasks=self._tasks(), max_rows=3)
+        assert timeline.counts == TaskCounts(
+            total=12, completed=10, cancelled=0, failed=1, pending=1
+        )
+        assert len(timeline.rows) == 3
+        assert timeline.hidden_rows == 9
+
+    def test_none_draws_every_row(self) -> None:
+        timeline = generate_timeline(duration_ms=100.0, tasks=self._tasks(), max_rows=None)
+        assert len(timeline.rows) == 12
+        assert timeline.hidden_rows == 0
+
+    def test_zero_rows_still_counts(self) -> None:
+        timeline = generate_timeline(duration_ms=100.0, tasks=self._tasks(), max_rows=0)
+        assert timeline.rows == ()
+        assert timeline.hidden_rows == 12
+
+    def test_negative_cap_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="max_rows must be >= 0"):
+            generate_timeline(duration_ms=100.0, tasks=[], max_rows=-1)
+
+    def test_default_cap_is_500(self) -> None:
+        tasks = [task(i, i * 0.01, i * 0.01 + 1.0) for i in range(1, 601)]
+        timeline = generate_timeline(duration_ms=100.0, tasks=tasks)
+        assert len(timeline.rows) == 500
+        assert timeline.hidden_rows == 100
+
+    def test_tasks_the_collector_dropped_are_passed_through(self) -> None:
+        timeline = generate_timeline(duration_ms=100.0, tasks=[task(1, 0.0, 1.0)], dropped_tasks=7)
+        assert timeline.dropped_tasks == 7
+        assert timeline.hidden_rows == 0
+
+
+class TestEmpty:
+    def test_request_without_tasks(self) -> None:
+        timeline = generate_timeline(duration_ms=100.0, tasks=[])
+        assert timeline.rows == ()
+        assert timeline.hidden_rows == 0
+        assert timeline.counts == TaskCounts(0, 0, 0, 0, 0)
+        assert timeline.blocking == ()
+        assert timeline.lag == ()
+        assert timeline.empty is True
+        assert [tick.label for tick in timeline.ticks] == [
+            "0 ms",
+            "20 ms",
+            "40 ms",
+            "60 ms",
+            "80 ms",
+            "100 ms",
+        ]
+
+    def test_a_stall_alone_is_not_empty(self) -> None:
+        call = BlockingCall(10.0, 50.0, "/srv/app/views.py", 12, "view", "time.sleep(0.05)")
+        assert generate_timeline(duration_ms=100.0, tasks=[], blocking_calls=[call]).empty is False
+
+
+class TestWindow:
+    def test_zero_duration_without_records_uses_the_minimal_window(self) -> None:
+        timeline = generate_timeline(duration_ms=0.0, tasks=[])
+        assert timeline.window_ms == MIN_WINDOW_MS
+        assert timeline.duration_ms == 0.0
+        assert [tick.label for tick in timeline.ticks] == [
+            "0 ms",
+            "0.2 ms",
+            "0.4 ms",
+            "0.6 ms",
+            "0.8 ms",
+            "1 ms",
+        ]
+
+    @pytest.mark.parametrize("duration", [0.0, -3.0, None, math.nan, math.inf])
+    def test_unknown_duration_spans_the_records(self, duration: float | None) -> None:
+        tasks = [task(1, 10.0, 40.0), task(2, 20.0, None)]
+        timeline = generate_timeline(
+            duration_ms=duration,
+            tasks=tasks,
+            blocking_calls=[BlockingCall(5.0, 30.0, None, None, None, None)],
+        )
+        assert timeline.window_ms == 40.0
+        rows = rows_by_id(timeline)
+        assert (rows[1].left_pct, rows[1].width_pct) == (25.0, 75.0)
+        assert rows[2].clipped is True
+        assert (rows[2].left_pct, rows[2].width_pct) == (50.0, 50.0)
+
+    def test_a_late_stall_widens_an_unknown_window(self) -> None:
+        timeline = generate_timeline(
+            duration_ms=0.0,
+            tasks=[task(1, 0.0, 10.0)],
+            blocking_calls=[BlockingCall(30.0, 20.0, None, None, None, None)],
+            lag_samples=[LagSample(at_ms=45.0, lag_ms=20.0)],
+        )
+        assert timeline.window_ms == 50.0
+
+    def test_records_never_widen_a_known_window(self) -> None:
+        timeline = generate_timeline(duration_ms=50.0, tasks=[task(1, 0.0, 500.0)])
+        assert timeline.window_ms == 50.0
+        assert timeline.rows[0].width_pct == 100.0
+
+
+class TestTicks:
+    @pytest.mark.parametrize(
+        ("window", "labels"),
+        [
+            (250.0, ["0 ms", "50 ms", "100 ms", "150 ms", "200 ms", "250 ms"]),
+            (130.0, ["0 ms", "20 ms", "40 ms", "60 ms", "80 ms", "100 ms", "120 ms"]),
+            (7.0, ["0 ms", "1 ms", "2 ms", "3 ms", "4 ms", "5 ms", "6 ms", "7 ms"]),
+            (
+                3721.0,
+                ["0 ms", "500 ms", "1 s", "1.5 s", "2 s", "2.5 s", "3 s", "3.5 s"],
+            ),
+            (10_000.0, ["0 s", "2 s", "4 s", "6 s", "8 s", "10 s"]),
+            (0.05, ["0 ms", "0.01 ms", "0.02 ms", "0.03 ms", "0.04 ms", "0.05 ms"]),
+        ],
+    )
+    def test_readable_labels(self, window: float, labels: list[str]) -> None:
+        timeline = generate_timeline(duration_ms=window, tasks=[])
+        assert [tick.label for tick in timeline.ticks] == labels
+
+    def test_positions_and_alignment(self) -> None:
+        ticks = generate_timeline(duration_ms=250.0, tasks=[]).ticks
+        assert [tick.at_ms for tick in ticks] == [0.0, 50.0, 100.0, 150.0, 200.0, 250.0]
+        assert [tick.left_pct for tick in ticks] == [0.0, 20.0, 40.0, 60.0, 80.0, 100.0]
+        assert [tick.align for tick in ticks] == ["start", *["center"] * 4, "end"]
+
+    @pytest.mark.parametrize(
+        "window", [0.3, 1.0, 3.7, 9.99, 10.0, 42.0, 99.0, 101.0, 777.0, 1234.5, 86_400_000.0]
+    )
+    def test_five_to_ten_ticks_on_a_one_two_five_step(self, window: float) -> None:
+        ticks = generate_timeline(duration_ms=window, tasks=[]).ticks
+        assert 5 <= len(ticks) <= 10
+        step = ticks[1].at_ms - ticks[0].at_ms
+        mantissa = step / 10 ** math.floor(math.log10(step))
+        assert round(mantissa, 6) in (1.0, 2.0, 5.0)
+        assert ticks[-1].at_ms <= window
+        assert window - ticks[-1].at_ms < step
+
+    def test_format_tick(self) -> None:
+        assert format_tick(0.0, 50.0) == "0 ms"
+        assert format_tick(1250.0, 250.0) == "1.25 s"
+        assert format_tick(2000.0, 500.0) == "2 s"
+        assert format_tick(0.4, 0.2) == "0.4 ms"
+        assert format_tick(120_000.0, 20_000.0) == "120 s"
+
+
+OWN_STALL = BlockingCall(
+    start_ms=20.0,
+    duration_ms=30.0,
+    filename="/srv/app/views.py",
+    lineno=42,
+    function="report",
+    code="time.sleep(0.03)",
+    stack=[StackFrame("/srv/app/views.py", 42, "report", "time.sleep(0.03)")],
+)
+SUFFERED_STALL = BlockingCall(
+    start_ms=70.0,
+    duration_ms=10.0,
+    filename="/srv/app/export.py",
+    lineno=7,
+    function="build_csv",
+    code="rows = list(cursor)",
+    culprit=False,
+    culprit_request_id="1a2b3c4d5e6f",
+    culprit_method="GET",
+    culprit_path="/export",
+)
+
+
+class TestBlockingOverlays:
+    def test_own_and_suffered_are_told_apart(self) -> None:
+        timeline = generate_timeline(
+            duration_ms=100.0, tasks=[], blocking_calls=[SUFFERED_STALL, OWN_STALL]
+        )
+        own, suffered = timeline.blocking
+        assert (own.own, suffered.own) == (True, False)
+        assert (timeline.own_blocking, timeline.suffered_blocking) == (1, 1)
+        assert (own.left_pct, own.width_pct) == (20.0, 30.0)
+        assert (suffered.left_pct, suffered.width_pct) == (70.0, 10.0)
+        assert own.culprit_label == "this request"
+        assert suffered.culprit_label == "GET /export (request 1a2b3c4d)"
+        assert own.location == "/srv/app/views.py:42"
+        assert own.stack == (StackFrame("/srv/app/views.py", 42, "report", "time.sleep(0.03)"),)
+        assert own.label == (
+            "loop blocked 30.0 ms · start 20.0 ms · views.py:42 in report · by this request"
+        )
+        assert suffered.label == (
+            "loop blocked 10.0 ms · start 70.0 ms · export.py:7 in build_csv"
+            " · suffered, caused by GET /export (request 1a2b3c4d)"
+        )
+
+    def test_stall_outside_any_profiled_request(self) -> None:
+        call = BlockingCall(5.0, 12.0, None, None, None, None, culprit=False)
+        (band,) = generate_timeline(duration_ms=100.0, tasks=[], blocking_calls=[call]).blocking
+        assert band.culprit_label == "code outside any profiled request"
+        assert band.location is None
+        assert "unknown location" in band.label
+
+    def test_stall_still_open_at_response_end_is_clipped(self) -> None:
+        call = BlockingCall(90.0, 40.0, "/srv/app/views.py", 3, "f", None)
+        (band,) = generate_timeline(duration_ms=100.0, tasks=[], blocking_calls=[call]).blocking
+        assert band.clipped is True
+        assert (band.left_pct, band.width_pct) == (90.0, 10.0)
+        assert (band.end_ms, band.bar_end_ms) == (130.0, 100.0)
+
+
+class TestLagMarks:
+    def test_drawn_over_the_delay_that_ended_at_the_sample(self) -> None:
+        timeline = generate_timeline(
+            duration_ms=100.0,
+            tasks=[],
+            lag_samples=[LagSample(at_ms=80.0, lag_ms=5.0), LagSample(at_ms=50.0, lag_ms=20.0)],
+            lag_threshold_ms=10.0,
+        )
+        big, small = timeline.lag
+        assert (big.start_ms, big.left_pct, big.width_pct) == (30.0, 30.0, 20.0)
+        assert (big.intensity, big.height_pct, big.over_threshold) == (1.0, 100.0, True)
+        assert (small.start_ms, small.left_pct, small.width_pct) == (75.0, 75.0, 5.0)
+        assert (small.intensity, small.height_pct, small.over_threshold) == (0.25, 25.0, False)
+        assert timeline.max_lag_ms == 20.0
+        assert timeline.lag_scale_ms == 20.0
+        assert timeline.lag_threshold_pct == 50.0
+        assert big.label == "loop lag 20.0 ms at 50.0 ms"
+
+    def test_scale_is_the_threshold_when_every_lag_is_below_it(self) -> None:
+        timeline = generate_timeline(
+            duration_ms=100.0,
+            tasks=[],
+            lag_samples=[LagSample(at_ms=10.0, lag_ms=2.0)],
+            lag_threshold_ms=8.0,
+        )
+        assert timeline.lag_scale_ms == 8.0
+        assert timeline.lag[0].height_pct == 25.0
+        assert timeline.lag_threshold_pct == 100.0
+
+    def test_delay_longer_than_the_elapsed_time_starts_at_zero(self) -> None:
+        (mark,) = generate_timeline(
+            duration_ms=100.0, tasks=[], lag_samples=[LagSample(at_ms=5.0, lag_ms=12.0)]
+        ).lag
+        assert (mark.start_ms, mark.left_pct, mark.width_pct) == (0.0, 0.0, 5.0)
+        assert mark.over_threshold is False
+
+    def test_no_samples_no_threshold(self) -> None:
+        timeline = generate_timeline(duration_ms=100.0, tasks=[])
+        assert (timeline.max_lag_ms, timeline.lag_scale_ms) == (0.0, 0.0)
+        assert timeline.lag_threshold_pct is None
+
+
+class TestHoverAndDetails:
+    def test_hover_label_names_task_coroutine_start_duration_state(self) -> None:
+        timeline = generate_timeline(
+            duration_ms=100.0,
+            tasks=[task(1, 12.0, 47.25, name="fetch_user", coro_name="UserRepo.fetch")],
+        )
+        assert timeline.rows[0].label == (
+            "fetch_user · UserRepo.fetch · start 12.0 ms · 35.2 ms · completed"
+        )
+
+    def test_failed_task_shows_its_exception_type(self) -> None:
+        failing = task(
+            1, 0.5, 3.0, state="failed", coro_name="charge", exception=("TimeoutError", "card")
+        )
+        (row,) = generate_timeline(duration_ms=10.0, tasks=[failing]).rows
+        assert row.label == "Task-1 · charge · start 0.50 ms · 2.5 ms · failed: TimeoutError"
+        assert (row.exception_type, row.exception_message) == ("TimeoutError", "card")
+
+    def test_creation_site_and_stack(self) -> None:
+        (row,) = generate_timeline(
+            duration_ms=10.0, tasks=[task(1, 0.0, 1.0, stack=CREATION_STACK)]
+        ).rows
+        assert row.created_at == "/srv/app/services/users.py:88"
+        assert row.stack == tuple(CREATION_STACK)
+
+    def test_no_stack_captured(self) -> None:
+        (row,) = generate_timeline(duration_ms=10.0, tasks=[task(1, 0.0, 1.0)]).rows
+        assert row.created_at is None
+        assert row.stack == ()
+
+    def test_format_duration(self) -> None:
+        assert format_duration(1234.56) == "1,234.6 ms"
+        assert format_duration(0.25) == "0.25 ms"
+        assert format_duration(0.0) == "0.0 ms"
+
+
+STATS_TASKS = [
+    task(1, 0.0, 80.0, coro_name="handler", stack=CREATION_STACK),
+    task(2, 5.0, 30.0, parent_id=1, state="failed", exception=("ValueError", "bad id")),
+    task(3, 6.0, None, parent_id=1, coro_name="audit"),
+    task(4, 7.0, 9.0, parent_id=1, state="cancelled"),
+]
+STATS_CALLS = [
+    OWN_STALL,
+    SUFFERED_STALL,
+    BlockingCall(85.0, 3.0, None, None, None, None, culprit=False),
+]
+STATS_SAMPLES = [LagSample(at_ms=50.0, lag_ms=31.5), LagSample(at_ms=60.0, lag_ms=1.25)]
+
+
+class TestFromStats:
+    def _stats(self) -> dict[str, Any]:
+        stats = {
+            "tasks": [event.to_dict() for event in STATS_TASKS],
+            "dropped": 3,
+            "blocking_calls": [call.to_dict() for call in STATS_CALLS],
+            "lag": {
+                "samples": [sample.to_dict() for sample in STATS_SAMPLES],
+                "max_lag_ms": 31.5,
+                "threshold_ms": 10.0,
+                "interval_ms": 10.0,
+            },
+        }
+        result: dict[str, Any] = json.loads(json.dumps(stats))
+        return result
+
+    def test_records_survive_the_round_trip_through_json(self) -> None:
+        stats = self._stats()
+        assert [TaskEvent.from_dict(t) for t in stats["tasks"]] == STATS_TASKS
+        assert [BlockingCall.from_dict(c) for c in stats["blocking_calls"]] == STATS_CALLS
+        samples = stats["lag"]["samples"]
+        assert [LagSample.from_dict(s) for s in samples] == STATS_SAMPLES
+
+    def test_same_timeline_as_from_the_records(self) -> None:
+        from_stats = timeline_from_stats(self._stats(), duration_ms=100.0, max_rows=3)
+        from_records = generate_timeline(
+            duration_ms=100.0,
+            tasks=STATS_TASKS,
+            blocking_calls=STATS_CALLS,
+            lag_samples=STATS_SAMPLES,
+            lag_threshold_ms=10.0,
+            max_rows=3,
+            dropped_tasks=3,
+        )
+        assert from_stats == from_records
+        assert from_stats.hidden_rows == 1
+        assert from_stats.dropped_tasks == 3
+        assert from_stats.lag_threshold_ms == 10.0
+        assert (from_stats.own_blocking, from_stats.suffered_blocking) == (1, 2)
+        assert from_stats.blocking[2].culprit_label == "code outside any profiled request"
+
+    def test_missing_optional_keys(self) -> None:
+        stats = {"tasks": [{"task_id": 1, "start_ms": 2.0, "name": "t"}]}
+        timeline = timeline_from_stats(stats, duration_ms=10.0)
+        (row,) = timeline.rows
+        assert (row.state, row.clipped, row.parent_id, row.stack) == ("pending", True, None, ())
+        assert timeline.blocking == ()
+        assert timeline.lag == ()
+        assert timeline.lag_threshold_ms is None
+        assert timeline.dropped_tasks == 0
+
+    def test_empty_stats(self) -> None:
+        timeline = timeline_from_stats({}, duration_ms=25.0)
+        assert timeline.empty is True
+        assert timeline.window_ms == 25.0
+
+    def test_unknown_state_is_an_error(self) -> None:
+        with pytest.raises(ValueError, match="unknown task state 'zombie'"):
+            timeline_from_stats(
+                {"tasks": [{"task_id": 1, "start_ms": 0.0, "state": "zombie"}]}, duration_ms=1.0
+            )
