@@ -73,6 +73,7 @@ class ToolbarResponder:
         "_start",
         "app_response_complete",
         "context",
+        "response_started",
     )
 
     def __init__(self, context: RequestContext, receive: Receive, send: Send) -> None:
@@ -83,13 +84,10 @@ class ToolbarResponder:
         self._start: Message | None = None
         self._chunks: list[bytes] = []
         self._held: Message | None = None
+        self.response_started = False
+        """True once the app has sent ``http.response.start``."""
         self.app_response_complete = False
         """True once the app has sent its last body message."""
-
-    @property
-    def response_started(self) -> bool:
-        """Whether the app sent ``http.response.start``."""
-        return self._mode is not _Mode.WAITING
 
     @property
     def wants_toolbar(self) -> bool:
@@ -116,6 +114,7 @@ class ToolbarResponder:
             await self._inner_send(message)
 
     async def _on_start(self, message: Message) -> None:
+        self.response_started = True
         context = self.context
         context.response_start_ns = time.perf_counter_ns()
         status = int(message.get("status", 200))
