@@ -535,8 +535,9 @@ def timeline_from_stats(
 ) -> Timeline:
     """The timeline from the panel's stored stats (JSON-like dicts, as kept in the history).
 
-    Reads ``tasks``, ``blocking_calls``, ``lag`` (``samples``, ``threshold_ms``) and
-    ``dropped``; any of them may be missing.
+    Reads ``tasks``, ``blocking_calls``, ``lag`` (``samples``, ``threshold_ms``) and the
+    collector's ``dropped`` count (top level, or in the panel's ``summary``); any of them may
+    be missing.
     """
     tasks = [TaskEvent.from_dict(task) for task in stats.get("tasks") or ()]
     calls = [BlockingCall.from_dict(call) for call in stats.get("blocking_calls") or ()]
@@ -550,5 +551,5 @@ def timeline_from_stats(
         lag_samples=samples,
         lag_threshold_ms=None if threshold is None else float(threshold),
         max_rows=max_rows,
-        dropped_tasks=int(stats.get("dropped") or 0),
+        dropped_tasks=int(stats.get("dropped") or (stats.get("summary") or {}).get("dropped") or 0),
     )

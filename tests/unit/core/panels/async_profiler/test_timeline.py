@@ -583,6 +583,10 @@ class TestFromStats:
         assert timeline.lag_threshold_ms is None
         assert timeline.dropped_tasks == 0
 
+    def test_dropped_count_from_the_panel_summary(self) -> None:
+        stats = {"summary": {"total_tasks": 9, "dropped": 9}, "tasks": []}
+        assert timeline_from_stats(stats, duration_ms=10.0).dropped_tasks == 9
+
     def test_empty_stats(self) -> None:
         timeline = timeline_from_stats({}, duration_ms=25.0)
         assert timeline.empty is True
