@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ("BlockingCall", "LagSample", "StackFrame", "TaskEvent", "TaskState")
+__all__ = ("BlockingCall", "LagSample", "LagStats", "StackFrame", "TaskEvent", "TaskState")
 
 TaskState = Literal["pending", "completed", "cancelled", "failed"]
 """``pending``: still running when the response ended (it escaped the request)."""
@@ -129,10 +129,15 @@ class BlockingCall:
     culprit_path: str | None = None
     """For a stall this request suffered: the request that caused it (all None when the loop
     was blocked outside any profiled request)."""
+    sampled: bool = True
+    """False when the watchdog could not look at the loop during the stall (it ended before the
+    watchdog got to run): the stall is real, but where and by whom is unknown."""
 
     def to_dict(self) -> dict[str, Any]:
-        culprit: bool | dict[str, str | None]
-        if self.culprit:
+        culprit: bool | dict[str, str | None] | None
+        if not self.sampled:
+            culprit = None
+        elif self.culprit:
             culprit = True
         else:
             culprit = {
@@ -149,11 +154,13 @@ class BlockingCall:
             "code": self.code,
             "stack": [frame.to_dict() for frame in self.stack],
             "culprit": culprit,
+            "sampled": self.sampled,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BlockingCall:
-        """Rebuild from ``to_dict()`` output: ``culprit`` is True or the culprit's details."""
+        """Rebuild from ``to_dict()`` output: ``culprit`` is True, the culprit's details, or
+        None when the stall was not sampled."""
         culprit = data.get("culprit", True)
         details: Mapping[str, Any] = culprit if isinstance(culprit, dict) else {}
         lineno = data.get("lineno")
@@ -169,6 +176,7 @@ class BlockingCall:
             culprit_request_id=details.get("request_id"),
             culprit_method=details.get("method"),
             culprit_path=details.get("path"),
+            sampled=bool(data.get("sampled", culprit is not None)),
         )
 
 
@@ -185,3 +193,40 @@ class LagSample:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LagSample:
         return cls(at_ms=float(data["at_ms"]), lag_ms=float(data["lag_ms"]))
+
+
+@dataclass(slots=True)
+class LagStats:
+    """The event-loop lag seen during one request."""
+
+    samples: list[LagSample]
+    """Beats later than ``threshold_ms``, in order (at most the monitor's cap)."""
+    max_lag_ms: float
+    """The worst lateness over every beat of the request, kept or not (0.0 without beats)."""
+    threshold_ms: float
+    interval_ms: float
+    """How often the heartbeat was asked to run: the resolution of the measure."""
+    beats: int = 0
+    dropped: int = 0
+    """Samples over the threshold that the cap did not keep."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "samples": [sample.to_dict() for sample in self.samples],
+            "max_lag_ms": self.max_lag_ms,
+            "threshold_ms": self.threshold_ms,
+            "interval_ms": self.interval_ms,
+            "beats": self.beats,
+            "dropped": self.dropped,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LagStats:
+        return cls(
+            samples=[LagSample.from_dict(sample) for sample in data.get("samples") or ()],
+            max_lag_ms=float(data.get("max_lag_ms") or 0.0),
+            threshold_ms=float(data["threshold_ms"]),
+            interval_ms=float(data["interval_ms"]),
+            beats=int(data.get("beats") or 0),
+            dropped=int(data.get("dropped") or 0),
+        )

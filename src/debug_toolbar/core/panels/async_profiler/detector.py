@@ -1,0 +1,325 @@
+"""Per-request views of the loop's heartbeat: blocking calls and event-loop lag.
+
+Each request gets its own ``BlockingCallDetector`` and ``EventLoopLagMonitor``; both listen to
+the one heartbeat of their loop (``heartbeat.heartbeats``), and the detector also shares the
+loop's one watchdog thread. What a request reports is what happened in its own window, from its
+``install``/``start`` to its ``uninstall``/``stop``, with times in ms from ``origin_ns`` (the
+request's ``start_ns``) so that stalls and lag line up with its tasks.
+
+A stall is attributed when the watchdog samples it: the request whose task was running is the
+culprit (its record says ``culprit=True``); every other request in flight records it as
+suffered, naming the culprit, or no one when the loop was blocked outside any profiled request.
+
+Neither class turns on asyncio debug mode, sets ``slow_callback_duration``, touches the loop's
+exception handler or the logging configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from debug_toolbar.core.panels.async_profiler.heartbeat import heartbeats
+from debug_toolbar.core.panels.async_profiler.loop_hooks import resolve_stack
+from debug_toolbar.core.panels.async_profiler.models import BlockingCall, LagSample, LagStats
+from debug_toolbar.core.panels.async_profiler.sampling import stack_window
+
+if TYPE_CHECKING:
+    from debug_toolbar.core.panels.async_profiler.heartbeat import (
+        LoopHeartbeat,
+        Stall,
+        StallSample,
+    )
+    from debug_toolbar.core.panels.async_profiler.loop_hooks import PerLoopRegistry
+    from debug_toolbar.core.panels.async_profiler.models import StackFrame
+
+__all__ = ("BlockingCallDetector", "EventLoopLagMonitor")
+
+_MS = 1_000_000
+
+
+def _ns(name: str, value_ms: float) -> int:
+    if isinstance(value_ms, bool) or not isinstance(value_ms, (int, float)) or not value_ms > 0:
+        raise ValueError(f"{name} must be a number greater than 0, got {value_ms!r}")
+    return max(1, round(value_ms * _MS))
+
+
+def _count(name: str, value: int, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+class BlockingCallDetector:
+    """Reports the stalls of the event loop during one request, each with the line that blocked.
+
+    ``install`` must run in the request's own task (as ``Panel.process_request`` does): that
+    task is how the watchdog recognises this request as the culprit; the request's child tasks
+    are recognised through the task hooks (``loop_hooks.task_hooks``) when task tracking runs
+    with the same ``owner``.
+
+    The heartbeat runs at least every ``threshold_ms / 4`` whatever ``interval_ms`` says: the
+    watchdog samples at half the threshold and a healthy loop must never look that late.
+    """
+
+    def __init__(
+        self,
+        *,
+        threshold_ms: float = 100.0,
+        max_stack_depth: int = 10,
+        interval_ms: float = 10.0,
+        owner: object | None = None,
+        origin_ns: int | None = None,
+        max_calls: int = 100,
+        registry: PerLoopRegistry[LoopHeartbeat] = heartbeats,
+    ) -> None:
+        self.threshold_ms = float(threshold_ms)
+        self._threshold_ns = _ns("threshold_ms", threshold_ms)
+        self._interval_ns = min(_ns("interval_ms", interval_ms), max(1, self._threshold_ns // 4))
+        self.max_stack_depth = _count("max_stack_depth", max_stack_depth, 1)
+        self.max_calls = _count("max_calls", max_calls, 0)
+        self.owner = owner
+        """Who this request is (a RequestContext): compared with the sampled culprit."""
+        self.origin_ns = origin_ns
+        self.dropped = 0
+        """Stalls over the threshold that ``max_calls`` did not keep."""
+        self._registry = registry
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._heartbeat: LoopHeartbeat | None = None
+        self._root_task: asyncio.Future[Any] | None = None
+        self._joined_ns = 0
+        self._stalls: list[tuple[int, int, StallSample | None]] = []
+
+    # StallListener protocol (read by the heartbeat and, for the last two, by the watchdog)
+
+    @property
+    def interval_ns(self) -> int:
+        return self._interval_ns
+
+    @property
+    def threshold_ns(self) -> int:
+        return self._threshold_ns
+
+    @property
+    def root_task(self) -> asyncio.Future[Any] | None:
+        return self._root_task
+
+    @property
+    def culprit_key(self) -> object:
+        return self.owner if self.owner is not None else self
+
+    def on_stall(self, stall: Stall) -> None:
+        """Keep the part of ``stall`` that falls in this request's window, if still a stall.
+
+        A request that starts right after a block (in the same loop iteration, before the next
+        beat) sees the stall's start clipped to its own start, and so does not report a stall
+        that happened before it existed.
+        """
+        start = max(stall.start_ns, self._joined_ns)
+        if stall.end_ns - start <= self._threshold_ns:
+            return
+        if len(self._stalls) >= self.max_calls:
+            self.dropped += 1
+            return
+        self._stalls.append((start, stall.end_ns, stall.sample))
+
+    # Lifecycle
+
+    @property
+    def running(self) -> bool:
+        return self._heartbeat is not None
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start listening to ``loop``'s heartbeat (installing it and the watchdog if first)."""
+        if self._heartbeat is not None:
+            raise RuntimeError("blocking-call detection already installed for this request")
+        heartbeat = self._registry.acquire(loop)
+        try:
+            self._loop = loop
+            self._joined_ns = heartbeat.clock()
+            if self.origin_ns is None:
+                self.origin_ns = self._joined_ns
+            self._root_task = asyncio.current_task(loop) if loop.is_running() else None
+            heartbeat.add_stall_listener(self)
+        except BaseException:
+            self._root_task = None
+            self._registry.release(loop)
+            raise
+        self._heartbeat = heartbeat
+
+    def uninstall(self) -> None:
+        """Stop listening; idempotent and safe after a failed or missing ``install``.
+
+        A stall still going on (the loop has not beaten since it was blocked, as after a
+        ``time.sleep`` in a handler's last step) is closed now and reported.
+        """
+        heartbeat, loop = self._heartbeat, self._loop
+        if heartbeat is None or loop is None:
+            return
+        self._heartbeat = None
+        try:
+            stall = heartbeat.open_stall(heartbeat.clock()) if heartbeat.installed else None
+            if stall is not None:
+                self.on_stall(stall)
+            heartbeat.remove_stall_listener(self)
+        finally:
+            self._root_task = None
+            self._registry.release(loop)
+
+    # Results
+
+    def get_stats(self) -> list[BlockingCall]:
+        """The stalls of this request, oldest first (resolved here, not on the hot path)."""
+        origin = self.origin_ns if self.origin_ns is not None else self._joined_ns
+        return [self._record(start, end, sample, origin) for start, end, sample in self._stalls]
+
+    def _record(
+        self, start_ns: int, end_ns: int, sample: StallSample | None, origin_ns: int
+    ) -> BlockingCall:
+        start_ms = (start_ns - origin_ns) / _MS
+        duration_ms = (end_ns - start_ns) / _MS
+        if sample is None:
+            return BlockingCall(
+                start_ms=start_ms,
+                duration_ms=duration_ms,
+                filename=None,
+                lineno=None,
+                function=None,
+                code=None,
+                culprit=False,
+                sampled=False,
+            )
+        location: StackFrame | None = None
+        stack: list[StackFrame] = []
+        if sample.stack:
+            # No application frame (the loop was stuck in a library or the server): show the
+            # innermost frame rather than nothing.
+            index = sample.app_index if sample.app_index is not None else 0
+            location = resolve_stack(sample.stack[index : index + 1])[0]
+            stack = resolve_stack(stack_window(sample.stack, index, self.max_stack_depth))
+        own = sample.culprit is not None and sample.culprit is self.culprit_key
+        culprit = None if own else sample.culprit
+        return BlockingCall(
+            start_ms=start_ms,
+            duration_ms=duration_ms,
+            filename=None if location is None else location.filename,
+            lineno=None if location is None else location.lineno,
+            function=None if location is None else location.function,
+            code=None if location is None else location.code,
+            stack=stack,
+            culprit=own,
+            culprit_request_id=_text(culprit, "request_id"),
+            culprit_method=_text(culprit, "method"),
+            culprit_path=_text(culprit, "path"),
+        )
+
+
+def _text(owner: object | None, name: str) -> str | None:
+    value = getattr(owner, name, None)
+    return None if value is None else str(value)
+
+
+class EventLoopLagMonitor:
+    """Records how late the loop's heartbeat runs during one request.
+
+    Lag is a beat's lateness: when it ran minus when it was due. Only the part of it inside
+    the request's window counts (a beat that was already late when the request started does
+    not charge the request for that). Samples above ``threshold_ms`` are kept, up to
+    ``max_samples``; ``max_lag_ms`` covers every beat.
+    """
+
+    def __init__(
+        self,
+        *,
+        threshold_ms: float = 10.0,
+        interval_ms: float = 10.0,
+        origin_ns: int | None = None,
+        max_samples: int = 1000,
+        registry: PerLoopRegistry[LoopHeartbeat] = heartbeats,
+    ) -> None:
+        self.threshold_ms = float(threshold_ms)
+        self.interval_ms = float(interval_ms)
+        self._threshold_ns = _ns("threshold_ms", threshold_ms)
+        self._interval_ns = _ns("interval_ms", interval_ms)
+        self.max_samples = _count("max_samples", max_samples, 0)
+        self.origin_ns = origin_ns
+        self.beats = 0
+        self.dropped = 0
+        self.max_lag_ns = 0
+        self._registry = registry
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._heartbeat: LoopHeartbeat | None = None
+        self._joined_ns = 0
+        self._samples: list[tuple[int, int]] = []
+        """(when the beat ran, its lag), both in ns."""
+
+    @property
+    def interval_ns(self) -> int:
+        return self._interval_ns
+
+    @property
+    def running(self) -> bool:
+        return self._heartbeat is not None
+
+    def on_beat(self, now_ns: int, due_ns: int) -> None:
+        """Called by the heartbeat on the loop's thread, once per beat: keep it short."""
+        # max(..., 0): a timer may fire a hair early (uvloop rounds to its cached ms clock).
+        lag = max(now_ns - (due_ns if due_ns > self._joined_ns else self._joined_ns), 0)
+        self.beats += 1
+        self._note(now_ns, lag)
+
+    def _note(self, now_ns: int, lag: int) -> None:
+        self.max_lag_ns = max(self.max_lag_ns, lag)
+        if lag > self._threshold_ns:
+            if len(self._samples) < self.max_samples:
+                self._samples.append((now_ns, lag))
+            else:
+                self.dropped += 1
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._heartbeat is not None:
+            raise RuntimeError("event-loop lag monitoring already started for this request")
+        heartbeat = self._registry.acquire(loop)
+        try:
+            self._loop = loop
+            self._joined_ns = heartbeat.clock()
+            if self.origin_ns is None:
+                self.origin_ns = self._joined_ns
+            heartbeat.add_lag_listener(self)
+        except BaseException:
+            self._registry.release(loop)
+            raise
+        self._heartbeat = heartbeat
+
+    def stop(self) -> None:
+        """Stop listening; idempotent and safe after a failed or missing ``start``.
+
+        A beat overdue right now counts with the lateness it has so far, so a block in the
+        request's last step shows as lag even though the beat it delays runs after the request.
+        """
+        heartbeat, loop = self._heartbeat, self._loop
+        if heartbeat is None or loop is None:
+            return
+        self._heartbeat = None
+        try:
+            if heartbeat.installed:
+                now = heartbeat.clock()
+                due = max(heartbeat.due_ns, self._joined_ns)
+                if now > due:
+                    self._note(now, now - due)
+            heartbeat.remove_lag_listener(self)
+        finally:
+            self._registry.release(loop)
+
+    def get_stats(self) -> LagStats:
+        origin = self.origin_ns if self.origin_ns is not None else self._joined_ns
+        return LagStats(
+            samples=[
+                LagSample(at_ms=(at - origin) / _MS, lag_ms=lag / _MS) for at, lag in self._samples
+            ],
+            max_lag_ms=self.max_lag_ns / _MS,
+            threshold_ms=self.threshold_ms,
+            interval_ms=self.interval_ms,
+            beats=self.beats,
+            dropped=self.dropped,
+        )

@@ -1,0 +1,435 @@
+"""One heartbeat per event loop, and the watchdog thread that watches it.
+
+The heartbeat is a ``call_later`` callback that reschedules itself every few milliseconds. Each
+beat records how late it ran (the loop's lag) and when (proof that the loop is alive). It costs
+one timer callback per interval, whatever the load, and needs no debug mode, no exception
+handler and no logging configuration: the loop is otherwise untouched, on asyncio and uvloop.
+
+While at least one request wants blocking calls detected, one watchdog thread per loop looks at
+the heartbeat. When the last beat is older than half the blocking threshold, the loop's thread is
+stuck in something: the watchdog reads that thread's stack (``sys._current_frames``) and the
+loop's current task, which names the request that is blocking. Sampling at half the threshold
+rather than at the threshold means that any stall long enough to be reported was still going on
+when it was sampled, even if it ends a moment after crossing the threshold.
+
+A stall ends with the next beat: its duration is from the last beat before it to that beat (see
+``Stall``). Everything is shared by every request in flight on the loop (a ``PerLoopRegistry``):
+the first user installs, the last removes, and each request keeps what falls in its own window.
+
+Threads: the loop's thread runs beats and (un)subscribes; the watchdog only reads the heartbeat's
+fields (single attribute reads, atomic under the GIL) and publishes its sample under a lock that
+the loop thread takes only when a stall closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+
+from debug_toolbar.core.panels.async_profiler.loop_hooks import PerLoopRegistry, task_hooks
+from debug_toolbar.core.panels.async_profiler.sampling import (
+    innermost_app_frame,
+    sample_thread_stack,
+)
+
+if TYPE_CHECKING:
+    from debug_toolbar.core.panels.async_profiler.loop_hooks import RawStack
+
+__all__ = (
+    "DEFAULT_INTERVAL_NS",
+    "WATCHDOG_THREAD_NAME",
+    "Clock",
+    "LagListener",
+    "LoopHeartbeat",
+    "Stall",
+    "StallListener",
+    "StallSample",
+    "Watchdog",
+    "heartbeats",
+    "installed_heartbeats",
+)
+
+logger = logging.getLogger("debug_toolbar.async_profiler")
+
+Clock: TypeAlias = Callable[[], int]
+"""A ``time.perf_counter_ns``-like clock; tests inject a fake one."""
+
+WATCHDOG_THREAD_NAME = "debug-toolbar-watchdog"
+DEFAULT_INTERVAL_NS = 10_000_000
+_NEVER = 1 << 62
+"""Stall threshold while nobody detects blocking calls: no gap ever reaches it."""
+_WAKE_SLACK_S = 0.001
+"""Wake a little after the deadline, so the heartbeat is surely overdue when we look."""
+_MAX_IDLE_WAIT_S = 1.0
+_MAX_RESAMPLE_WAIT_S = 0.025
+_JOIN_TIMEOUT_S = 2.0
+
+_current_task = asyncio.current_task
+_installed: weakref.WeakSet[LoopHeartbeat] = weakref.WeakSet()
+
+
+@dataclass(slots=True, frozen=True)
+class StallSample:
+    """What the watchdog saw on the loop's thread while the heartbeat was overdue."""
+
+    beat_ns: int
+    """The last beat before the stall: identifies which stall this sample belongs to."""
+    taken_ns: int
+    stack: RawStack
+    """The loop thread's stack, innermost first (code, line) pairs; empty if unreadable."""
+    app_index: int | None
+    """Index in ``stack`` of the innermost application frame (None: none was on the stack)."""
+    culprit: object | None
+    """The owner (a RequestContext) of the request whose task was running; None when the loop
+    was blocked outside any profiled request."""
+    count: int = 1
+    """Samples taken during this stall until one found an application frame."""
+
+
+@dataclass(slots=True, frozen=True)
+class Stall:
+    """A period longer than the stall threshold without any heartbeat.
+
+    It runs from the last beat before the stall to the beat that followed it (or to "now" for a
+    stall still open when a request stops). That is an upper bound of the blocking itself: the
+    block began somewhere in the first heartbeat interval, so it lasted at least
+    ``duration - interval``.
+    """
+
+    start_ns: int
+    end_ns: int
+    sample: StallSample | None
+    """None when the watchdog could not sample it (it ended before the watchdog got to run)."""
+    open: bool = False
+    """Still going on: closed early for a request that stopped during it."""
+
+
+class LagListener(Protocol):
+    """A request's lag monitor: told about every beat of its window."""
+
+    @property
+    def interval_ns(self) -> int: ...
+
+    def on_beat(self, now_ns: int, due_ns: int) -> None: ...
+
+
+class StallListener(Protocol):
+    """A request's blocking-call detector: told about every stall of its window."""
+
+    @property
+    def interval_ns(self) -> int: ...
+
+    @property
+    def threshold_ns(self) -> int: ...
+
+    @property
+    def root_task(self) -> asyncio.Future[Any] | None:
+        """The request's own task: a stall while it runs is this request's."""
+
+    @property
+    def culprit_key(self) -> object:
+        """What the watchdog records as the culprit when ``root_task`` was running."""
+
+    def on_stall(self, stall: Stall) -> None: ...
+
+
+def installed_heartbeats() -> int:
+    """How many heartbeats are installed in this process (0 when nothing is profiled)."""
+    return len(_installed)
+
+
+class LoopHeartbeat:
+    """The heartbeat of one loop; built and installed by ``heartbeats.acquire(loop)``.
+
+    ``install`` must run on the loop's thread (the registry is acquired from the request's own
+    task): that is the thread the watchdog will sample.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        clock: Clock = time.perf_counter_ns,
+        run_watchdog: bool = True,
+    ) -> None:
+        self.loop = loop
+        self.clock = clock
+        self.run_watchdog = run_watchdog
+        """False in deterministic tests, which drive ``Watchdog.poll`` themselves."""
+        self.thread_id: int | None = None
+        self.interval_ns = DEFAULT_INTERVAL_NS
+        self.stall_threshold_ns = _NEVER
+        """The smallest threshold of the stall listeners."""
+        self.last_beat_ns = 0
+        self.due_ns = 0
+        """When the next beat should run; its lateness is the loop's lag."""
+        self.beats = 0
+        self.watchdog: Watchdog | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self._lag_listeners: list[LagListener] = []
+        self._stall_listeners: list[StallListener] = []
+        self._sample: StallSample | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def installed(self) -> bool:
+        return self._handle is not None
+
+    @property
+    def sample_after_ns(self) -> int:
+        """Heartbeat age at which the watchdog samples the loop (half the stall threshold)."""
+        return self.stall_threshold_ns // 2
+
+    def install(self) -> None:
+        self.thread_id = threading.get_ident()
+        self.last_beat_ns = self.clock()
+        self._schedule(self.last_beat_ns)
+        _installed.add(self)
+
+    def uninstall(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            handle.cancel()
+        self._stop_watchdog()
+        self._lag_listeners.clear()
+        self._stall_listeners.clear()
+        self._sample = None
+        _installed.discard(self)
+
+    def _schedule(self, now_ns: int) -> None:
+        interval = self.interval_ns
+        self.due_ns = now_ns + interval
+        self._handle = self.loop.call_later(interval / 1e9, self._beat)
+
+    def _beat(self) -> None:
+        now = self.clock()
+        due = self.due_ns
+        previous = self.last_beat_ns
+        self.last_beat_ns = now
+        self.beats += 1
+        self._schedule(now)  # first: whatever happens below, the heartbeat goes on
+        if self._sample is not None or now - previous > self.stall_threshold_ns:
+            self._close_stall(previous, now)
+        for listener in self._lag_listeners:
+            listener.on_beat(now, due)
+
+    def _close_stall(self, previous: int, now: int) -> None:
+        with self._lock:
+            sample, self._sample = self._sample, None
+        if now - previous <= self.stall_threshold_ns:
+            return  # the watchdog sampled a slow moment that did not become a stall
+        if sample is not None and sample.beat_ns != previous:
+            sample = None
+        stall = Stall(start_ns=previous, end_ns=now, sample=sample)
+        for listener in tuple(self._stall_listeners):
+            listener.on_stall(stall)
+
+    def open_stall(self, now_ns: int) -> Stall | None:
+        """The stall going on right now, if the heartbeat is overdue past the threshold.
+
+        Called on the loop's thread by a request that stops while the loop has not beaten
+        since it was blocked (a block in the handler's last step), so the request can close
+        the stall at that moment instead of losing it.
+        """
+        last = self.last_beat_ns
+        if now_ns - last <= self.stall_threshold_ns:
+            return None
+        with self._lock:
+            sample = self._sample
+        if sample is not None and sample.beat_ns != last:
+            sample = None
+        return Stall(start_ns=last, end_ns=now_ns, sample=sample, open=True)
+
+    # Listeners (loop thread only)
+
+    def add_lag_listener(self, listener: LagListener) -> None:
+        self._lag_listeners.append(listener)
+        self._update_settings()
+
+    def remove_lag_listener(self, listener: LagListener) -> None:
+        if listener in self._lag_listeners:
+            self._lag_listeners.remove(listener)
+            self._update_settings()
+
+    def add_stall_listener(self, listener: StallListener) -> None:
+        self._stall_listeners.append(listener)
+        self._update_settings()
+        if self.watchdog is None and self.run_watchdog:
+            watchdog = Watchdog(self)
+            try:
+                watchdog.start()
+            except BaseException:
+                self.remove_stall_listener(listener)
+                raise
+            self.watchdog = watchdog
+        elif self.watchdog is not None:
+            self.watchdog.nudge()  # the threshold may have dropped: re-read it now
+
+    def remove_stall_listener(self, listener: StallListener) -> None:
+        if listener not in self._stall_listeners:
+            return
+        self._stall_listeners.remove(listener)
+        self._update_settings()
+        if not self._stall_listeners:
+            self._stop_watchdog()
+
+    @property
+    def lag_listeners(self) -> tuple[LagListener, ...]:
+        return tuple(self._lag_listeners)
+
+    @property
+    def stall_listeners(self) -> tuple[StallListener, ...]:
+        return tuple(self._stall_listeners)
+
+    def _update_settings(self) -> None:
+        listeners: list[LagListener | StallListener] = [
+            *self._lag_listeners,
+            *self._stall_listeners,
+        ]
+        self.interval_ns = min(
+            (listener.interval_ns for listener in listeners), default=DEFAULT_INTERVAL_NS
+        )
+        self.stall_threshold_ns = min(
+            (listener.threshold_ns for listener in self._stall_listeners), default=_NEVER
+        )
+
+    def _stop_watchdog(self) -> None:
+        watchdog, self.watchdog = self.watchdog, None
+        if watchdog is not None:
+            watchdog.stop()
+
+    # Watchdog side (any thread)
+
+    def needs_sample(self, beat_ns: int) -> bool:
+        """Whether the stall that began at ``beat_ns`` still lacks an application frame."""
+        sample = self._sample
+        return sample is None or sample.beat_ns != beat_ns or sample.app_index is None
+
+    def publish(self, sample: StallSample) -> bool:
+        """Keep ``sample`` if its stall is still going on; the loop thread reads it at the beat.
+
+        The check and the store happen under the lock that the beat takes to read the sample,
+        after it has moved ``last_beat_ns``: a sample is either seen by that beat or discarded.
+        """
+        with self._lock:
+            if self.last_beat_ns != sample.beat_ns:
+                return False
+            current = self._sample
+            if current is not None and current.beat_ns == sample.beat_ns:
+                if current.app_index is not None:
+                    return False  # keep the first sample that found the application's line
+                sample = StallSample(
+                    beat_ns=sample.beat_ns,
+                    taken_ns=sample.taken_ns,
+                    stack=sample.stack,
+                    app_index=sample.app_index,
+                    culprit=sample.culprit,
+                    count=current.count + 1,
+                )
+            self._sample = sample
+            return True
+
+    def identify(self, task: asyncio.Future[Any] | None) -> object | None:
+        """The owner of the request ``task`` belongs to, or None; callable from any thread."""
+        if task is None:
+            return None
+        for listener in tuple(self._stall_listeners):
+            if listener.root_task is task:
+                return listener.culprit_key
+        hooks = task_hooks.get(self.loop)
+        if hooks is not None:
+            recorder = hooks.owner_of(task)
+            if recorder is not None:
+                return recorder.owner if recorder.owner is not None else recorder
+        return None
+
+
+class Watchdog:
+    """The thread that samples the loop's thread when its heartbeat is overdue.
+
+    It sleeps until the moment the heartbeat would become overdue (so a healthy loop wakes it
+    about once per half threshold, not once per interval), then checks: if no beat came, it
+    samples; while the stall lasts without an application frame found, it samples again.
+    """
+
+    def __init__(self, heartbeat: LoopHeartbeat) -> None:
+        self.heartbeat = heartbeat
+        self.clock = heartbeat.clock
+        self.samples_taken = 0
+        self._stopping = False
+        self._wakeup = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        return self._thread
+
+    def start(self) -> None:
+        thread = threading.Thread(target=self._run, name=WATCHDOG_THREAD_NAME, daemon=True)
+        thread.start()
+        self._thread = thread
+
+    def nudge(self) -> None:
+        self._wakeup.set()
+
+    def stop(self) -> None:
+        """Stop and join the thread (it wakes at once; the timeout is a safety net)."""
+        self._stopping = True
+        self._wakeup.set()
+        thread, self._thread = self._thread, None
+        if thread is None or thread is threading.current_thread():
+            return
+        thread.join(_JOIN_TIMEOUT_S)
+        if thread.is_alive():  # pragma: no cover - would need a wedged interpreter
+            logger.warning("the blocking-call watchdog thread did not stop in time")
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping:
+                delay = self.poll()
+                self._wakeup.wait(delay)
+                self._wakeup.clear()
+        except Exception:  # pragma: no cover - a bug here must not take the app down
+            logger.exception("the blocking-call watchdog stopped after an error")
+
+    def poll(self) -> float:
+        """Check the heartbeat once (sampling if it is overdue); seconds until the next check."""
+        heartbeat = self.heartbeat
+        sample_after = heartbeat.sample_after_ns
+        last = heartbeat.last_beat_ns
+        age = self.clock() - last
+        if age <= sample_after:
+            return min((sample_after - age) / 1e9 + _WAKE_SLACK_S, _MAX_IDLE_WAIT_S)
+        if heartbeat.needs_sample(last) and heartbeat.loop.is_running():
+            self.sample(last)
+        return min(sample_after / 2e9, _MAX_RESAMPLE_WAIT_S)
+
+    def sample(self, beat_ns: int) -> bool:
+        """Sample the loop's thread for the stall that began at ``beat_ns``; True if kept."""
+        heartbeat = self.heartbeat
+        thread_id = heartbeat.thread_id
+        if thread_id is None:
+            return False
+        stack = sample_thread_stack(thread_id) or ()
+        task = _current_task(heartbeat.loop)
+        culprit = heartbeat.identify(task)
+        self.samples_taken += 1
+        return heartbeat.publish(
+            StallSample(
+                beat_ns=beat_ns,
+                taken_ns=self.clock(),
+                stack=stack,
+                app_index=innermost_app_frame(stack),
+                culprit=culprit,
+            )
+        )
+
+
+heartbeats: PerLoopRegistry[LoopHeartbeat] = PerLoopRegistry(LoopHeartbeat)
+"""The process-wide registry of heartbeats, one per loop."""

@@ -1,0 +1,115 @@
+"""Reading another thread's Python stack, and telling the application's frames from the rest.
+
+The blocking-call watchdog runs in its own thread and looks at the event loop's thread while the
+loop is stuck. What it keeps must be cheap to take (it holds the GIL, so the loop waits for it)
+and must not keep frames alive (they hold every local of the blocked code): only (code object,
+line) pairs are kept, and file names, source lines and formatting are resolved at render time.
+
+"Application code" is everything that is not the standard library, an installed package
+(site-packages / dist-packages), code generated at run time (``<string>``, ``<frozen ...>``) or
+this toolbar. The innermost application frame is where the developer can act: the
+``time.sleep(...)`` line of a handler, not the C function it called nor the server's
+``run_asgi`` frame far above it.
+"""
+
+from __future__ import annotations
+
+import os
+import site
+import sys
+import sysconfig
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from types import CodeType
+
+    from debug_toolbar.core.panels.async_profiler.loop_hooks import RawStack
+
+__all__ = (
+    "MAX_SAMPLED_FRAMES",
+    "innermost_app_frame",
+    "is_app_code",
+    "sample_thread_stack",
+    "stack_window",
+)
+
+MAX_SAMPLED_FRAMES = 256
+"""Frames read per sample: far deeper than any real handler, but a bound for runaway recursion."""
+
+
+def _library_prefixes() -> tuple[str, ...]:
+    import debug_toolbar
+
+    paths = sysconfig.get_paths()
+    candidates = [paths.get(name) for name in ("stdlib", "platstdlib", "purelib", "platlib")]
+    candidates.extend(site.getsitepackages() if hasattr(site, "getsitepackages") else ())
+    user_site = site.getusersitepackages() if hasattr(site, "getusersitepackages") else None
+    candidates.append(user_site)
+    candidates.append(os.path.dirname(os.path.abspath(debug_toolbar.__file__)))
+    prefixes = {os.path.normcase(os.path.abspath(path)) + os.sep for path in candidates if path}
+    # Longest first, only for readable debugging: startswith() with a tuple is order-free.
+    return tuple(sorted(prefixes, key=len, reverse=True))
+
+
+_LIBRARY_PREFIXES = _library_prefixes()
+_PACKAGE_DIRS = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
+_is_app_cache: dict[CodeType, bool] = {}
+_APP_CACHE_LIMIT = 4096
+
+
+def _classify(filename: str) -> bool:
+    if not filename or filename.startswith("<"):
+        return False  # <string>, <frozen importlib._bootstrap>, dataclass-generated code...
+    normalized = os.path.normcase(os.path.abspath(filename))
+    if any(part in normalized for part in _PACKAGE_DIRS):
+        return False
+    return not normalized.startswith(_LIBRARY_PREFIXES)
+
+
+def is_app_code(code: CodeType) -> bool:
+    """Whether ``code`` belongs to the application (cached per code object: called per frame)."""
+    known = _is_app_cache.get(code)
+    if known is None:
+        if len(_is_app_cache) >= _APP_CACHE_LIMIT:
+            _is_app_cache.clear()
+        known = _is_app_cache[code] = _classify(code.co_filename)
+    return known
+
+
+def sample_thread_stack(thread_id: int, limit: int = MAX_SAMPLED_FRAMES) -> RawStack | None:
+    """The current stack of thread ``thread_id``, innermost first; None if it has no frame.
+
+    ``sys._current_frames`` is the documented way (used by faulthandler-style tools and
+    sampling profilers) to read another thread's frames; the frame objects are dropped before
+    returning so the sampled code's locals are not kept alive.
+    """
+    frame = sys._current_frames().get(thread_id)
+    if frame is None:
+        return None
+    pairs: list[tuple[CodeType, int]] = []
+    while frame is not None and len(pairs) < limit:
+        pairs.append((frame.f_code, frame.f_lineno or 0))
+        frame = frame.f_back
+    del frame
+    return tuple(pairs)
+
+
+def innermost_app_frame(stack: RawStack) -> int | None:
+    """Index in ``stack`` (innermost first) of the first application frame, if any."""
+    for index, (code, _lineno) in enumerate(stack):
+        if is_app_code(code):
+            return index
+    return None
+
+
+def stack_window(stack: RawStack, index: int, depth: int) -> RawStack:
+    """At most ``depth`` contiguous frames around ``stack[index]``, innermost first.
+
+    The frame at ``index`` is always kept, with its callers; up to a third of the budget goes to
+    the library frames it called (``requests.get`` -> ``Session.request``...), the calls nearest
+    to the application's line first, because those name what the application asked for.
+    """
+    depth = max(1, depth)
+    inner = min(index, (depth - 1) // 3)
+    start = index - inner
+    return stack[start : start + depth]
