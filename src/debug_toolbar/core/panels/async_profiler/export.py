@@ -9,7 +9,7 @@ Layout, one process per request:
 
 - tid 1 ``request``: one complete event spanning the request window, and an instant event at
   the response's end;
-- tid 2 ``event loop``: one complete event per blocking period (own or suffered, with
+- tid 2 ``event loop``: one complete event per blocking period (own, suffered or unknown, with
   file:line, the source line and the culprit in ``args``), and the ``event loop lag`` counter;
 - tid 3 and up: one track per task, named after it, in the timeline's tree order
   (``thread_sort_index``), holding one complete event for the task's life. A task still
@@ -52,6 +52,12 @@ REQUEST_TID = 1
 LOOP_TID = 2
 FIRST_TASK_TID = 3
 LAG_COUNTER_NAME = "event loop lag"
+
+_BLOCKING_NAMES = {
+    "own": "blocked (this request)",
+    "suffered": "blocked (another request)",
+    "unknown": "blocked (culprit unknown)",
+}
 
 _CLIPPED_NOTE = "drawn up to the response's end: the task was still running when it was sent"
 
@@ -109,9 +115,11 @@ def _task_event(row: TimelineRow, tid: int) -> dict[str, Any]:
 
 
 def _blocking_event(band: BlockingBand) -> dict[str, Any]:
-    culprit: str | dict[str, str | None]
-    if band.own:
+    culprit: str | dict[str, str | None] | None
+    if band.kind == "own":
         culprit = "this request"
+    elif band.kind == "unknown":
+        culprit = None
     else:
         culprit = {
             "request_id": band.culprit_request_id,
@@ -121,8 +129,8 @@ def _blocking_event(band: BlockingBand) -> dict[str, Any]:
         }
     start = _us(band.bar_start_ms)
     return {
-        "name": "blocked (this request)" if band.own else "blocked (another request)",
-        "cat": "blocking,own" if band.own else "blocking,suffered",
+        "name": _BLOCKING_NAMES[band.kind],
+        "cat": f"blocking,{band.kind}",
         "ph": "X",
         "ts": start,
         "dur": round(max(_us(band.bar_end_ms) - start, 0.0), 3),
@@ -134,6 +142,7 @@ def _blocking_event(band: BlockingBand) -> dict[str, Any]:
             "code": band.code,
             "culprit": culprit,
             "own": band.own,
+            "sampled": band.kind != "unknown",
             "start_ms": band.start_ms,
             "duration_ms": band.duration_ms,
             "clipped": band.clipped,
@@ -246,6 +255,7 @@ def to_chrome_trace(
             "blocking_calls": {
                 "own": timeline.own_blocking,
                 "suffered": timeline.suffered_blocking,
+                "unknown": timeline.unknown_blocking,
             },
             "max_lag_ms": timeline.max_lag_ms,
             "lag_threshold_ms": timeline.lag_threshold_ms,

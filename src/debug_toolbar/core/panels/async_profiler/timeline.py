@@ -127,6 +127,8 @@ class BlockingBand:
     clipped: bool
     own: bool
     """True when this request's code blocked the loop; False when it suffered another's stall."""
+    kind: Literal["own", "suffered", "unknown"]
+    """``unknown``: the stall ended before the watchdog could look, so nobody is named."""
     filename: str | None
     lineno: int | None
     function: str | None
@@ -188,6 +190,8 @@ class Timeline:
     blocking: tuple[BlockingBand, ...]
     own_blocking: int
     suffered_blocking: int
+    unknown_blocking: int
+    """Stalls nobody could be blamed for (not sampled in time)."""
     lag: tuple[LagMark, ...]
     max_lag_ms: float
     lag_scale_ms: float
@@ -399,6 +403,8 @@ def _row(
 
 
 def _culprit_label(call: BlockingCall) -> str:
+    if not call.sampled:
+        return "unknown (the stall ended before it could be sampled)"
     if call.culprit:
         return "this request"
     if call.culprit_request_id is None:
@@ -417,7 +423,14 @@ def _band(call: BlockingCall, window_ms: float) -> BlockingBand:
     where = _short_location(call.filename, call.lineno)
     if call.function:
         where = f"{where} in {call.function}"
-    cause = "by this request" if call.culprit else f"suffered, caused by {culprit}"
+    kind: Literal["own", "suffered", "unknown"] = (
+        "unknown" if not call.sampled else "own" if call.culprit else "suffered"
+    )
+    cause = {
+        "own": "by this request",
+        "suffered": f"suffered, caused by {culprit}",
+        "unknown": "culprit unknown: not sampled in time",
+    }[kind]
     return BlockingBand(
         start_ms=call.start_ms,
         duration_ms=call.duration_ms,
@@ -427,7 +440,8 @@ def _band(call: BlockingCall, window_ms: float) -> BlockingBand:
         left_pct=left,
         width_pct=width,
         clipped=end > window_ms or call.start_ms > window_ms,
-        own=call.culprit,
+        own=kind == "own",
+        kind=kind,
         filename=call.filename,
         lineno=call.lineno,
         function=call.function,
@@ -547,7 +561,8 @@ def _build(
         if lag_threshold_ms is not None and scale > 0
         else None
     )
-    own = sum(1 for band in bands if band.own)
+    own = sum(1 for band in bands if band.kind == "own")
+    unknown = sum(1 for band in bands if band.kind == "unknown")
     return Timeline(
         duration_ms=0.0 if duration_ms is None else float(duration_ms),
         window_ms=window,
@@ -558,7 +573,8 @@ def _build(
         ticks=_ticks(window),
         blocking=bands,
         own_blocking=own,
-        suffered_blocking=len(bands) - own,
+        suffered_blocking=len(bands) - own - unknown,
+        unknown_blocking=unknown,
         lag=marks,
         max_lag_ms=max_lag,
         lag_scale_ms=scale,

@@ -232,7 +232,7 @@ class TestStructure:
             "pending": 1,
         }
         assert meta["tasks_not_exported"] == 0
-        assert meta["blocking_calls"] == {"own": 1, "suffered": 1}
+        assert meta["blocking_calls"] == {"own": 1, "suffered": 1, "unknown": 0}
         assert (meta["max_lag_ms"], meta["lag_threshold_ms"]) == (20.0, 10.0)
 
 
@@ -297,6 +297,16 @@ class TestBlockingTrack:
             "path": "/export",
             "label": "GET /export (request 1a2b3c4d)",
         }
+
+    def test_stall_that_was_not_sampled_blames_nobody(self) -> None:
+        stall = BlockingCall(40.0, 25.0, None, None, None, None, culprit=False, sampled=False)
+        trace = full_trace(blocking_calls=[stall])
+        validate_trace(trace)
+        (event,) = [event for event in phase(trace, "X") if event["tid"] == LOOP_TID]
+        assert (event["name"], event["cat"]) == ("blocked (culprit unknown)", "blocking,unknown")
+        assert (event["args"]["culprit"], event["args"]["sampled"]) == (None, False)
+        assert event["args"]["location"] is None
+        assert trace["metadata"]["blocking_calls"] == {"own": 0, "suffered": 0, "unknown": 1}
 
     def test_stall_open_at_response_end_is_clipped(self) -> None:
         stall = BlockingCall(90.0, 40.0, "/srv/app/views.py", 3, "f", None)

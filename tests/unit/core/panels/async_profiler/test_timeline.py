@@ -410,7 +410,9 @@ class TestBlockingOverlays:
         )
         own, suffered = timeline.blocking
         assert (own.own, suffered.own) == (True, False)
+        assert (own.kind, suffered.kind) == ("own", "suffered")
         assert (timeline.own_blocking, timeline.suffered_blocking) == (1, 1)
+        assert timeline.unknown_blocking == 0
         assert (own.left_pct, own.width_pct) == (20.0, 30.0)
         assert (suffered.left_pct, suffered.width_pct) == (70.0, 10.0)
         assert own.culprit_label == "this request"
@@ -431,6 +433,19 @@ class TestBlockingOverlays:
         assert band.culprit_label == "code outside any profiled request"
         assert band.location is None
         assert "unknown location" in band.label
+
+    def test_stall_nobody_could_sample_names_no_culprit(self) -> None:
+        call = BlockingCall(40.0, 25.0, None, None, None, None, culprit=False, sampled=False)
+        timeline = generate_timeline(duration_ms=100.0, tasks=[], blocking_calls=[call])
+        (band,) = timeline.blocking
+        assert (band.kind, band.own) == ("unknown", False)
+        assert band.culprit_label == "unknown (the stall ended before it could be sampled)"
+        assert band.label == (
+            "loop blocked 25.0 ms · start 40.0 ms · unknown location"
+            " · culprit unknown: not sampled in time"
+        )
+        assert (timeline.own_blocking, timeline.suffered_blocking) == (0, 0)
+        assert timeline.unknown_blocking == 1
 
     def test_stall_still_open_at_response_end_is_clipped(self) -> None:
         call = BlockingCall(90.0, 40.0, "/srv/app/views.py", 3, "f", None)
@@ -528,6 +543,7 @@ STATS_CALLS = [
     OWN_STALL,
     SUFFERED_STALL,
     BlockingCall(85.0, 3.0, None, None, None, None, culprit=False),
+    BlockingCall(95.0, 4.0, None, None, None, None, culprit=False, sampled=False),
 ]
 STATS_SAMPLES = [LagSample(at_ms=50.0, lag_ms=31.5), LagSample(at_ms=60.0, lag_ms=1.25)]
 
@@ -571,7 +587,9 @@ class TestFromStats:
         assert from_stats.dropped_tasks == 3
         assert from_stats.lag_threshold_ms == 10.0
         assert (from_stats.own_blocking, from_stats.suffered_blocking) == (1, 2)
+        assert from_stats.unknown_blocking == 1
         assert from_stats.blocking[2].culprit_label == "code outside any profiled request"
+        assert from_stats.blocking[3].kind == "unknown"
 
     def test_missing_optional_keys(self) -> None:
         stats = {"tasks": [{"task_id": 1, "start_ms": 2.0, "name": "t"}]}
