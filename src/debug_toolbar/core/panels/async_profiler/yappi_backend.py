@@ -26,7 +26,6 @@ process-wide and costly, which shapes everything here:
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import itertools
 import os
@@ -310,40 +309,43 @@ class YappiBackend(AsyncProfilerBackend):
         return True
 
     def start(self, loop: AbstractEventLoop) -> None:
-        """Join the yappi run and start tracking tasks; must run in the request's own task."""
+        """Start tracking tasks and join the yappi run; must run in the request's own task.
+
+        The tag is set last and reset first (in ``stop``), so the toolbar's own bookkeeping
+        and the stdlib code it calls are not counted as the request's functions.
+        """
         if self._started:
             raise RuntimeError("the yappi backend already started for this request")
         self._started = True
+        self._tasks.start(loop)
         began = time.perf_counter_ns()
         try:
             self.tag = self.session.acquire()
         except YappiBusyError as exc:
             self.functions_error = str(exc)
+        except BaseException:
+            self._tasks.stop()
+            raise
         else:
             self._token = _request_tag.set(self.tag)
         self.profiler_ns += time.perf_counter_ns() - began
-        try:
-            self._tasks.start(loop)
-        except BaseException:
-            self._leave()
-            raise
 
     def stop(self) -> None:
         """Idempotent; collects this request's function stats before leaving the run."""
-        self._tasks.stop()
-        self._leave()
-
-    def _leave(self) -> None:
         tag, self.tag = self.tag, None
+        token, self._token = self._token, None
+        if token is not None:
+            # Not contextlib.suppress: its __enter__ would run, and count, under the tag.
+            try:  # noqa: SIM105
+                _request_tag.reset(token)
+            except ValueError:
+                # Stopped from another context than the one that started: that context keeps
+                # the retired tag, whose stats nobody reads and the run's end clears.
+                pass
+        self._tasks.stop()
         if tag is None:
             return
         began = time.perf_counter_ns()
-        token, self._token = self._token, None
-        if token is not None:
-            # Stopped from another context than the one that started: that context keeps the
-            # retired tag, whose stats nobody reads and the run's end clears.
-            with contextlib.suppress(ValueError):
-                _request_tag.reset(token)
         stats = self.session.release(tag)
         self.functions, self.functions_total = summarize(stats, self.max_functions)
         self.profiler_ns += time.perf_counter_ns() - began

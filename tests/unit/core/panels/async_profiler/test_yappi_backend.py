@@ -155,6 +155,13 @@ class TestFunctionStats:
         assert nap["is_coroutine"] is True
         assert nap["filename"] == __file__
         assert nap["lineno"] == nap_50ms.__code__.co_firstlineno
+        # Only the request's code and the asyncio it drives: no toolbar bookkeeping, nor the
+        # stdlib helpers that bookkeeping calls (contextlib and the like).
+        asyncio_dir = os.path.dirname(asyncio.__file__) + os.sep
+        stats = backend.get_stats()
+        assert {
+            f["filename"] for f in stats["functions"] if not f["filename"].startswith(asyncio_dir)
+        } == {__file__}
 
     @pytest.mark.asyncio
     async def test_resumptions_are_not_calls_and_sync_functions_are_not_coroutines(
@@ -410,6 +417,21 @@ class TestSharedRun:
 
         assert "nap_50ms" in functions_by_name(backend)
         assert not yappi.is_running()
+
+    @pytest.mark.asyncio
+    async def test_a_start_that_fails_leaves_nothing_behind(self, yappi: Any) -> None:
+        backend = YappiBackend()
+
+        with pytest.raises(AttributeError):
+            backend.start(None)  # type: ignore[arg-type]  # task tracking needs a real loop
+        backend.stop()
+
+        assert yappi_session.users == 0
+        assert not yappi.is_running()
+        assert backend.get_stats()["functions"] == []
+
+    def test_releasing_a_run_nobody_holds_returns_nothing(self, yappi: Any) -> None:
+        assert YappiSession().release(12345) == []
 
 
 class TestSomeoneElsesYappi:
