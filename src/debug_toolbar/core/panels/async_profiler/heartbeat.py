@@ -205,9 +205,10 @@ class LoopHeartbeat:
     def _schedule(self, now_ns: int) -> None:
         interval = self.interval_ns
         self.due_ns = now_ns + interval
-        self._handle = self.loop.call_later(interval / 1e9, self._beat)
+        self._handle = self.loop.call_later(interval / 1e9, self.beat)
 
-    def _beat(self) -> None:
+    def beat(self) -> None:
+        """One heartbeat: the loop calls it every interval (tests may call it by hand)."""
         now = self.clock()
         due = self.due_ns
         previous = self.last_beat_ns

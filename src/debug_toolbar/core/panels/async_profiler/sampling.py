@@ -53,7 +53,9 @@ def _library_prefixes() -> tuple[str, ...]:
 
 _LIBRARY_PREFIXES = _library_prefixes()
 _PACKAGE_DIRS = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
-_is_app_cache: dict[CodeType, bool] = {}
+# Keyed by file name, not code object: code objects compare equal across files when their
+# bodies match, and the answer only depends on the file anyway.
+_is_app_cache: dict[str, bool] = {}
 _APP_CACHE_LIMIT = 4096
 
 
@@ -67,12 +69,13 @@ def _classify(filename: str) -> bool:
 
 
 def is_app_code(code: CodeType) -> bool:
-    """Whether ``code`` belongs to the application (cached per code object: called per frame)."""
-    known = _is_app_cache.get(code)
+    """Whether ``code`` belongs to the application (cached per file: called per frame)."""
+    filename = code.co_filename
+    known = _is_app_cache.get(filename)
     if known is None:
         if len(_is_app_cache) >= _APP_CACHE_LIMIT:
             _is_app_cache.clear()
-        known = _is_app_cache[code] = _classify(code.co_filename)
+        known = _is_app_cache[filename] = _classify(filename)
     return known
 
 

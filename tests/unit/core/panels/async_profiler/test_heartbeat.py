@@ -1,0 +1,800 @@
+"""The loop heartbeat's logic on a fake clock: lag, stalls, samples, culprits, windows, caps.
+
+The heartbeat and the watchdog are driven by hand (``beat()``, ``Watchdog.poll()``) on a real
+event loop, with a fake ``perf_counter_ns``: every figure is exact, nothing sleeps. The one rule
+that keeps these tests deterministic: the fake clock is never advanced across an ``await``, so
+a real timer firing meanwhile beats at the same fake time and changes nothing. The watchdog
+thread itself, on real time, is tested in test_detector.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, TypeVar
+
+import pytest
+
+from debug_toolbar.core.context import RequestContext
+from debug_toolbar.core.panels.async_profiler.detector import (
+    BlockingCallDetector,
+    EventLoopLagMonitor,
+)
+from debug_toolbar.core.panels.async_profiler.heartbeat import (
+    WATCHDOG_THREAD_NAME,
+    LoopHeartbeat,
+    StallSample,
+    Watchdog,
+    installed_heartbeats,
+)
+from debug_toolbar.core.panels.async_profiler.loop_hooks import PerLoopRegistry, TaskTracking
+from debug_toolbar.core.panels.async_profiler.models import BlockingCall, LagSample
+
+T = TypeVar("T")
+MS = 1_000_000
+START_NS = 5_000 * MS
+
+
+class FakeClock:
+    """A perf_counter_ns that only moves when told to."""
+
+    def __init__(self) -> None:
+        self.now = START_NS
+
+    def __call__(self) -> int:
+        return self.now
+
+    def advance(self, ms: float) -> int:
+        self.now += round(ms * MS)
+        return self.now
+
+
+def _next_line() -> int:
+    return sys._getframe(1).f_lineno + 1
+
+
+@pytest.fixture(autouse=True)
+def _nothing_left_behind() -> Iterator[None]:
+    yield
+    assert installed_heartbeats() == 0, "a heartbeat is still installed"
+    assert not [t for t in threading.enumerate() if t.name == WATCHDOG_THREAD_NAME]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture
+def registry(clock: FakeClock) -> PerLoopRegistry[LoopHeartbeat]:
+    """Heartbeats on the fake clock, without a watchdog thread (tests poll by hand)."""
+    return PerLoopRegistry(lambda loop: LoopHeartbeat(loop, clock=clock, run_watchdog=False))
+
+
+def run(loop: asyncio.AbstractEventLoop, body: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    return loop.run_until_complete(body())
+
+
+def context(path: str, method: str = "GET") -> RequestContext:
+    return RequestContext(method=method, path=path)
+
+
+def heartbeat_handles(loop: asyncio.AbstractEventLoop) -> list[asyncio.TimerHandle]:
+    """Live (not cancelled) heartbeat timers on an asyncio loop."""
+    return [
+        handle
+        for handle in loop._scheduled  # type: ignore[attr-defined]
+        if not handle.cancelled()
+        and isinstance(getattr(handle._callback, "__self__", None), LoopHeartbeat)
+    ]
+
+
+class TestHeartbeat:
+    def test_install_schedules_one_beat_and_uninstall_cancels_it(
+        self, loop: asyncio.AbstractEventLoop, clock: FakeClock
+    ) -> None:
+        heartbeat = LoopHeartbeat(loop, clock=clock, run_watchdog=False)
+        heartbeat.install()
+        try:
+            assert installed_heartbeats() == 1
+            handles = heartbeat_handles(loop)
+            assert len(handles) == 1
+            assert handles[0].when() == pytest.approx(loop.time() + 0.010, abs=0.005)
+            assert heartbeat.due_ns == START_NS + 10 * MS
+            assert heartbeat.thread_id == threading.get_ident()
+        finally:
+            heartbeat.uninstall()
+        assert heartbeat_handles(loop) == []
+        assert installed_heartbeats() == 0
+        assert not heartbeat.installed
+
+    def test_a_beat_reschedules_itself(
+        self, loop: asyncio.AbstractEventLoop, clock: FakeClock
+    ) -> None:
+        heartbeat = LoopHeartbeat(loop, clock=clock, run_watchdog=False)
+        heartbeat.install()
+        try:
+            clock.advance(12)
+            heartbeat.beat()
+            assert (heartbeat.beats, heartbeat.last_beat_ns) == (1, START_NS + 12 * MS)
+            assert heartbeat.due_ns == START_NS + 22 * MS
+        finally:
+            heartbeat.uninstall()
+
+    def test_the_loop_runs_the_beats(self, loop: asyncio.AbstractEventLoop) -> None:
+        heartbeat = LoopHeartbeat(loop, run_watchdog=False)
+
+        async def body() -> int:
+            heartbeat.install()
+            try:
+                await asyncio.sleep(0.06)
+                return heartbeat.beats
+            finally:
+                heartbeat.uninstall()
+
+        assert 2 <= run(loop, body) <= 7  # every 10 ms during 60 ms, timers permitting
+
+    def test_interval_and_threshold_come_from_the_listeners(
+        self, loop: asyncio.AbstractEventLoop, registry: PerLoopRegistry[LoopHeartbeat]
+    ) -> None:
+        lag = EventLoopLagMonitor(interval_ms=8, registry=registry)
+        slow = BlockingCallDetector(threshold_ms=200, interval_ms=50, registry=registry)
+        fast = BlockingCallDetector(threshold_ms=20, interval_ms=50, registry=registry)
+        lag.start(loop)
+        heartbeat = registry.get(loop)
+        assert heartbeat is not None
+        assert heartbeat.stall_threshold_ns > 10**15  # nobody detects: no gap is a stall
+        slow.install(loop)
+        assert (heartbeat.interval_ns, heartbeat.stall_threshold_ns) == (8 * MS, 200 * MS)
+        assert heartbeat.sample_after_ns == 100 * MS
+        fast.install(loop)
+        # The detector beats at least every threshold / 4: 5 ms, not its 50 ms.
+        assert (heartbeat.interval_ns, heartbeat.stall_threshold_ns) == (5 * MS, 20 * MS)
+        fast.uninstall()
+        assert (heartbeat.interval_ns, heartbeat.stall_threshold_ns) == (8 * MS, 200 * MS)
+        slow.uninstall()
+        lag.stop()
+        assert registry.get(loop) is None
+
+    def test_one_heartbeat_shared_by_every_user(
+        self, loop: asyncio.AbstractEventLoop, registry: PerLoopRegistry[LoopHeartbeat]
+    ) -> None:
+        monitor = EventLoopLagMonitor(registry=registry)
+        detector = BlockingCallDetector(registry=registry)
+        monitor.start(loop)
+        detector.install(loop)
+        heartbeat = registry.get(loop)
+        assert heartbeat is not None
+        assert registry.users(loop) == 2
+        assert (heartbeat.lag_listeners, heartbeat.stall_listeners) == ((monitor,), (detector,))
+        monitor.stop()
+        assert registry.users(loop) == 1
+        assert heartbeat_handles(loop) != []
+        detector.uninstall()
+        assert registry.users(loop) == 0
+        assert heartbeat_handles(loop) == []
+
+
+class TestLagMonitor:
+    @pytest.fixture
+    def monitor(
+        self, loop: asyncio.AbstractEventLoop, registry: PerLoopRegistry[LoopHeartbeat]
+    ) -> Iterator[EventLoopLagMonitor]:
+        monitor = EventLoopLagMonitor(
+            threshold_ms=5, interval_ms=10, origin_ns=START_NS - 3 * MS, registry=registry
+        )
+        monitor.start(loop)
+        yield monitor
+        monitor.stop()
+
+    @staticmethod
+    def heartbeat(registry: PerLoopRegistry[LoopHeartbeat], loop: Any) -> LoopHeartbeat:
+        heartbeat = registry.get(loop)
+        assert heartbeat is not None
+        return heartbeat
+
+    def test_on_time_beats_leave_no_sample(
+        self,
+        monitor: EventLoopLagMonitor,
+        registry: PerLoopRegistry[LoopHeartbeat],
+        loop: asyncio.AbstractEventLoop,
+        clock: FakeClock,
+    ) -> None:
+        heartbeat = self.heartbeat(registry, loop)
+        for _ in range(3):
+            clock.advance(10)
+            heartbeat.beat()
+        stats = monitor.get_stats()
+        assert (stats.samples, stats.max_lag_ms, stats.beats) == ([], 0.0, 3)
+
+    def test_a_late_beat_is_a_sample_at_its_time_with_its_lateness(
+        self,
+        monitor: EventLoopLagMonitor,
+        registry: PerLoopRegistry[LoopHeartbeat],
+        loop: asyncio.AbstractEventLoop,
+        clock: FakeClock,
+    ) -> None:
+        heartbeat = self.heartbeat(registry, loop)
+        clock.advance(10)
+        heartbeat.beat()  # due at +10, on time
+        clock.advance(60)
+        heartbeat.beat()  # due at +20, ran at +70
+        clock.advance(11)
+        heartbeat.beat()  # 1 ms late: under the threshold, counted in beats only
+        stats = monitor.get_stats()
+        # Times from origin_ns, 3 ms before the monitor started.
+        assert stats.samples == [LagSample(at_ms=73.0, lag_ms=50.0)]
+        assert stats.max_lag_ms == 50.0
+        assert stats.beats == 3
+        assert stats.to_dict() == {
+            "samples": [{"at_ms": 73.0, "lag_ms": 50.0}],
+            "max_lag_ms": 50.0,
+            "threshold_ms": 5.0,
+            "interval_ms": 10.0,
+            "beats": 3,
+            "dropped": 0,
+        }
+
+    def test_the_threshold_is_exclusive_and_max_covers_every_beat(
+        self,
+        monitor: EventLoopLagMonitor,
+        registry: PerLoopRegistry[LoopHeartbeat],
+        loop: asyncio.AbstractEventLoop,
+        clock: FakeClock,
+    ) -> None:
+        heartbeat = self.heartbeat(registry, loop)
+        clock.advance(15)  # exactly 5 ms late: "at or below the threshold is not kept"
+        heartbeat.beat()
+        stats = monitor.get_stats()
+        assert (stats.samples, stats.max_lag_ms) == ([], 5.0)
+        clock.advance(15.5)
+        heartbeat.beat()
+        assert [s.lag_ms for s in monitor.get_stats().samples] == [5.5]
+
+    def test_samples_are_capped_and_the_rest_counted(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registry: PerLoopRegistry[LoopHeartbeat],
+        clock: FakeClock,
+    ) -> None:
+        monitor = EventLoopLagMonitor(threshold_ms=1, max_samples=2, registry=registry)
+        monitor.start(loop)
+        heartbeat = self.heartbeat(registry, loop)
+        for lateness in (20, 30, 40):
+            clock.advance(10 + lateness)
+            heartbeat.beat()
+        monitor.stop()
+        stats = monitor.get_stats()
+        assert [s.lag_ms for s in stats.samples] == [20.0, 30.0]
+        assert (stats.dropped, stats.max_lag_ms, stats.beats) == (1, 40.0, 3)
+
+    def test_lateness_before_the_request_is_not_charged_to_it(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registry: PerLoopRegistry[LoopHeartbeat],
+        clock: FakeClock,
+    ) -> None:
+        first = EventLoopLagMonitor(threshold_ms=1, registry=registry)
+        first.start(loop)
+        heartbeat = self.heartbeat(registry, loop)
+        clock.advance(40)  # the beat due at +10 is 30 ms late when the second request starts
+        second = EventLoopLagMonitor(threshold_ms=1, registry=registry)
+        second.start(loop)
+        clock.advance(8)
+        heartbeat.beat()
+        second.stop()
+        first.stop()
+        assert [s.lag_ms for s in first.get_stats().samples] == [38.0]
+        assert [s.lag_ms for s in second.get_stats().samples] == [8.0]
+
+    def test_an_overdue_beat_counts_when_the_request_stops(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registry: PerLoopRegistry[LoopHeartbeat],
+        clock: FakeClock,
+    ) -> None:
+        monitor = EventLoopLagMonitor(threshold_ms=5, registry=registry)
+        monitor.start(loop)
+        clock.advance(80)  # the request's last step blocked: the beat due at +10 never ran
+        monitor.stop()
+        stats = monitor.get_stats()
+        assert stats.samples == [LagSample(at_ms=80.0, lag_ms=70.0)]
+        assert (stats.max_lag_ms, stats.beats) == (70.0, 0)
+
+    def test_beats_after_stop_are_not_seen(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registry: PerLoopRegistry[LoopHeartbeat],
+        clock: FakeClock,
+    ) -> None:
+        monitor = EventLoopLagMonitor(threshold_ms=1, registry=registry)
+        other = EventLoopLagMonitor(threshold_ms=1, registry=registry)
+        monitor.start(loop)
+        other.start(loop)
+        heartbeat = self.heartbeat(registry, loop)
+        monitor.stop()
+        clock.advance(50)
+        heartbeat.beat()
+        other.stop()
+        assert monitor.get_stats().beats == 0
+        assert other.get_stats().beats == 1
+
+    def test_start_twice_fails_and_stop_is_idempotent(
+        self, loop: asyncio.AbstractEventLoop, registry: PerLoopRegistry[LoopHeartbeat]
+    ) -> None:
+        monitor = EventLoopLagMonitor(registry=registry)
+        monitor.stop()  # never started: nothing to do
+        monitor.start(loop)
+        with pytest.raises(RuntimeError, match="already started"):
+            monitor.start(loop)
+        assert registry.users(loop) == 1
+        monitor.stop()
+        monitor.stop()
+        assert registry.users(loop) == 0
+        assert not monitor.running
+
+    @pytest.mark.parametrize(
+        ("kwargs", "name"),
+        [
+            ({"threshold_ms": 0}, "threshold_ms"),
+            ({"interval_ms": -1}, "interval_ms"),
+            ({"interval_ms": True}, "interval_ms"),
+            ({"max_samples": -1}, "max_samples"),
+        ],
+    )
+    def test_invalid_settings_are_refused(self, kwargs: dict[str, Any], name: str) -> None:
+        with pytest.raises(ValueError, match=name):
+            EventLoopLagMonitor(**kwargs)
+
+
+class TestStalls:
+    """Detectors listening to one heartbeat; the watchdog polled by hand on this thread."""
+
+    THRESHOLD = 100.0
+
+    def detector(
+        self, registry: PerLoopRegistry[LoopHeartbeat], owner: object | None, **kwargs: Any
+    ) -> BlockingCallDetector:
+        kwargs.setdefault("threshold_ms", self.THRESHOLD)
+        return BlockingCallDetector(owner=owner, registry=registry, **kwargs)
+
+    @staticmethod
+    def parts(
+        registry: PerLoopRegistry[LoopHeartbeat], loop: asyncio.AbstractEventLoop
+    ) -> tuple[LoopHeartbeat, Watchdog]:
+        heartbeat = registry.get(loop)
+        assert heartbeat is not None
+        return heartbeat, Watchdog(heartbeat)
+
+    def test_a_sampled_stall_in_the_request_is_its_own(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registry: PerLoopRegistry[LoopHeartbeat],
+        clock: FakeClock,
+    ) -> None:
+        request = context("/report")
+        detector = self.detector(registry, request, origin_ns=START_NS - 2 * MS)
+
+        async def handler() -> int:
+            detector.install(loop)
+            heartbeat, watchdog = self.parts(registry, loop)
+            clock.advance(5)
+            heartbeat.beat()
+            clock.advance(60)  # past half the threshold: the watchdog looks
+            line = _next_line()
+            delay = watchdog.poll()
+            assert watchdog.samples_taken == 1
+            assert delay == pytest.approx(0.025)  # then checks again every 25 ms
+            clock.advance(70)
+            heartbeat.beat()  # the loop is back: 130 ms without a beat
+            detector.uninstall()
+            return line
+
+        line = run(loop, handler)
+        [call] = detector.get_stats()
+        assert (call.start_ms, call.duration_ms) == (7.0, 130.0)
+        assert (call.filename, call.lineno, call.function) == (__file__, line, handler_name())
+        assert call.code == "delay = watchdog.poll()"
+        # The window keeps the library frames the line called (here: the sampler, as the test
+        # samples its own thread), then the line and its callers.
+        assert next((f.function, f.lineno) for f in call.stack if f.filename == __file__) == (
+            handler_name(),
+            line,
+        )
+        assert call.culprit is True
+        assert call.sampled is True
+        assert call.to_dict()["culprit"] is True
+
+    def test_a_short_gap_is_not_a_stall_even_if_sampled(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registry: PerLoopRegistry[LoopHeartbeat],
+        clock: FakeClock,
+    ) -> None:
+        detector = self.detector(registry, context("/"))
+
+        async def handler() -> None:
+            detector.install(loop)
+            heartbeat, watchdog = self.parts(registry, loop)
+            clock.advance(60)
+            watchdog.poll()
+            clock.advance(30)
+            heartbeat.beat()  # 90 ms: slow, not a stall; the sample is dropped
+            clock.advance(150)
+            heartbeat.beat()  # a stall nobody sampled: the old sample must not be reused
+            detector.uninstall()
+
+        run(loop, handler)
+        [call] = detector.get_stats()
+        assert call.duration_ms == 150.0
+        assert call.sampled is False
+        assert (call.filename, call.lineno, call.stack) == (None, None, [])
+        assert call.to_dict()["culprit"] is None
+
+    def test_the_watchdog_sleeps_until_half_the_threshold(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registry: PerLoopRegistry[LoopHeartbeat],
+        clock: FakeClock,
+    ) -> None:
+        detector = self.detector(registry, None)
+
+        async def handler() -> float:
+            detector.install(loop)
+            _heartbeat, watchdog = self.parts(registry, loop)
+            clock.advance(20)
+            delay = watchdog.poll()
+            assert watchdog.samples_taken == 0
+            detector.uninstall()
+            return delay
+
+        assert run(loop, handler) == pytest.approx(0.030 + 0.001)
+
+    def test_a_loop_that_is_not_running_is_not_sampled(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registry: PerLoopRegistry[LoopHeartbeat],
+        clock: FakeClock,
+    ) -> None:
+        detector = self.detector(registry, None)
+        detector.install(loop)
+        _heartbeat, watchdog = self.parts(registry, loop)
+        clock.advance(500)
+        watchdog.poll()
+        detector.uninstall()
+        assert watchdog.samples_taken == 0
+
+    def test_a_sample_of_a_stall_that_already_ended_is_discarded(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registry: PerLoopRegistry[LoopHeartbeat],
+        clock: FakeClock,
+    ) -> None:
+        detector = self.detector(registry, None)
+        detector.install(loop)
+        heartbeat, watchdog = self.parts(registry, loop)
+        stalled_since = heartbeat.last_beat_ns
+        clock.advance(120)
+        heartbeat.beat()
+        assert watchdog.sample(stalled_since) is False
+        assert heartbeat.needs_sample(heartbeat.last_beat_ns)
+        detector.uninstall()
+
+    def test_the_first_sample_with_an_application_frame_is_kept(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registry: PerLoopRegistry[LoopHeartbeat],
+        clock: FakeClock,
+    ) -> None:
+        detector = self.detector(registry, None)
+        detector.install(loop)
+        heartbeat, _watchdog = self.parts(registry, loop)
+        beat = heartbeat.last_beat_ns
+        app_code = sys._getframe().f_code
+        library = StallSample(beat, beat, ((threading.Event.wait.__code__, 1),), None, None)
+        first_app = StallSample(beat, beat, ((app_code, 11),), 0, None)
+        second_app = StallSample(beat, beat, ((app_code, 22),), 0, None)
+        assert heartbeat.publish(library) is True
+        assert heartbeat.needs_sample(beat)
+        assert heartbeat.publish(first_app) is True
+        assert not heartbeat.needs_sample(beat)
+        assert heartbeat.publish(second_app) is False
+        clock.advance(150)
+        heartbeat.beat()
+        detector.uninstall()
+        [call] = detector.get_stats()
+        assert (call.filename, call.lineno) == (__file__, 11)
+
+    def test_culprit_and_victim(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registry: PerLoopRegistry[LoopHeartbeat],
+        clock: FakeClock,
+    ) -> None:
+        slow, waiting = context("/slow", "POST"), context("/waiting")
+        culprit = self.detector(registry, slow)
+        victim = self.detector(registry, waiting)
+
+        async def start_waiting_request() -> None:
+            victim.install(loop)
+
+        async def slow_handler() -> None:
+            await asyncio.create_task(start_waiting_request())
+            culprit.install(loop)
+            heartbeat, watchdog = self.parts(registry, loop)
+            clock.advance(70)
+            watchdog.poll()
+            clock.advance(80)
+            heartbeat.beat()
+            culprit.uninstall()
+            victim.uninstall()
+
+        run(loop, slow_handler)
+        [own] = culprit.get_stats()
+        [suffered] = victim.get_stats()
+        assert own.culprit is True
+        assert suffered.culprit is False
+        assert (suffered.culprit_request_id, suffered.culprit_method, suffered.culprit_path) == (
+            slow.request_id,
+            "POST",
+            "/slow",
+        )
+        assert suffered.to_dict()["culprit"] == {
+            "request_id": slow.request_id,
+            "method": "POST",
+            "path": "/slow",
+        }
+        # Both name the same line: the one that blocked, in the culprit's handler.
+        assert (suffered.filename, suffered.lineno) == (own.filename, own.lineno)
+        assert suffered.duration_ms == own.duration_ms == 150.0
+
+    def test_outside_any_request(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registry: PerLoopRegistry[LoopHeartbeat],
+        clock: FakeClock,
+    ) -> None:
+        detector = self.detector(registry, context("/victim"))
+
+        async def request() -> None:
+            detector.install(loop)
+
+        async def background_job() -> None:
+            await asyncio.create_task(request())
+            heartbeat, watchdog = self.parts(registry, loop)
+            clock.advance(70)
+            watchdog.poll()
+            clock.advance(80)
+            heartbeat.beat()
+            detector.uninstall()
+
+        run(loop, background_job)
+        [call] = detector.get_stats()
+        assert call.culprit is False
+        assert call.sampled is True
+        assert call.to_dict()["culprit"] == {"request_id": None, "method": None, "path": None}
+        assert call.function == "TestStalls.test_outside_any_request.<locals>.background_job"
+
+    def test_a_child_task_is_attributed_through_the_task_hooks(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registry: PerLoopRegistry[LoopHeartbeat],
+        clock: FakeClock,
+    ) -> None:
+        request = context("/fan-out")
+        detector = self.detector(registry, request)
+        tracking = TaskTracking(owner=request)
+        lines: list[int] = []
+
+        async def child() -> None:
+            heartbeat, watchdog = self.parts(registry, loop)
+            clock.advance(70)
+            lines.append(_next_line())
+            watchdog.poll()
+            clock.advance(80)
+            heartbeat.beat()
+
+        async def handler() -> None:
+            tracking.start(loop)
+            detector.install(loop)
+            try:
+                await asyncio.create_task(child())
+            finally:
+                detector.uninstall()
+                tracking.stop()
+
+        run(loop, handler)
+        [call] = detector.get_stats()
+        assert call.culprit is True
+        assert (call.lineno, call.function) == (lines[0], child.__qualname__)
+
+    def test_a_stall_open_when_the_request_stops_is_closed_then(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registry: PerLoopRegistry[LoopHeartbeat],
+        clock: FakeClock,
+    ) -> None:
+        ending, other = context("/ending"), context("/other")
+        stopping = self.detector(registry, ending)
+        staying = self.detector(registry, other)
+
+        async def other_request() -> None:
+            staying.install(loop)
+
+        async def handler() -> None:
+            await asyncio.create_task(other_request())
+            stopping.install(loop)
+            heartbeat, watchdog = self.parts(registry, loop)
+            clock.advance(60)
+            watchdog.poll()
+            clock.advance(90)
+            stopping.uninstall()  # the handler's last step blocked; no beat since
+            clock.advance(5)
+            heartbeat.beat()
+            staying.uninstall()
+
+        run(loop, handler)
+        [closed_early] = stopping.get_stats()
+        [closed_by_beat] = staying.get_stats()
+        assert (closed_early.duration_ms, closed_early.culprit) == (150.0, True)
+        assert closed_early.lineno is not None
+        assert (closed_by_beat.duration_ms, closed_by_beat.culprit) == (155.0, False)
+        assert closed_by_beat.culprit_path == "/ending"
+
+    def test_a_request_that_starts_after_a_block_does_not_report_it(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registry: PerLoopRegistry[LoopHeartbeat],
+        clock: FakeClock,
+    ) -> None:
+        early = self.detector(registry, context("/early"))
+        late = self.detector(registry, context("/late"), origin_ns=START_NS)
+        early.install(loop)
+        heartbeat = registry.get(loop)
+        assert heartbeat is not None
+        clock.advance(130)  # someone blocked the loop; then, in the same iteration:
+        late.install(loop)
+        clock.advance(2)
+        heartbeat.beat()
+        clock.advance(10)
+        heartbeat.beat()
+        late.uninstall()
+        early.uninstall()
+        assert [c.duration_ms for c in early.get_stats()] == [132.0]
+        assert late.get_stats() == []
+
+    def test_a_stall_partly_before_the_request_is_clipped_to_its_start(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registry: PerLoopRegistry[LoopHeartbeat],
+        clock: FakeClock,
+    ) -> None:
+        first = self.detector(registry, context("/first"))
+        first.install(loop)
+        heartbeat = registry.get(loop)
+        assert heartbeat is not None
+        clock.advance(8)
+        second = self.detector(registry, context("/second"), origin_ns=START_NS)
+        second.install(loop)  # 8 ms after the last beat, then it blocks for 120 ms
+        clock.advance(120)
+        heartbeat.beat()
+        second.uninstall()
+        first.uninstall()
+        [call] = second.get_stats()
+        assert (call.start_ms, call.duration_ms) == (8.0, 120.0)
+        assert [c.duration_ms for c in first.get_stats()] == [128.0]
+
+    def test_the_threshold_is_per_request(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registry: PerLoopRegistry[LoopHeartbeat],
+        clock: FakeClock,
+    ) -> None:
+        strict = self.detector(registry, None, threshold_ms=50)
+        lenient = self.detector(registry, None, threshold_ms=200)
+        strict.install(loop)
+        lenient.install(loop)
+        heartbeat = registry.get(loop)
+        assert heartbeat is not None
+        clock.advance(120)
+        heartbeat.beat()
+        lenient.uninstall()
+        strict.uninstall()
+        assert [c.duration_ms for c in strict.get_stats()] == [120.0]
+        assert lenient.get_stats() == []
+
+    def test_calls_are_capped_and_the_rest_counted(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registry: PerLoopRegistry[LoopHeartbeat],
+        clock: FakeClock,
+    ) -> None:
+        detector = self.detector(registry, None, max_calls=1)
+        detector.install(loop)
+        heartbeat = registry.get(loop)
+        assert heartbeat is not None
+        for _ in range(3):
+            clock.advance(150)
+            heartbeat.beat()
+        detector.uninstall()
+        assert len(detector.get_stats()) == 1
+        assert detector.dropped == 2
+
+    def test_the_stack_is_cut_at_the_maximum_depth(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registry: PerLoopRegistry[LoopHeartbeat],
+        clock: FakeClock,
+    ) -> None:
+        detector = self.detector(registry, None, max_stack_depth=2)
+
+        async def handler() -> None:
+            detector.install(loop)
+            heartbeat, watchdog = self.parts(registry, loop)
+            clock.advance(60)
+            watchdog.poll()
+            clock.advance(60)
+            heartbeat.beat()
+            detector.uninstall()
+
+        run(loop, handler)
+        [call] = detector.get_stats()
+        # No room for the library frames inside: the line that blocked, then its caller.
+        assert len(call.stack) == 2
+        assert (call.stack[0].function, call.stack[0].lineno) == (call.function, call.lineno)
+        assert call.stack[0].function.endswith("handler")
+
+    def test_install_twice_fails_uninstall_is_idempotent(
+        self, loop: asyncio.AbstractEventLoop, registry: PerLoopRegistry[LoopHeartbeat]
+    ) -> None:
+        detector = self.detector(registry, None)
+        detector.uninstall()
+        detector.install(loop)
+        with pytest.raises(RuntimeError, match="already installed"):
+            detector.install(loop)
+        detector.uninstall()
+        detector.uninstall()
+        assert registry.users(loop) == 0
+        assert detector.get_stats() == []
+
+    def test_a_failed_install_leaves_nothing(self, loop: asyncio.AbstractEventLoop) -> None:
+        def broken(loop: asyncio.AbstractEventLoop) -> LoopHeartbeat:
+            raise OSError("no timers today")
+
+        detector = BlockingCallDetector(registry=PerLoopRegistry(broken))
+        with pytest.raises(OSError, match="no timers"):
+            detector.install(loop)
+        assert not detector.running
+        detector.uninstall()
+
+    @pytest.mark.parametrize(
+        ("kwargs", "name"),
+        [
+            ({"threshold_ms": 0}, "threshold_ms"),
+            ({"threshold_ms": "100"}, "threshold_ms"),
+            ({"interval_ms": 0}, "interval_ms"),
+            ({"max_stack_depth": 0}, "max_stack_depth"),
+            ({"max_calls": -1}, "max_calls"),
+        ],
+    )
+    def test_invalid_settings_are_refused(self, kwargs: dict[str, Any], name: str) -> None:
+        with pytest.raises(ValueError, match=name):
+            BlockingCallDetector(**kwargs)
+
+
+def handler_name() -> str:
+    return "TestStalls.test_a_sampled_stall_in_the_request_is_its_own.<locals>.handler"
+
+
+def test_blocking_call_round_trips_through_its_dict() -> None:
+    call = BlockingCall(1.0, 150.0, None, None, None, None, culprit=False, sampled=False)
+    assert BlockingCall.from_dict(call.to_dict()) == call
