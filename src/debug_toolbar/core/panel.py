@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 if TYPE_CHECKING:
     from debug_toolbar.core.config import DebugToolbarConfig
     from debug_toolbar.core.context import RequestContext
+    from debug_toolbar.core.records import RequestRecord
     from debug_toolbar.core.toolbar import DebugToolbar
 
 __all__ = ("Panel",)
@@ -80,3 +81,13 @@ class Panel:
 
     def get_stats(self) -> dict[str, Any]:
         return self._stats
+
+    @classmethod
+    def get_template_context(
+        cls, stats: dict[str, Any], record: RequestRecord, config: DebugToolbarConfig
+    ) -> dict[str, Any]:
+        """Extra template variables built from stored stats when the panel is displayed.
+
+        Runs at render time, from the history, so it sees only plain data: no panel instance.
+        """
+        return {}

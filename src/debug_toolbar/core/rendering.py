@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 if TYPE_CHECKING:
+    from debug_toolbar.core.config import DebugToolbarConfig
     from debug_toolbar.core.records import PanelRecord, RequestRecord
 
 __all__ = ("get_environment", "render_panel", "render_template")
@@ -45,12 +46,32 @@ def render_template(name: str, **context: Any) -> str:
     return get_environment().get_template(name).render(**context)
 
 
-def render_panel(panel: PanelRecord, record: RequestRecord, url_prefix: str) -> str:
-    """One panel's HTML fragment: its template, or its error, or a note that it was off."""
+def render_panel(
+    panel: PanelRecord,
+    record: RequestRecord,
+    url_prefix: str,
+    config: DebugToolbarConfig | None = None,
+) -> str:
+    """One panel's HTML fragment: its template, or its error, or a note that it was off.
+
+    With ``config``, the panel's class may add render-time view models to the template
+    context (``Panel.get_template_context``): heavy views are built when someone looks, not
+    for every request.
+    """
     if panel.error is not None or not panel.enabled or not panel.template:
         return render_template(
             "panels/_unavailable.html", panel=panel, record=record, prefix=url_prefix
         )
-    return render_template(
-        panel.template, panel=panel, stats=panel.stats, record=record, prefix=url_prefix
-    )
+    context: dict[str, Any] = {
+        "panel": panel,
+        "stats": panel.stats,
+        "record": record,
+        "prefix": url_prefix,
+    }
+    if config is not None:
+        panel_class = next(
+            (cls for cls in config.panel_classes if cls.panel_id == panel.panel_id), None
+        )
+        if panel_class is not None:
+            context.update(panel_class.get_template_context(panel.stats, record, config))
+    return render_template(panel.template, **context)

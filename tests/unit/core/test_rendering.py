@@ -115,3 +115,40 @@ class TestRenderPanel:
         assert html == render_template(
             "panels/_unavailable.html", panel=panel, record=_record(panel), prefix="/_debug_toolbar"
         )
+
+
+class TestRenderTimeContext:
+    """A panel class can add view models built from stored stats when it is displayed."""
+
+    def test_panel_class_context_reaches_the_template(self) -> None:
+        from typing import Any, ClassVar
+
+        from debug_toolbar.core.config import DebugToolbarConfig
+        from debug_toolbar.core.panel import Panel
+
+        class ReasonShoutingPanel(Panel):
+            panel_id: ClassVar[str] = "ResponsePanel"
+            template: ClassVar[str] = "panels/response.html"
+
+            @classmethod
+            def get_template_context(
+                cls, stats: dict[str, Any], record: RequestRecord, config: DebugToolbarConfig
+            ) -> dict[str, Any]:
+                return {"stats": {**stats, "reason": stats["reason"].upper() + " FROM CLASS"}}
+
+        config = DebugToolbarConfig(panels=[ReasonShoutingPanel])
+        panel = _panel(stats={**RESPONSE_STATS, "reason": "fine"})
+
+        with_config = render_panel(panel, _record(panel), "/_dt", config)
+        without_config = render_panel(panel, _record(panel), "/_dt")
+
+        assert "FINE FROM CLASS" in with_config
+        assert "FINE FROM CLASS" not in without_config
+        assert "fine" in without_config
+
+    def test_unknown_panel_class_renders_with_stats_only(self) -> None:
+        from debug_toolbar.core.config import DebugToolbarConfig
+
+        panel = _panel(stats=RESPONSE_STATS)
+        html = render_panel(panel, _record(panel), "/_dt", DebugToolbarConfig(panels=()))
+        assert ESCAPED in html
