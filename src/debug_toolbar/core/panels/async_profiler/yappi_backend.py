@@ -52,6 +52,7 @@ __all__ = (
     "YappiBackend",
     "YappiBusyError",
     "YappiSession",
+    "summarize",
     "yappi_session",
 )
 
@@ -279,6 +280,8 @@ class YappiBackend(AsyncProfilerBackend):
             owner=owner,
             origin_ns=origin_ns,
         )
+        if max_functions < 1:
+            raise ValueError(f"max_functions must be at least 1, got {max_functions}")
         self.max_functions = max_functions
         self.session = yappi_session if session is None else session
         self.tag: int | None = None

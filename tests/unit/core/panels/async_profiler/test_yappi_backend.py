@@ -521,9 +521,11 @@ class TestDrainingRun:
         assert [task["coro_name"] for task in third_stats["tasks"]] == ["shared_step"]
         assert "nap_50ms" in functions_by_name(fourth)  # a fresh run once it drained
 
-    def test_at_least_one_request_per_run(self) -> None:
+    def test_at_least_one_request_per_run_and_one_function_per_table(self) -> None:
         with pytest.raises(ValueError, match="max_requests"):
             YappiSession(max_requests=0)
+        with pytest.raises(ValueError, match="max_functions"):
+            YappiBackend(max_functions=0)
 
 
 class TestTasksUnderYappi:
