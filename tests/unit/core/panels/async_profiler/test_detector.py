@@ -1,0 +1,404 @@
+"""BlockingCallDetector and EventLoopLagMonitor on real loops (asyncio and uvloop), real time.
+
+Each test runs a "request" the way the panel will: in its own task, task tracking, detection
+and lag monitoring started with the request's context as owner, stopped in ``finally``. The
+blocking statements are found by the marker comment at the end of their line, so the assertion
+is "this exact line", not "somewhere in this test". Thresholds are small (40 ms) and blocks
+three to four times longer, so the timing assertions are lower bounds with room to spare.
+"""
+
+# Blocking the loop from async code is exactly what these tests do.
+# ruff: noqa: ASYNC251
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvloop
+
+from debug_toolbar.core.context import RequestContext
+from debug_toolbar.core.panels.async_profiler.detector import (
+    BlockingCallDetector,
+    EventLoopLagMonitor,
+)
+from debug_toolbar.core.panels.async_profiler.heartbeat import (
+    WATCHDOG_THREAD_NAME,
+    LoopHeartbeat,
+    heartbeats,
+    installed_heartbeats,
+)
+from debug_toolbar.core.panels.async_profiler.loop_hooks import TaskTracking
+from debug_toolbar.core.panels.async_profiler.models import BlockingCall, LagStats
+
+THRESHOLD_MS = 40.0
+BLOCK_S = 0.15
+BLOCK_MS = BLOCK_S * 1000
+SOURCE = Path(__file__).read_text().splitlines()
+
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+
+
+def line_of(marker: str) -> int:
+    """The line of this file that ends with ``# <marker>`` (exactly one)."""
+    lines = [n for n, text in enumerate(SOURCE, 1) if text.rstrip().endswith(f"# {marker}")]
+    assert len(lines) == 1, f"marker {marker!r} found on lines {lines}"
+    return lines[0]
+
+
+def watchdog_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name == WATCHDOG_THREAD_NAME]
+
+
+@pytest.fixture(autouse=True)
+def _no_watchdog_survives() -> Iterator[None]:
+    yield
+    assert watchdog_threads() == [], "a watchdog thread survived the test"
+    assert installed_heartbeats() == 0, "a heartbeat is still installed"
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def new_loop(request: pytest.FixtureRequest) -> LoopFactory:
+    if request.param == "uvloop":
+        return uvloop.new_event_loop
+    return asyncio.new_event_loop
+
+
+@dataclass
+class Request:
+    """One profiled request: what the panel will compose, and what it collected."""
+
+    path: str = "/"
+    method: str = "GET"
+    threshold_ms: float = THRESHOLD_MS
+    detect: bool = True
+    monitor: bool = True
+    context: RequestContext = field(init=False)
+    calls: list[BlockingCall] = field(default_factory=list)
+    lag: LagStats | None = None
+    threads_during: list[threading.Thread] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.context = RequestContext(method=self.method, path=self.path)
+
+    async def run(self, handler: Callable[[], Awaitable[Any]]) -> Request:
+        """Run ``handler`` in the request's own task, like the middleware."""
+        return await asyncio.create_task(self._task(handler))
+
+    async def _task(self, handler: Callable[[], Awaitable[Any]]) -> Request:
+        loop = asyncio.get_running_loop()
+        context = self.context
+        tracking = TaskTracking(owner=context)
+        detector = BlockingCallDetector(
+            threshold_ms=self.threshold_ms, owner=context, origin_ns=context.start_ns
+        )
+        monitor = EventLoopLagMonitor(threshold_ms=5.0, origin_ns=context.start_ns)
+        tracking.start(loop)
+        if self.detect:
+            detector.install(loop)
+        if self.monitor:
+            monitor.start(loop)
+        try:
+            self.threads_during = watchdog_threads()
+            await handler()
+        finally:
+            monitor.stop()
+            detector.uninstall()
+            tracking.stop()
+        self.calls = detector.get_stats()
+        self.lag = monitor.get_stats()
+        return self
+
+
+def run(new_loop: LoopFactory, main: Callable[[], Awaitable[Any]]) -> Any:
+    loop = new_loop()
+    try:
+        return loop.run_until_complete(main())
+    finally:
+        loop.close()
+
+
+def only_call(request: Request) -> BlockingCall:
+    assert len(request.calls) == 1, request.calls
+    return request.calls[0]
+
+
+def blocking_helper() -> None:
+    time.sleep(BLOCK_S)  # block: sync helper
+
+
+async def child_job() -> None:
+    await asyncio.sleep(0)
+    time.sleep(BLOCK_S)  # block: child task
+
+
+class TestBlockingStatementIsNamed:
+    def test_sleep_in_the_middle_of_the_handler(self, new_loop: LoopFactory) -> None:
+        async def handler() -> None:
+            await asyncio.sleep(0.02)
+            time.sleep(BLOCK_S)  # block: handler middle
+            await asyncio.sleep(0.02)
+
+        request = run(new_loop, lambda: Request().run(handler))
+        call = only_call(request)
+        assert (call.filename, call.lineno) == (__file__, line_of("block: handler middle"))
+        assert call.function == handler.__qualname__
+        assert call.code == "time.sleep(BLOCK_S)  # block: handler middle"
+        assert call.culprit is True
+        assert call.sampled is True
+        assert BLOCK_MS - 1 <= call.duration_ms < BLOCK_MS + 500
+        assert call.start_ms >= 5.0  # after the first await (minus a heartbeat interval)
+        assert call.stack[0].lineno == call.lineno
+
+    def test_sleep_as_the_handlers_last_step(self, new_loop: LoopFactory) -> None:
+        async def handler() -> None:
+            await asyncio.sleep(0.01)
+            time.sleep(BLOCK_S)  # block: last step
+
+        request = run(new_loop, lambda: Request().run(handler))
+        call = only_call(request)
+        assert (call.filename, call.lineno) == (__file__, line_of("block: last step"))
+        assert call.culprit is True
+        assert BLOCK_MS - 1 <= call.duration_ms < BLOCK_MS + 500
+        # The lag monitor saw it too, although the delayed beat ran after the request.
+        assert request.lag is not None
+        assert request.lag.max_lag_ms >= BLOCK_MS - 15
+
+    def test_sleep_in_a_child_task(self, new_loop: LoopFactory) -> None:
+        async def handler() -> None:
+            await asyncio.create_task(child_job())
+
+        request = run(new_loop, lambda: Request().run(handler))
+        call = only_call(request)
+        assert (call.lineno, call.function) == (line_of("block: child task"), "child_job")
+        assert call.culprit is True  # the child belongs to the request (task hooks)
+
+    def test_sleep_in_a_sync_helper_called_by_the_handler(self, new_loop: LoopFactory) -> None:
+        async def handler() -> None:
+            await asyncio.sleep(0)
+            blocking_helper()  # calls: helper
+
+        request = run(new_loop, lambda: Request().run(handler))
+        call = only_call(request)
+        assert (call.lineno, call.function) == (line_of("block: sync helper"), "blocking_helper")
+        assert (call.stack[1].lineno, call.stack[1].function) == (
+            line_of("calls: helper"),
+            handler.__qualname__,
+        )
+
+    def test_a_pure_python_cpu_loop(self, new_loop: LoopFactory) -> None:
+        async def handler() -> int:
+            await asyncio.sleep(0)
+            total = 0
+            deadline = time.perf_counter() + BLOCK_S
+            while time.perf_counter() < deadline:  # block: cpu loop head
+                total += 1  # block: cpu loop body
+            return total
+
+        request = run(new_loop, lambda: Request().run(handler))
+        call = only_call(request)
+        assert call.lineno in {line_of("block: cpu loop head"), line_of("block: cpu loop body")}
+        assert call.function == handler.__qualname__
+        assert call.duration_ms >= BLOCK_MS - 1
+
+    def test_a_c_call_holding_the_gil_is_named_once_it_returns(self, new_loop: LoopFactory) -> None:
+        # The watchdog cannot run while the regex engine holds the GIL; it gets the GIL back
+        # at the end of the call, when the loop's thread is still on the calling line.
+        pattern = re.compile(r"(a+)+$")
+        subject = "a" * 22 + "b"
+
+        async def handler() -> None:
+            await asyncio.sleep(0)
+            started = time.perf_counter()
+            while time.perf_counter() - started < BLOCK_S:
+                pattern.match(subject)  # block: gil
+
+        request = run(new_loop, lambda: Request().run(handler))
+        call = only_call(request)
+        assert call.lineno == line_of("block: gil")
+
+
+class TestWhatIsNotReported:
+    def test_fast_async_code_is_not_a_blocking_call(self, new_loop: LoopFactory) -> None:
+        async def tick() -> None:
+            await asyncio.sleep(0.001)
+
+        async def handler() -> None:
+            deadline = time.perf_counter() + 0.15
+            while time.perf_counter() < deadline:
+                await asyncio.gather(*(tick() for _ in range(20)))
+                await asyncio.sleep(0)
+
+        request = run(new_loop, lambda: Request(threshold_ms=60).run(handler))
+        assert request.calls == []
+        assert request.lag is not None
+        assert request.lag.beats >= 5
+
+    def test_the_threshold_is_honoured(self, new_loop: LoopFactory) -> None:
+        async def handler() -> None:
+            time.sleep(0.01)  # short: under the threshold
+            await asyncio.sleep(0.02)
+            time.sleep(0.2)  # block: over threshold
+            await asyncio.sleep(0.02)
+
+        request = run(new_loop, lambda: Request(threshold_ms=80).run(handler))
+        call = only_call(request)
+        assert call.lineno == line_of("block: over threshold")
+
+
+class TestConcurrentRequests:
+    def test_culprit_and_victim(self, new_loop: LoopFactory) -> None:
+        blocker = Request(path="/report", method="POST")
+        waiter = Request(path="/health")
+
+        async def blocking_handler() -> None:
+            await asyncio.sleep(0.03)  # the waiter is in flight by now
+            time.sleep(BLOCK_S)  # block: culprit
+
+        async def waiting_handler() -> None:
+            await asyncio.sleep(0.3)
+
+        async def main() -> None:
+            await asyncio.gather(waiter.run(waiting_handler), blocker.run(blocking_handler))
+
+        run(new_loop, main)
+        own = only_call(blocker)
+        suffered = only_call(waiter)
+        assert own.culprit is True
+        assert suffered.culprit is False
+        assert suffered.to_dict()["culprit"] == {
+            "request_id": blocker.context.request_id,
+            "method": "POST",
+            "path": "/report",
+        }
+        assert suffered.lineno == own.lineno == line_of("block: culprit")
+        assert suffered.duration_ms >= BLOCK_MS - 1
+        # Both ran on one loop with one watchdog.
+        assert len(blocker.threads_during) == 1
+        assert blocker.threads_during == waiter.threads_during
+
+    def test_blocked_outside_any_request(self, new_loop: LoopFactory) -> None:
+        victim = Request(path="/victim")
+
+        async def background_job() -> None:
+            await asyncio.sleep(0.03)
+            time.sleep(BLOCK_S)  # block: background
+
+        async def main() -> None:
+            job = asyncio.create_task(background_job())  # not created by any request
+            await victim.run(lambda: asyncio.sleep(0.25))
+            await job
+
+        run(new_loop, main)
+        call = only_call(victim)
+        assert call.culprit is False
+        assert call.to_dict()["culprit"] == {"request_id": None, "method": None, "path": None}
+        assert call.lineno == line_of("block: background")
+
+
+class TestLag:
+    def test_a_block_is_a_lag_sample_of_about_its_length(self, new_loop: LoopFactory) -> None:
+        async def handler() -> None:
+            await asyncio.sleep(0.03)
+            time.sleep(0.05)
+            await asyncio.sleep(0.03)
+
+        request = run(new_loop, lambda: Request(detect=False).run(handler))
+        lag = request.lag
+        assert lag is not None
+        big = [sample for sample in lag.samples if sample.lag_ms > 20]
+        assert len(big) == 1
+        # The beat due during the block ran when it ended: late by the block, minus at most
+        # one interval (when it was due after the block began).
+        assert 50 - 10 - 2 <= big[0].lag_ms <= 50 + 30
+        assert big[0].at_ms >= 30 + 50 - 1
+        assert lag.max_lag_ms == big[0].lag_ms
+        assert (lag.threshold_ms, lag.interval_ms) == (5.0, 10.0)
+
+    def test_monitoring_off_records_no_lag(self, new_loop: LoopFactory) -> None:
+        async def handler() -> None:
+            time.sleep(0.06)
+            await asyncio.sleep(0.01)
+
+        request = run(new_loop, lambda: Request(monitor=False).run(handler))
+        assert request.lag is not None
+        assert (request.lag.samples, request.lag.beats) == ([], 0)
+        assert len(request.calls) == 1  # the detector still has its heartbeat
+
+
+class TestNothingLeftBehind:
+    def test_detection_off_starts_no_thread(self, new_loop: LoopFactory) -> None:
+        request = run(new_loop, lambda: Request(detect=False).run(lambda: asyncio.sleep(0.02)))
+        assert request.threads_during == []
+
+    def test_the_watchdog_is_a_named_daemon_joined_at_the_end(self, new_loop: LoopFactory) -> None:
+        request = run(new_loop, lambda: Request().run(lambda: asyncio.sleep(0.02)))
+        [thread] = request.threads_during
+        assert thread.daemon
+        assert not thread.is_alive()
+
+    def test_the_loop_is_left_as_it_was(self, new_loop: LoopFactory) -> None:
+        loop = new_loop()
+        try:
+            before = (
+                loop.get_debug(),
+                loop.get_exception_handler(),
+                loop.get_task_factory(),
+                getattr(loop, "slow_callback_duration", None),
+            )
+
+            async def main() -> None:
+                request = Request()
+
+                async def handler() -> None:
+                    assert loop.get_debug() is False
+                    await asyncio.sleep(0.03)
+                    time.sleep(0.06)
+
+                await request.run(handler)
+                assert len(request.calls) == 1
+                await asyncio.sleep(0.03)  # a heartbeat would have run by now
+
+            loop.run_until_complete(main())
+            after = (
+                loop.get_debug(),
+                loop.get_exception_handler(),
+                loop.get_task_factory(),
+                getattr(loop, "slow_callback_duration", None),
+            )
+            assert after == before
+            assert heartbeats.get(loop) is None
+            scheduled = getattr(loop, "_scheduled", [])  # asyncio only; uvloop keeps it in C
+            assert not [
+                handle
+                for handle in scheduled
+                if not handle.cancelled()
+                and isinstance(getattr(handle._callback, "__self__", None), LoopHeartbeat)
+            ]
+        finally:
+            loop.close()
+
+    def test_beats_stop_with_the_last_request(self, new_loop: LoopFactory) -> None:
+        seen: list[LoopHeartbeat] = []
+
+        async def main() -> int:
+            async def handler() -> None:
+                heartbeat = heartbeats.get(asyncio.get_running_loop())
+                assert heartbeat is not None
+                seen.append(heartbeat)
+                await asyncio.sleep(0.03)
+
+            await Request().run(handler)
+            beats = seen[0].beats
+            await asyncio.sleep(0.05)
+            return seen[0].beats - beats
+
+        assert run(new_loop, main) == 0
+        assert not seen[0].installed
