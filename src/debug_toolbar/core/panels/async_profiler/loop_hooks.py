@@ -9,9 +9,10 @@ between each new task is attributed through a ContextVar to the request it was c
 asyncio copies the context into every task, so children, grandchildren, ``TaskGroup``,
 ``gather`` and ``ensure_future`` are all attributed without any bookkeeping per request.
 
-The per-task work (``TaskRecorder.track`` and its done callback) is the hot path: a handful of
-attribute writes, one dict insert, and, when enabled, a frame walk that is shared by all tasks
-created from the same running frame (a ``gather`` of 100 walks the stack once).
+The per-task work (``TaskRecorder.track`` and its done callback) is the hot path: a few list
+appends, one dict insert and pop, and, when enabled, a creation stack that is walked once per
+creating site (a ``gather`` of 100 walks the stack once; see ``TaskRecorder``). What it costs is
+measured (``overhead_ns``) and benchmarked against bare asyncio in ``benchmarks/bench_tasks.py``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
     from types import CodeType, FrameType
 
+    from debug_toolbar.core.panels.async_profiler.models import TaskState
+
     TaskFactory = Callable[..., asyncio.Future[Any]]
 
 __all__ = (
@@ -52,7 +55,12 @@ RawStack = tuple[tuple["CodeType", int], ...]
 """A creation stack as captured on the hot path: (code object, line) pairs, innermost first."""
 
 _perf_ns = time.perf_counter_ns
-_current_task = asyncio.current_task
+_getframe = sys._getframe
+_current_task: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None]
+# asyncio.current_task is a Python wrapper around this dict (3.10-3.13): read the dict directly
+# on the hot path, and use the public function where the dict is gone.
+_current_tasks = getattr(asyncio.tasks, "_current_tasks", None)
+_current_task = _current_tasks.get if isinstance(_current_tasks, dict) else asyncio.current_task
 _Task = asyncio.Task
 
 _current_recorder: ContextVar[TaskRecorder | None] = ContextVar(
@@ -77,41 +85,70 @@ def _is_machinery(code: CodeType) -> bool:
     return known
 
 
-def resolve_stack(raw: RawStack) -> list[StackFrame]:
-    """Turn captured (code, line) pairs into readable frames; done at render time, not per task."""
+def resolve_stack(
+    raw: RawStack, cache: dict[tuple[CodeType, int], StackFrame] | None = None
+) -> list[StackFrame]:
+    """Turn captured (code, line) pairs into readable frames; done at render time, not per task.
+
+    ``cache`` (any dict, kept by the caller for one report) resolves each distinct frame once:
+    the tasks of one request mostly share their outer frames.
+    """
     frames = []
     for code, lineno in raw:
-        source = linecache.getline(code.co_filename, lineno).strip() if lineno else ""
-        frames.append(
-            StackFrame(
+        key = (code, lineno)
+        frame = None if cache is None else cache.get(key)
+        if frame is None:
+            source = linecache.getline(code.co_filename, lineno).strip() if lineno else ""
+            frame = StackFrame(
                 filename=code.co_filename,
                 lineno=lineno,
                 function=getattr(code, "co_qualname", code.co_name),
                 code=source or None,
             )
-        )
+            if cache is not None:
+                cache[key] = frame
+        frames.append(frame)
     return frames
 
 
-_PENDING, _COMPLETED, _CANCELLED, _FAILED = "pending", "completed", "cancelled", "failed"
+def _describe(exc: BaseException) -> tuple[str, str]:
+    try:
+        message = str(exc)
+    except Exception:  # an exception whose __str__ fails must not break the recording
+        message = "<unprintable>"
+    return type(exc).__qualname__, message
 
 
 class TaskRecorder:
     """Collects the tasks of one request, on the hot path.
 
-    Storage is columnar (parallel lists of ints and strings, indexed by ``task_id - 1``): no
-    object is allocated per task beyond what asyncio allocates itself, which keeps both the
-    per-task cost and the garbage collector's work down. Only ever written from its loop's
-    thread; the blocking-call watchdog only calls the read-only ``owns``.
+    Storage is columnar (parallel lists indexed by ``task_id - 1``): beyond what asyncio
+    allocates itself, a task costs no container object, which keeps both the per-task time and
+    the garbage collector's work down. A task's state is derived when the events are built: not
+    finished is pending, and only the rare cancelled and failed tasks are stored apart. Only
+    ever written from its loop's thread; the blocking-call watchdog only calls the read-only
+    ``owns``.
+
+    Creation stacks are cached per creating site. While a frame runs, the frames above it do not
+    change, so tasks created again by the same frame at the same instruction through the same
+    asyncio function (a ``gather`` of 100, a loop of ``create_task``) reuse the stack of the
+    first one: a cache hit costs three ``sys._getframe`` look-ups instead of a frame walk, and
+    the tasks share one stack tuple, resolved once at render time.
     """
 
     __slots__ = (
-        "_above_cache",
         "_creating",
         "_finished_eagerly",
-        "_frame_cache",
         "_on_done_callback",
+        "_site_below",
+        "_site_depth",
+        "_site_frame",
+        "_site_lasti",
+        "_site_stack",
+        "_site_top",
+        "_site_top_depth",
         "active",
+        "cancelled",
         "capture_stacks",
         "coro_names",
         "dropped",
@@ -127,7 +164,6 @@ class TaskRecorder:
         "root_task",
         "stacks",
         "starts",
-        "states",
     )
 
     def __init__(
@@ -148,11 +184,12 @@ class TaskRecorder:
         """The creating task's id, 0 when it is not tracked (the request's own task)."""
         self.coro_names: list[str] = []
         self.starts: list[int] = []
-        self.ends: list[int] = []
-        """perf_counter_ns at completion, 0 while running."""
-        self.names: list[str] = []
-        self.states: list[str] = []
+        self.ends: dict[int, int] = {}
+        """Finished tasks: index -> perf_counter_ns at completion."""
+        self.names: dict[int, str] = {}
+        """Read when the task finishes or at ``stop``: asyncio may name a task after creating it."""
         self.stacks: list[RawStack] = []
+        self.cancelled: set[int] = set()
         self.exceptions: dict[int, tuple[str, str]] = {}
         """Failed tasks only: index -> (exception type, message)."""
         self.live: dict[asyncio.Future[Any], int] = {}
@@ -162,9 +199,8 @@ class TaskRecorder:
         self.root_task: asyncio.Future[Any] | None = None
         self._creating: list[int] = []
         self._finished_eagerly: list[tuple[asyncio.Future[Any], int]] = []
-        self._frame_cache: tuple[FrameType, FrameType | None] | None = None
-        self._above_cache: RawStack = ()
         self._on_done_callback = self._on_done  # one bound method, not one per task
+        self._forget_site()
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -180,15 +216,64 @@ class TaskRecorder:
         create: TaskFactory | None,
         kwargs: dict[str, Any],
     ) -> asyncio.Future[Any]:
-        """Create the task (through ``create``, the chained factory, if any) and record it."""
+        """Create the task (through ``create``, the chained factory, if any) and record it.
+
+        Called by the loop's task factory, with frames: this method, the factory, asyncio's
+        callers (``create_task``, ``gather``, ...), then the code that created the task.
+        """
+        if create is not None:
+            return self._track_chained(loop, coro, create, kwargs)
+        # A plain Task only schedules its first step, so nothing re-enters here while it is
+        # created: create it first, then do all the bookkeeping in one measured piece. The
+        # moment creation returns is the task's start.
+        task: asyncio.Future[Any] = _Task(coro, loop=loop, **kwargs)
+        start = _perf_ns()
+        starts = self.starts
+        index = len(starts)
+        if index >= self.max_tasks:
+            self.dropped += 1
+            self.overhead_ns += _perf_ns() - start
+            return task
+        self.parents.append(self.live.get(_current_task(loop), -1) + 1)  # type: ignore[arg-type]
+        try:
+            self.coro_names.append(coro.__qualname__)  # type: ignore[attr-defined]
+        except AttributeError:
+            self.coro_names.append(type(coro).__name__)
+        starts.append(start)
+        if self.capture_stacks:
+            # The inline form of _cached_or_walk (see the class docstring); frame 0 is here.
+            depth = self._site_depth
+            try:
+                frame = _getframe(depth)
+                hit = (
+                    frame is self._site_frame
+                    and frame.f_lasti == self._site_lasti
+                    and _getframe(depth - 1).f_code is self._site_below
+                    and _getframe(self._site_top_depth) is self._site_top
+                )
+            except ValueError:  # the stack is shallower than the cached site
+                hit = False
+            self.stacks.append(self._site_stack if hit else self._walk(1))
+        self.live[task] = index
+        task.add_done_callback(self._on_done_callback)
+        self.overhead_ns += _perf_ns() - start
+        return task
+
+    def _track_chained(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        coro: Coroutine[Any, Any, Any],
+        create: TaskFactory,
+        kwargs: dict[str, Any],
+    ) -> asyncio.Future[Any]:
+        """``track`` through another factory, which may run the task's first step (eager)."""
         t0 = _perf_ns()
         starts = self.starts
         index = len(starts)
         if index >= self.max_tasks:
             self.dropped += 1
-            return (
-                _Task(coro, loop=loop, **kwargs) if create is None else create(loop, coro, **kwargs)
-            )
+            self.overhead_ns += _perf_ns() - t0
+            return create(loop, coro, **kwargs)
         parent_index = self.live.get(_current_task(loop))  # type: ignore[arg-type]
         if parent_index is None and self._creating and _current_task(loop) is not self.root_task:
             # An eager task creating children during its first step runs inside our own
@@ -197,37 +282,8 @@ class TaskRecorder:
         self.parents.append(0 if parent_index is None else parent_index + 1)
         self.coro_names.append(getattr(coro, "__qualname__", None) or type(coro).__name__)
         starts.append(t0)
-        self.ends.append(0)
-        self.names.append("")
-        self.states.append(_PENDING)
         if self.capture_stacks:
-            self.stacks.append(self._capture_stack())
-        if create is None:
-            # A plain Task only schedules its first step: nothing can re-enter us here.
-            before_create = _perf_ns()
-            task: asyncio.Future[Any] = _Task(coro, loop=loop, **kwargs)
-            after_create = _perf_ns()
-        else:
-            before_create, task, after_create = self._create_chained(loop, coro, create, kwargs)
-            if task.done():  # an eager task that finished during creation
-                self._finish(index, task, after_create)
-                # asyncio names the task only after the factory returns: read it at stop.
-                self._finished_eagerly.append((task, index))
-                self.overhead_ns += (before_create - t0) + (_perf_ns() - after_create)
-                return task
-        self.live[task] = index
-        task.add_done_callback(self._on_done_callback)
-        self.overhead_ns += (before_create - t0) + (_perf_ns() - after_create)
-        return task
-
-    def _create_chained(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        coro: Coroutine[Any, Any, Any],
-        create: TaskFactory,
-        kwargs: dict[str, Any],
-    ) -> tuple[int, asyncio.Future[Any], int]:
-        index = len(self.starts) - 1
+            self.stacks.append(self._cached_or_walk(2))
         self._creating.append(index)
         before_create = _perf_ns()
         try:
@@ -237,95 +293,170 @@ class TaskRecorder:
             raise
         finally:
             self._creating.pop()
-        return before_create, task, _perf_ns()
+        after_create = _perf_ns()
+        if task.done():  # an eager task that finished during creation
+            self._finish(index, task, after_create)
+            # asyncio names the task only after the factory returns: read it at stop.
+            self._finished_eagerly.append((task, index))
+        else:
+            self.live[task] = index
+            task.add_done_callback(self._on_done_callback)
+        self.overhead_ns += (before_create - t0) + (_perf_ns() - after_create)
+        return task
 
     def _forget_last(self) -> None:
         """Undo the record of a task whose creation raised."""
-        for column in (self.parents, self.coro_names, self.starts, self.ends, self.names):
-            column.pop()  # type: ignore[attr-defined]
-        self.states.pop()
+        for column in (self.parents, self.coro_names, self.starts):
+            column.pop()
         if self.capture_stacks:
             self.stacks.pop()
 
-    def _capture_stack(self) -> RawStack:
-        frame: FrameType | None = sys._getframe(2)
+    def _forget_site(self) -> None:
+        self._site_frame: FrameType | None = None
+        self._site_lasti = -1
+        self._site_below: CodeType | None = None
+        self._site_depth = 1
+        self._site_top: FrameType | None = None
+        self._site_top_depth = 1
+        self._site_stack: RawStack = ()
+
+    def _cached_or_walk(self, skip: int) -> RawStack:
+        """The creation stack; ``skip`` is the number of frames above ``track`` (excluded)."""
+        depth = self._site_depth + skip
+        try:
+            frame = _getframe(depth)
+            if (
+                frame is self._site_frame
+                and frame.f_lasti == self._site_lasti
+                and _getframe(depth - 1).f_code is self._site_below
+                and _getframe(self._site_top_depth + skip) is self._site_top
+            ):
+                return self._site_stack
+        except ValueError:
+            pass
+        return self._walk(skip + 1)
+
+    def _walk(self, skip: int) -> RawStack:
+        """Walk the stack from the creating frame and remember the site for the next task.
+
+        ``skip`` frames separate this method from ``track``; depths are kept relative to
+        ``track`` so that the inline check there can use them.
+        """
+        below: FrameType = _getframe(skip + 1)  # the task factory
+        frame = below.f_back
+        depth = 2
         while frame is not None and _is_machinery(frame.f_code):
-            frame = frame.f_back
+            below, frame = frame, frame.f_back
+            depth += 1
         if frame is None:
             return ()
-        innermost = ((frame.f_code, frame.f_lineno),)
-        back = frame.f_back
-        cached = self._frame_cache
-        # While a frame runs, its callers stay the same frames at the same lines: tasks created
-        # from one running frame (a gather, a loop of create_task) share the walk above it.
-        if cached is not None and cached[0] is frame and cached[1] is back:
-            return innermost + self._above_cache
-        above: list[tuple[CodeType, int]] = []
+        stack = [(frame.f_code, frame.f_lineno)]
+        top, top_depth = frame, depth
         remaining = self.max_stack_depth - 1
+        back = frame.f_back
         while back is not None and remaining > 0:
-            above.append((back.f_code, back.f_lineno))
+            stack.append((back.f_code, back.f_lineno))
+            top, top_depth = back, top_depth + 1
             back = back.f_back
             remaining -= 1
-        self._frame_cache = (frame, frame.f_back)
-        self._above_cache = tuple(above)
-        return innermost + self._above_cache
+        raw = tuple(stack)
+        self._site_frame = frame
+        self._site_lasti = frame.f_lasti
+        self._site_below = below.f_code
+        self._site_depth = depth
+        self._site_top = top
+        self._site_top_depth = top_depth
+        self._site_stack = raw
+        return raw
 
     def _on_done(self, task: asyncio.Future[Any]) -> None:
         now = _perf_ns()
         index = self.live.pop(task, None)
-        if index is not None:
-            self._finish(index, task, now)
-            self.overhead_ns += _perf_ns() - now
+        if index is None:
+            return
+        self.ends[index] = now
+        try:
+            self.names[index] = task.get_name()  # type: ignore[attr-defined]
+            # The private slot: task.exception() would mark the exception as retrieved and
+            # silence asyncio's "Task exception was never retrieved" for the app's own bugs.
+            exc = task._exception
+        except AttributeError:  # a Future-like object from a custom task factory
+            self.names[index] = _task_name(task)
+            exc = getattr(task, "_exception", None)
+        if exc is not None:
+            self.exceptions[index] = _describe(exc)
+        elif task.cancelled():
+            self.cancelled.add(index)
+        self.overhead_ns += _perf_ns() - now
 
     def _finish(self, index: int, task: asyncio.Future[Any], end_ns: int) -> None:
+        """``_on_done``'s work, for a task found finished outside its callback (eager, stop)."""
         self.ends[index] = end_ns
         self.names[index] = _task_name(task)
-        if task.cancelled():
-            self.states[index] = _CANCELLED
-            return
-        # Read the private slot: task.exception() would mark the exception as retrieved and
-        # silence asyncio's "Task exception was never retrieved" for the app's own bugs.
         exc = getattr(task, "_exception", None)
-        if exc is None:
-            self.states[index] = _COMPLETED
-        else:
-            self.states[index] = _FAILED
-            self.exceptions[index] = (type(exc).__qualname__, str(exc))
+        if exc is not None:
+            self.exceptions[index] = _describe(exc)
+        elif task.cancelled():
+            self.cancelled.add(index)
 
     def stop(self) -> None:
         """Stop recording; tasks still running are kept as pending, and released."""
         if not self.active:
             return
         self.active = False
+        now = _perf_ns()
         for task, index in self.live.items():
-            self.names[index] = _task_name(task)
             task.remove_done_callback(self._on_done_callback)
+            if task.done():  # finished, but the loop has not run its callback yet
+                self._finish(index, task, now)
+            else:
+                self.names[index] = _task_name(task)
         self.live.clear()
         for task, index in self._finished_eagerly:
             self.names[index] = _task_name(task)
         self._finished_eagerly.clear()
         self.root_task = None
-        self._frame_cache = None
-        self._above_cache = ()
+        self._forget_site()
+
+    def state(self, index: int) -> TaskState:
+        if index not in self.ends:
+            return "pending"
+        if index in self.cancelled:
+            return "cancelled"
+        if index in self.exceptions:
+            return "failed"
+        return "completed"
 
     def events(self, origin_ns: int) -> list[TaskEvent]:
-        """The recorded tasks as ``TaskEvent``s, times in ms from ``origin_ns``."""
+        """The recorded tasks as ``TaskEvent``s, times in ms from ``origin_ns``.
+
+        Each distinct stack is resolved once: the tasks of one site share the same tuple.
+        """
         events = []
+        resolved: dict[int, list[StackFrame]] = {}
+        frames: dict[tuple[CodeType, int], StackFrame] = {}
         for index, start in enumerate(self.starts):
-            end = self.ends[index]
+            end = self.ends.get(index)
             exc_type, exc_message = self.exceptions.get(index, (None, None))
+            stack: list[StackFrame] = []
+            if self.capture_stacks:
+                raw = self.stacks[index]
+                known = resolved.get(id(raw))
+                if known is None:
+                    known = resolved[id(raw)] = resolve_stack(raw, frames)
+                stack = known
             events.append(
                 TaskEvent(
                     task_id=index + 1,
                     parent_id=self.parents[index] or None,
-                    name=self.names[index],
+                    name=self.names.get(index, ""),
                     coro_name=self.coro_names[index],
-                    state=self.states[index],  # type: ignore[arg-type]
+                    state=self.state(index),
                     start_ms=(start - origin_ns) / 1e6,
-                    end_ms=(end - origin_ns) / 1e6 if end else None,
+                    end_ms=None if end is None else (end - origin_ns) / 1e6,
                     exception_type=exc_type,
                     exception_message=exc_message,
-                    stack=resolve_stack(self.stacks[index]) if self.capture_stacks else [],
+                    stack=list(stack),
                 )
             )
         return events
@@ -406,12 +537,13 @@ class LoopTaskHooks:
     def install(self) -> None:
         previous = self.loop.get_task_factory()
         recorder_var = _current_recorder
+        get_recorder = recorder_var.get
 
         def tracking_task_factory(
             loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kwargs: Any
         ) -> asyncio.Future[Any]:
-            context = kwargs.get("context")
-            recorder = recorder_var.get() if context is None else context.get(recorder_var)
+            context = kwargs.get("context") if kwargs else None
+            recorder = get_recorder() if context is None else context.get(recorder_var)
             if recorder is None or not recorder.active:
                 if previous is None:
                     return _Task(coro, loop=loop, **kwargs)
