@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 __all__ = ("AsyncProfilerPanel",)
 
 _STATES = ("completed", "cancelled", "failed", "pending")
+_SUMMARIZED_KEYS = frozenset({"tasks", "dropped", "overhead_ms", "overhead"})
+"""Backend stats that the panel reshapes into ``summary``/``tasks``/``overhead``."""
 
 
 class AsyncProfilerPanel(Panel):
@@ -65,12 +67,17 @@ class AsyncProfilerPanel(Panel):
             return {}
         backend.stop()  # stats are only read from a stopped backend
         collected = backend.get_stats()
-        return {
+        stats = {
             "backend": backend.name,
             "summary": self._summary(collected),
             "tasks": collected["tasks"],
             "overhead": collected.get("overhead", {}),
         }
+        # Sections only one backend has (yappi's function stats) pass through under their name.
+        stats.update(
+            (key, value) for key, value in collected.items() if key not in _SUMMARIZED_KEYS
+        )
+        return stats
 
     @staticmethod
     def _summary(collected: dict[str, Any]) -> dict[str, Any]:

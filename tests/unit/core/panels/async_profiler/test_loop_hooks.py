@@ -1,0 +1,645 @@
+"""The shared per-loop task hooks: reference counting, chaining, attribution, stacks, references."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import sys
+import weakref
+from typing import Any
+
+import pytest
+
+from debug_toolbar.core.panels.async_profiler.loop_hooks import (
+    LoopTaskHooks,
+    PerLoopRegistry,
+    TaskRecorder,
+    TaskTracking,
+    resolve_stack,
+    task_hooks,
+)
+
+THIS_FILE = __file__
+
+
+async def noop() -> None:
+    return None
+
+
+async def wait_for(event: asyncio.Event) -> None:
+    await event.wait()
+
+
+def names(tracking: TaskTracking) -> list[str]:
+    return [event.name for event in tracking.events(0)]
+
+
+class CountingHook:
+    """A LoopHook that counts its install/uninstall calls (the registry is what is tested)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.installs = 0
+        self.uninstalls = 0
+
+    def install(self) -> None:
+        self.installs += 1
+
+    def uninstall(self) -> None:
+        self.uninstalls += 1
+
+
+class TestPerLoopRegistry:
+    def test_first_acquire_installs_last_release_uninstalls(self) -> None:
+        registry: PerLoopRegistry[CountingHook] = PerLoopRegistry(CountingHook)
+        loop = asyncio.new_event_loop()
+        try:
+            first = registry.acquire(loop)
+            second = registry.acquire(loop)
+            assert first is second
+            assert (first.installs, registry.users(loop)) == (1, 2)
+            registry.release(loop)
+            assert (first.uninstalls, registry.users(loop), registry.get(loop)) == (0, 1, first)
+            registry.release(loop)
+            assert (first.installs, first.uninstalls) == (1, 1)
+            assert registry.get(loop) is None
+            assert registry.users(loop) == 0
+            assert registry._hooks == {}
+        finally:
+            loop.close()
+
+    def test_each_loop_gets_its_own_hook(self) -> None:
+        registry: PerLoopRegistry[CountingHook] = PerLoopRegistry(CountingHook)
+        loops = [asyncio.new_event_loop(), asyncio.new_event_loop()]
+        try:
+            hooks = [registry.acquire(loop) for loop in loops]
+            assert hooks[0] is not hooks[1]
+            assert [hook.loop for hook in hooks] == loops
+            for loop in loops:
+                registry.release(loop)
+            assert [hook.uninstalls for hook in hooks] == [1, 1]
+        finally:
+            for loop in loops:
+                loop.close()
+
+    def test_release_without_acquire_is_a_no_op(self) -> None:
+        registry: PerLoopRegistry[CountingHook] = PerLoopRegistry(CountingHook)
+        loop = asyncio.new_event_loop()
+        try:
+            registry.release(loop)
+            assert registry.users(loop) == 0
+        finally:
+            loop.close()
+
+
+class TestLoopTaskHooks:
+    @pytest.mark.asyncio
+    async def test_chains_to_the_previous_factory_and_restores_it_exactly(
+        self, restore_task_factory: Any
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        restore_task_factory(loop)
+        created: list[str] = []
+
+        def app_factory(
+            loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
+        ) -> asyncio.Task[Any]:
+            created.append(coro.__qualname__)
+            return asyncio.Task(coro, loop=loop, **kwargs)
+
+        loop.set_task_factory(app_factory)
+        hooks = LoopTaskHooks(loop)
+        hooks.install()
+        assert loop.get_task_factory() is hooks.factory
+        assert hooks.previous is app_factory
+        await asyncio.create_task(noop())  # no request: straight to the app's factory
+        hooks.uninstall()
+        assert loop.get_task_factory() is app_factory
+        assert created == ["noop"]
+
+    @pytest.mark.asyncio
+    async def test_uninstall_leaves_a_factory_installed_over_it(
+        self, restore_task_factory: Any, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        restore_task_factory(loop)
+        hooks = LoopTaskHooks(loop)
+        hooks.install()
+
+        def later_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kw: Any) -> Any:
+            return asyncio.Task(coro, loop=loop, **kw)
+
+        loop.set_task_factory(later_factory)
+        with caplog.at_level(logging.WARNING, logger="debug_toolbar.async_profiler"):
+            hooks.uninstall()
+        assert loop.get_task_factory() is later_factory
+        assert "replaced while the async profiler was tracking" in caplog.text
+
+    @pytest.mark.asyncio
+    async def test_owner_of_names_the_request_of_a_task(self, run_in_request: Any) -> None:
+        loop = asyncio.get_running_loop()
+        tracking = TaskTracking()
+        release = asyncio.Event()
+        seen: dict[str, Any] = {}
+
+        async def body() -> None:
+            hooks = task_hooks.get(loop)
+            assert hooks is not None
+            child = asyncio.create_task(wait_for(release))
+            seen["root"] = hooks.owner_of(asyncio.current_task())
+            seen["child"] = hooks.owner_of(child)
+            seen["none"] = hooks.owner_of(None)
+            seen["outsider"] = hooks.owner_of(outsider)
+            release.set()
+            await child
+            seen["finished child"] = hooks.owner_of(child)
+
+        outsider = asyncio.create_task(noop())
+        await run_in_request(tracking, body)
+        await outsider
+        assert seen["root"] is tracking.recorder
+        assert seen["child"] is tracking.recorder
+        assert seen["none"] is None
+        assert seen["outsider"] is None
+        assert seen["finished child"] is None  # done: no longer held, no longer owned
+        assert tracking.recorder.owner is None
+
+
+class TestTaskTrackingLifecycle:
+    @pytest.mark.asyncio
+    async def test_installs_while_running_and_restores_the_loop(self, run_in_request: Any) -> None:
+        loop = asyncio.get_running_loop()
+        before = loop.get_task_factory()
+        tracking = TaskTracking()
+        seen: list[Any] = []
+
+        async def body() -> None:
+            seen.append(loop.get_task_factory())
+            seen.append(task_hooks.users(loop))
+
+        await run_in_request(tracking, body)
+        assert seen[0] is not None
+        assert seen[0] is not before
+        assert seen[1] == 1
+        assert loop.get_task_factory() is before
+        assert task_hooks.get(loop) is None
+        assert not tracking.running
+
+    @pytest.mark.asyncio
+    async def test_stop_is_idempotent_and_safe_without_start(self, run_in_request: Any) -> None:
+        never_started = TaskTracking()
+        never_started.stop()
+        never_started.stop()
+        tracking = TaskTracking()
+        await run_in_request(tracking, noop)
+        tracking.stop()
+        assert task_hooks.get(asyncio.get_running_loop()) is None
+
+    @pytest.mark.asyncio
+    async def test_second_start_raises_and_stop_still_releases(self) -> None:
+        loop = asyncio.get_running_loop()
+        tracking = TaskTracking()
+        tracking.start(loop)
+        try:
+            with pytest.raises(RuntimeError, match="already started"):
+                tracking.start(loop)
+            assert task_hooks.users(loop) == 1
+        finally:
+            tracking.stop()
+        assert task_hooks.users(loop) == 0
+
+    @pytest.mark.asyncio
+    async def test_failed_start_leaves_nothing_behind(self) -> None:
+        tracking = TaskTracking()
+        with pytest.raises(AttributeError):
+            tracking.start(object())  # type: ignore[arg-type]
+        assert not tracking.running
+        tracking.stop()
+        assert task_hooks._hooks == {}
+
+    @pytest.mark.asyncio
+    async def test_stop_from_another_task_still_stops_recording(self) -> None:
+        loop = asyncio.get_running_loop()
+        tracking = TaskTracking()
+
+        async def start_only() -> None:
+            tracking.start(loop)
+
+        await asyncio.create_task(start_only())
+        await asyncio.create_task(asyncio.to_thread(lambda: None))
+        tracking.stop()  # a different context than the one that started
+        assert not tracking.recorder.active
+        assert loop.get_task_factory() is None
+
+
+class TestAttribution:
+    @pytest.mark.asyncio
+    async def test_overlapping_requests_record_only_their_own_tasks(
+        self, run_in_request: Any
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        a, b = TaskTracking(), TaskTracking()
+        a_started, b_started, a_done = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        factory_during: list[Any] = []
+
+        async def request_a() -> None:
+            first = asyncio.create_task(noop(), name="a-1")
+            a_started.set()
+            await b_started.wait()
+            await asyncio.gather(first, asyncio.create_task(noop(), name="a-2"))
+
+        async def request_b() -> None:
+            await a_started.wait()
+            first = asyncio.create_task(noop(), name="b-1")
+            b_started.set()
+            await a_done.wait()
+            # a has stopped: the shared hook must still be there for b.
+            factory_during.append(loop.get_task_factory())
+            await asyncio.gather(first, asyncio.create_task(noop(), name="b-2"))
+
+        async def run_a() -> None:
+            await run_in_request(a, request_a)
+            a_done.set()
+
+        outsider_names: list[str] = []
+
+        async def outsider() -> None:
+            await a_started.wait()
+            task = asyncio.create_task(noop(), name="server-task")
+            outsider_names.append(task.get_name())
+            await task
+
+        await asyncio.gather(run_a(), run_in_request(b, request_b), outsider())
+        assert names(a) == ["a-1", "a-2"]
+        assert names(b) == ["b-1", "b-2"]
+        assert outsider_names == ["server-task"]
+        assert factory_during[0] is not None
+        assert loop.get_task_factory() is None
+
+    @pytest.mark.asyncio
+    async def test_tasks_created_outside_any_request_are_not_recorded(
+        self, run_in_request: Any
+    ) -> None:
+        tracking = TaskTracking()
+        outside_done = asyncio.Event()
+
+        async def body() -> None:
+            await outside_done.wait()
+
+        async def outside() -> None:
+            await asyncio.sleep(0)
+            await asyncio.gather(noop(), noop())
+            outside_done.set()
+
+        await asyncio.gather(run_in_request(tracking, body), outside())
+        assert len(tracking.recorder) == 0
+
+    @pytest.mark.asyncio
+    async def test_parents_through_create_task_gather_and_grandchildren(
+        self, run_in_request: Any
+    ) -> None:
+        tracking = TaskTracking()
+
+        async def grandchild() -> None:
+            await asyncio.sleep(0)
+
+        async def child() -> None:
+            await asyncio.gather(grandchild(), grandchild())
+
+        async def body() -> None:
+            await asyncio.create_task(child(), name="child")
+            await asyncio.ensure_future(noop())
+
+        await run_in_request(tracking, body)
+        events = tracking.events(0)
+        assert [(e.task_id, e.parent_id, e.coro_name.rsplit(".", 1)[-1]) for e in events] == [
+            (1, None, "child"),
+            (2, 1, "grandchild"),
+            (3, 1, "grandchild"),
+            (4, None, "noop"),
+        ]
+        assert events[0].coro_name == (
+            "TestAttribution.test_parents_through_create_task_gather_and_grandchildren"
+            ".<locals>.child"
+        )
+
+    @pytest.mark.skipif(sys.version_info < (3, 11), reason="TaskGroup is 3.11+")
+    @pytest.mark.asyncio
+    async def test_task_group_children_and_their_children(self, run_in_request: Any) -> None:
+        tracking = TaskTracking()
+
+        async def worker() -> None:
+            await asyncio.create_task(noop(), name="inner")
+
+        async def body() -> None:
+            async with asyncio.TaskGroup() as group:  # type: ignore[attr-defined]
+                group.create_task(worker(), name="w1")
+                group.create_task(worker(), name="w2")
+
+        await run_in_request(tracking, body)
+        events = tracking.events(0)
+        assert sorted(e.name for e in events) == ["inner", "inner", "w1", "w2"]
+        workers = {e.name: e.task_id for e in events if e.name.startswith("w")}
+        parents = sorted(e.parent_id or 0 for e in events if e.name == "inner")
+        assert parents == sorted(workers.values())
+        assert all(e.parent_id is None for e in events if e.name.startswith("w"))
+        assert all(e.state == "completed" for e in events)
+
+
+class TestChaining:
+    @pytest.mark.asyncio
+    async def test_app_factory_called_for_tracked_and_untracked_tasks(
+        self, restore_task_factory: Any, run_in_request: Any
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        restore_task_factory(loop)
+        calls: list[str] = []
+
+        def app_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kw: Any) -> Any:
+            calls.append(coro.__qualname__)
+            return asyncio.Task(coro, loop=loop, **kw)
+
+        loop.set_task_factory(app_factory)
+        tracking = TaskTracking()
+        started = asyncio.Event()
+        finish = asyncio.Event()
+
+        async def tracked() -> None:
+            return None
+
+        async def untracked() -> None:
+            return None
+
+        async def body() -> None:
+            await asyncio.create_task(tracked(), name="mine")
+            started.set()
+            await finish.wait()
+
+        async def outside() -> None:
+            await started.wait()
+            await asyncio.create_task(untracked())
+            finish.set()
+
+        calls.clear()
+        await asyncio.gather(run_in_request(tracking, body), outside())
+        short = [call.rsplit(".", 1)[-1] for call in calls]
+        assert (short.count("tracked"), short.count("untracked")) == (1, 1)
+        assert names(tracking) == ["mine"]
+        assert loop.get_task_factory() is app_factory
+
+    @pytest.mark.asyncio
+    async def test_a_factory_that_raises_leaves_no_record(
+        self, restore_task_factory: Any, run_in_request: Any
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        restore_task_factory(loop)
+
+        async def refused() -> None:
+            return None
+
+        def refusing_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kw: Any) -> Any:
+            if coro.__qualname__.endswith("refused"):
+                coro.close()
+                raise RuntimeError("no more tasks")
+            return asyncio.Task(coro, loop=loop, **kw)
+
+        loop.set_task_factory(refusing_factory)
+        tracking = TaskTracking()
+
+        async def body() -> None:
+            with pytest.raises(RuntimeError, match="no more tasks"):
+                asyncio.ensure_future(refused())  # noqa: RUF006
+            await asyncio.create_task(noop(), name="accepted")
+
+        await run_in_request(tracking, body)
+        assert names(tracking) == ["accepted"]
+        assert len(tracking.recorder.stacks) == 1
+        assert loop.get_task_factory() is refusing_factory
+
+    @pytest.mark.skipif(sys.version_info < (3, 12), reason="eager_task_factory is 3.12+")
+    @pytest.mark.asyncio
+    async def test_eager_task_factory(self, restore_task_factory: Any, run_in_request: Any) -> None:
+        loop = asyncio.get_running_loop()
+        restore_task_factory(loop)
+        eager = asyncio.eager_task_factory  # type: ignore[attr-defined]
+        loop.set_task_factory(eager)
+        tracking = TaskTracking()
+
+        async def grandchild() -> None:
+            return None
+
+        async def child_with_kids() -> None:
+            done = asyncio.create_task(grandchild(), name="eager-grandchild")
+            assert done.done()  # it finished eagerly, inside create_task
+            await asyncio.sleep(0)
+
+        async def body() -> str:
+            done_eagerly = asyncio.create_task(noop(), name="eager-done")
+            assert done_eagerly.done()
+            await asyncio.create_task(child_with_kids(), name="eager-child")
+            return done_eagerly.get_name()
+
+        assert await run_in_request(tracking, body) == "eager-done"
+        events = {e.name: e for e in tracking.events(0)}
+        assert set(events) == {"eager-done", "eager-child", "eager-grandchild"}
+        assert all(e.state == "completed" for e in events.values())
+        assert events["eager-grandchild"].parent_id == events["eager-child"].task_id
+        assert events["eager-done"].parent_id is None
+        assert loop.get_task_factory() is eager
+
+
+class TestCreationStack:
+    @pytest.mark.asyncio
+    async def test_names_the_exact_creating_line(self, run_in_request: Any, next_line: Any) -> None:
+        tracking = TaskTracking()
+        lines: list[int] = []
+
+        async def body() -> None:
+            lines.append(next_line())
+            await asyncio.create_task(noop())
+            lines.append(next_line())
+            await asyncio.gather(noop(), noop())
+
+        await run_in_request(tracking, body)
+        stacks = [event.stack for event in tracking.events(0)]
+        assert [(s[0].filename, s[0].lineno) for s in stacks] == [
+            (THIS_FILE, lines[0]),
+            (THIS_FILE, lines[1]),
+            (THIS_FILE, lines[1]),
+        ]
+        assert stacks[0][0].code == "await asyncio.create_task(noop())"
+        assert stacks[1][0].function.endswith("test_names_the_exact_creating_line.<locals>.body")
+        # The next frame up is the caller of body: run_in_request's request task.
+        assert stacks[0][1].function.endswith("run_in_request.<locals>.request_task")
+
+    @pytest.mark.asyncio
+    async def test_one_stack_walk_for_a_gather_of_100(
+        self, monkeypatch: pytest.MonkeyPatch, run_in_request: Any
+    ) -> None:
+        walks: list[int] = []
+        real_walk = TaskRecorder._walk
+
+        def counting_walk(self: TaskRecorder, skip: int) -> Any:
+            walks.append(skip)
+            return real_walk(self, skip + 1)
+
+        monkeypatch.setattr(TaskRecorder, "_walk", counting_walk)
+        tracking = TaskTracking()
+
+        async def body() -> None:
+            await asyncio.gather(*(noop() for _ in range(100)))
+
+        await run_in_request(tracking, body)
+        stacks = tracking.recorder.stacks
+        assert len(stacks) == 100
+        assert len(walks) == 1
+        assert all(stack is stacks[0] for stack in stacks)  # one tuple, resolved once
+
+    @pytest.mark.asyncio
+    async def test_same_frame_other_line_or_other_callee_is_walked_again(
+        self, run_in_request: Any, next_line: Any
+    ) -> None:
+        tracking = TaskTracking()
+        lines: list[int] = []
+
+        async def helper() -> asyncio.Task[None]:
+            lines.append(next_line())
+            return asyncio.create_task(noop())
+
+        async def body() -> None:
+            for _ in range(2):
+                lines.append(next_line())
+                await asyncio.gather(noop())
+                await await_helper()
+
+        async def await_helper() -> None:
+            await (await helper())
+
+        await run_in_request(tracking, body)
+        sites = [
+            (e.stack[0].function.rsplit(".", 1)[-1], e.stack[0].lineno) for e in tracking.events(0)
+        ]
+        gather_line, helper_line = lines[0], lines[1]
+        assert sites == [
+            ("body", gather_line),
+            ("helper", helper_line),
+            ("body", gather_line),
+            ("helper", helper_line),
+        ]
+
+    @pytest.mark.asyncio
+    async def test_depth_is_bounded(self, run_in_request: Any) -> None:
+        tracking = TaskTracking(max_stack_depth=3)
+
+        async def deep(level: int) -> None:
+            if level:
+                await deep(level - 1)
+            else:
+                await asyncio.create_task(noop())
+
+        await run_in_request(tracking, lambda: deep(8))
+        (event,) = tracking.events(0)
+        assert [frame.function.rsplit(".", 1)[-1] for frame in event.stack] == ["deep"] * 3
+
+    @pytest.mark.asyncio
+    async def test_no_stacks_when_disabled(self, run_in_request: Any) -> None:
+        tracking = TaskTracking(capture_stacks=False)
+        await run_in_request(tracking, lambda: asyncio.gather(noop(), noop()))
+        assert [event.stack for event in tracking.events(0)] == [[], []]
+        assert tracking.recorder.stacks == []
+
+    def test_resolve_stack_reads_the_source_line_once_per_frame(self) -> None:
+        code = TestCreationStack.test_resolve_stack_reads_the_source_line_once_per_frame.__code__
+        line = code.co_firstlineno + 1
+        cache: dict[Any, Any] = {}
+        first = resolve_stack(((code, line),), cache)
+        second = resolve_stack(((code, line), (code, 0)), cache)
+        assert first[0] is second[0]
+        assert first[0].code == (
+            "code = TestCreationStack.test_resolve_stack_reads_the_source_line_once_per_frame"
+            ".__code__"
+        )
+        assert first[0].function.endswith(
+            "TestCreationStack.test_resolve_stack_reads_the_source_line_once_per_frame"
+        )
+        assert second[1].code is None
+        assert (first[0].filename, first[0].lineno) == (THIS_FILE, line)
+
+
+class TestReferences:
+    @pytest.mark.asyncio
+    async def test_no_strong_reference_outlives_the_record(self, run_in_request: Any) -> None:
+        tracking = TaskTracking()
+        refs: dict[str, weakref.ref[asyncio.Task[Any]]] = {}
+        release = asyncio.Event()
+
+        async def body() -> None:
+            finished = asyncio.create_task(noop(), name="finished")
+            await finished
+            refs["finished"] = weakref.ref(finished)
+            escaped = asyncio.create_task(wait_for(release), name="escaped")
+            refs["escaped"] = weakref.ref(escaped)
+
+        await run_in_request(tracking, body)
+        escaped = refs["escaped"]()
+        assert escaped is not None
+        assert not escaped.done()
+        release.set()
+        await escaped
+        del escaped
+        await asyncio.sleep(0)  # asyncio's own wake-up callback holds the task until it ends
+        gc.collect()
+        assert refs["finished"]() is None
+        assert refs["escaped"]() is None
+        states = {event.name: event.state for event in tracking.events(0)}
+        assert states == {"finished": "completed", "escaped": "pending"}
+
+    @pytest.mark.asyncio
+    async def test_stopping_forgets_the_cached_site(self, run_in_request: Any) -> None:
+        tracking = TaskTracking()
+        await run_in_request(tracking, lambda: asyncio.gather(noop(), noop()))
+        recorder = tracking.recorder
+        assert recorder._site_frame is None
+        assert recorder._site_top is None
+        assert recorder.live == {}
+
+
+class TestFailuresStayLoud:
+    @pytest.mark.asyncio
+    async def test_unretrieved_exception_is_still_reported_by_asyncio(
+        self, run_in_request: Any
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        tracking = TaskTracking()
+        reported: list[dict[str, Any]] = []
+        previous_handler = loop.get_exception_handler()
+        loop.set_exception_handler(lambda loop, context: reported.append(context))
+        log_traceback: list[bool] = []
+
+        async def fails() -> None:
+            raise ValueError("nobody awaits me")
+
+        async def body() -> None:
+            task = asyncio.create_task(fails(), name="orphan")
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # the done callback has run
+            assert task.done()
+            log_traceback.append(task._log_traceback)  # type: ignore[attr-defined]
+
+        try:
+            await run_in_request(tracking, body)
+            gc.collect()
+        finally:
+            loop.set_exception_handler(previous_handler)
+        (event,) = tracking.events(0)
+        assert (event.state, event.exception_type, event.exception_message) == (
+            "failed",
+            "ValueError",
+            "nobody awaits me",
+        )
+        assert log_traceback == [True]
+        assert [context["message"] for context in reported] == [
+            "Task exception was never retrieved"
+        ]
+        assert str(reported[0]["exception"]) == "nobody awaits me"
