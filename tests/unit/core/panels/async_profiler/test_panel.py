@@ -1,0 +1,427 @@
+"""AsyncProfilerPanel: metadata, lifecycle through the toolbar, stats, subtitle, backends."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+import debug_toolbar
+from debug_toolbar.core import panels as core_panels
+from debug_toolbar.core.config import DebugToolbarConfig
+from debug_toolbar.core.context import DISABLED_PANELS_COOKIE, RequestContext
+from debug_toolbar.core.panels import async_profiler
+from debug_toolbar.core.panels.async_profiler import backends
+from debug_toolbar.core.panels.async_profiler.backends import (
+    BackendUnavailableError,
+    select_backend,
+)
+from debug_toolbar.core.panels.async_profiler.loop_hooks import task_hooks
+from debug_toolbar.core.panels.async_profiler.panel import AsyncProfilerPanel
+from debug_toolbar.core.panels.async_profiler.taskfactory import TaskFactoryBackend
+from debug_toolbar.core.panels.timer import TimerPanel
+from debug_toolbar.core.records import RequestRecord
+from debug_toolbar.core.rendering import render_panel
+from debug_toolbar.core.toolbar import DebugToolbar
+
+App = Callable[[], Awaitable[Any]]
+
+
+async def noop() -> None:
+    return None
+
+
+async def fails() -> None:
+    raise KeyError("missing")
+
+
+async def spawning_app() -> None:
+    """Two gathered children (one of them with a child), a failure and a cancellation."""
+
+    async def parent() -> None:
+        await asyncio.create_task(noop(), name="grandchild")
+
+    await asyncio.gather(
+        asyncio.create_task(parent(), name="parent"), asyncio.create_task(noop(), name="sibling")
+    )
+    failing = asyncio.create_task(fails(), name="failing")
+    with pytest.raises(KeyError):
+        await failing
+    cancelled = asyncio.create_task(asyncio.sleep(3600), name="cancelled")
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+
+
+async def profile(
+    app: App,
+    *,
+    headers: list[tuple[str, str]] | None = None,
+    panels: tuple[type[Any], ...] = (AsyncProfilerPanel,),
+    **options: Any,
+) -> tuple[DebugToolbar, RequestRecord]:
+    """One request through the toolbar, in its own task, the way the middleware runs it."""
+    options.setdefault("async_profiler_backend", "taskfactory")
+    config = DebugToolbarConfig(panels=panels, **options)
+    context = RequestContext(
+        method="GET", path="/spawn", client_host="127.0.0.1", headers=headers or []
+    )
+    toolbar = DebugToolbar(config, context)
+
+    async def request() -> tuple[DebugToolbar, RequestRecord]:
+        await toolbar.process_request()
+        try:
+            await app()
+        finally:
+            context.status_code = 200
+            await toolbar.process_response()
+        await toolbar.generate_stats()
+        return toolbar, toolbar.build_record()
+
+    return await asyncio.create_task(request())
+
+
+class TestMetadata:
+    def test_ids_titles_and_template(self) -> None:
+        assert AsyncProfilerPanel.panel_id == "AsyncProfilerPanel"
+        assert AsyncProfilerPanel.title == "Async"
+        assert AsyncProfilerPanel.nav_title == "Async"
+        assert AsyncProfilerPanel.template == "panels/async_profiler.html"
+        assert AsyncProfilerPanel.has_content is True
+
+    def test_exported_from_every_level(self) -> None:
+        assert debug_toolbar.AsyncProfilerPanel is AsyncProfilerPanel
+        assert core_panels.AsyncProfilerPanel is AsyncProfilerPanel
+        assert async_profiler.AsyncProfilerPanel is AsyncProfilerPanel
+        assert "AsyncProfilerPanel" in debug_toolbar.__all__
+        assert "AsyncProfilerPanel" in core_panels.__all__
+
+    def test_enabled_through_extra_panels_by_path_or_class(self) -> None:
+        by_path = DebugToolbarConfig(
+            extra_panels=["debug_toolbar.core.panels.async_profiler.AsyncProfilerPanel"]
+        )
+        by_class = DebugToolbarConfig(extra_panels=[AsyncProfilerPanel])
+        assert by_path.panel_classes[-1] is AsyncProfilerPanel
+        assert by_class.panel_classes == by_path.panel_classes
+
+
+class TestStats:
+    @pytest.mark.asyncio
+    async def test_real_tasks_summary_and_subtitle(self) -> None:
+        _toolbar, record = await profile(spawning_app)
+        panel = record.panel("AsyncProfilerPanel")
+        assert panel is not None
+        assert panel.error is None
+        stats = panel.stats
+        assert stats["backend"] == "taskfactory"
+        assert stats["summary"]["total_tasks"] == 5
+        assert {key: stats["summary"][key] for key in stats["summary"]} == {
+            "total_tasks": 5,
+            "completed": 3,
+            "cancelled": 1,
+            "failed": 1,
+            "pending": 0,
+            "dropped": 0,
+            "profiling_overhead_ms": stats["summary"]["profiling_overhead_ms"],
+        }
+        assert stats["summary"]["profiling_overhead_ms"] > 0
+        rows = [(t["task_id"], t["parent_id"], t["name"], t["state"]) for t in stats["tasks"]]
+        assert rows == [
+            (1, None, "parent", "completed"),
+            (2, None, "sibling", "completed"),
+            (3, 1, "grandchild", "completed"),
+            (4, None, "failing", "failed"),
+            (5, None, "cancelled", "cancelled"),
+        ]
+        failing = stats["tasks"][3]
+        assert failing["exception"] == {"type": "KeyError", "message": "'missing'"}
+        assert set(failing) == {
+            "task_id",
+            "parent_id",
+            "name",
+            "coro_name",
+            "state",
+            "start_ms",
+            "end_ms",
+            "duration_ms",
+            "exception",
+            "stack",
+        }
+        assert set(failing["stack"][0]) == {"filename", "lineno", "function", "code"}
+        assert (
+            failing["stack"][0]["code"] == 'failing = asyncio.create_task(fails(), name="failing")'
+        )
+        assert panel.nav_subtitle == "5 tasks"
+        assert sum(stats["overhead"].values()) == pytest.approx(
+            stats["summary"]["profiling_overhead_ms"]
+        )
+
+    @pytest.mark.asyncio
+    async def test_all_times_lie_within_the_request(self) -> None:
+        _toolbar, record = await profile(spawning_app)
+        panel = record.panel("AsyncProfilerPanel")
+        assert panel is not None
+        for task in panel.stats["tasks"]:
+            assert 0 <= task["start_ms"] <= task["end_ms"] <= record.duration_ms
+
+    @pytest.mark.asyncio
+    async def test_subtitle_singular_and_none(self) -> None:
+        async def one() -> None:
+            await asyncio.create_task(noop())
+
+        _toolbar, record = await profile(one)
+        assert record.panel("AsyncProfilerPanel").nav_subtitle == "1 task"  # type: ignore[union-attr]
+        _toolbar, record = await profile(noop)
+        assert record.panel("AsyncProfilerPanel").nav_subtitle == "0 tasks"  # type: ignore[union-attr]
+
+    @pytest.mark.asyncio
+    async def test_cap_from_the_config(self) -> None:
+        async def many() -> None:
+            await asyncio.gather(*(noop() for _ in range(12)))
+
+        _toolbar, record = await profile(many, async_max_tasks=10)
+        panel = record.panel("AsyncProfilerPanel")
+        assert panel is not None
+        assert len(panel.stats["tasks"]) == 10
+        assert panel.stats["summary"]["dropped"] == 2
+        assert panel.stats["summary"]["total_tasks"] == 12
+        assert panel.nav_subtitle == "12 tasks"
+
+    @pytest.mark.asyncio
+    async def test_stack_options_from_the_config(self) -> None:
+        async def nested(level: int = 5) -> None:
+            if level:
+                await nested(level - 1)
+            else:
+                await asyncio.create_task(noop())
+
+        _toolbar, record = await profile(nested, async_max_stack_depth=2)
+        (task,) = record.panel("AsyncProfilerPanel").stats["tasks"]  # type: ignore[union-attr]
+        assert [frame["function"].rsplit(".", 1)[-1] for frame in task["stack"]] == [
+            "nested",
+            "nested",
+        ]
+        _toolbar, record = await profile(nested, async_capture_task_stacks=False)
+        (task,) = record.panel("AsyncProfilerPanel").stats["tasks"]  # type: ignore[union-attr]
+        assert task["stack"] == []
+
+    @pytest.mark.asyncio
+    async def test_collection_stops_at_process_response(self) -> None:
+        config = DebugToolbarConfig(
+            panels=[AsyncProfilerPanel], async_profiler_backend="taskfactory"
+        )
+        context = RequestContext(method="GET", path="/", client_host="127.0.0.1")
+        toolbar = DebugToolbar(config, context)
+        loop = asyncio.get_running_loop()
+
+        async def request() -> None:
+            await toolbar.process_request()
+            await asyncio.create_task(noop(), name="during")
+            await toolbar.process_response()
+            assert loop.get_task_factory() is None
+            await asyncio.create_task(noop(), name="after")
+            await toolbar.generate_stats()
+
+        await asyncio.create_task(request())
+        panel = toolbar.get_panel("AsyncProfilerPanel")
+        assert panel is not None
+        assert [task["name"] for task in panel.get_stats()["tasks"]] == ["during"]
+
+
+class TestRobustness:
+    @pytest.mark.asyncio
+    async def test_response_and_stats_without_a_start(self) -> None:
+        config = DebugToolbarConfig(panels=[AsyncProfilerPanel])
+        toolbar = DebugToolbar(config, RequestContext(method="GET", path="/"))
+        panel = toolbar.get_panel("AsyncProfilerPanel")
+        assert isinstance(panel, AsyncProfilerPanel)
+        await panel.process_response(toolbar.context)
+        await panel.process_response(toolbar.context)
+        assert await panel.generate_stats(toolbar.context) == {}
+        assert panel.get_nav_subtitle() == ""
+
+    @pytest.mark.asyncio
+    async def test_an_app_that_raises_still_restores_the_loop(self) -> None:
+        async def broken() -> None:
+            asyncio.create_task(asyncio.sleep(3600), name="left-behind")  # noqa: RUF006
+            raise RuntimeError("handler failed")
+
+        with pytest.raises(RuntimeError, match="handler failed"):
+            await profile(broken)
+        assert asyncio.get_running_loop().get_task_factory() is None
+        assert task_hooks._hooks == {}
+        for task in asyncio.all_tasks():
+            if task.get_name() == "left-behind":
+                task.cancel()
+
+    @pytest.mark.asyncio
+    async def test_turned_off_by_this_browser_installs_nothing(self) -> None:
+        loop = asyncio.get_running_loop()
+        factories: list[Any] = []
+
+        async def app() -> None:
+            factories.append(loop.get_task_factory())
+            await asyncio.create_task(noop())
+
+        _toolbar, record = await profile(
+            app, headers=[("cookie", f"{DISABLED_PANELS_COOKIE}=AsyncProfilerPanel")]
+        )
+        panel = record.panel("AsyncProfilerPanel")
+        assert panel is not None
+        assert panel.enabled is False
+        assert panel.stats == {}
+        assert factories == [None]
+
+
+class TestBackendSelection:
+    def test_taskfactory(self) -> None:
+        assert select_backend("taskfactory") is TaskFactoryBackend
+
+    def test_auto_without_yappi_is_the_task_factory(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setitem(sys.modules, "yappi", None)  # makes `import yappi` fail
+        assert select_backend("auto") is TaskFactoryBackend
+
+    def test_yappi_without_yappi_names_the_extra(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setitem(sys.modules, "yappi", None)
+        with pytest.raises(BackendUnavailableError, match=r"pip install 'debug-toolbar\[yappi\]'"):
+            select_backend("yappi")
+
+    def test_yappi_and_auto_with_yappi_installed(self) -> None:
+        pytest.importorskip("yappi")
+        from debug_toolbar.core.panels.async_profiler.yappi_backend import YappiBackend
+
+        assert select_backend("yappi") is YappiBackend
+        assert select_backend("auto") is YappiBackend
+
+    def test_yappi_backend_module_missing_is_a_clear_error(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        pytest.importorskip("yappi")
+        monkeypatch.setattr(
+            backends, "YAPPI_BACKEND_MODULE", "debug_toolbar.core.panels.async_profiler.nowhere"
+        )
+        with pytest.raises(BackendUnavailableError, match="not available in this version"):
+            select_backend("yappi")
+        assert select_backend("auto") is TaskFactoryBackend
+
+    def test_unknown_name(self) -> None:
+        with pytest.raises(ValueError, match="async_profiler_backend"):
+            select_backend("perf")
+
+    @pytest.mark.asyncio
+    async def test_yappi_requested_without_yappi_fails_the_panel_not_the_request(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setitem(sys.modules, "yappi", None)
+        served: list[bool] = []
+
+        async def app() -> None:
+            await asyncio.create_task(noop())
+            served.append(True)
+
+        _toolbar, record = await profile(
+            app, panels=(TimerPanel, AsyncProfilerPanel), async_profiler_backend="yappi"
+        )
+        panel = record.panel("AsyncProfilerPanel")
+        assert panel is not None
+        assert panel.error is not None
+        assert panel.error.startswith("BackendUnavailableError: ")
+        assert "pip install 'debug-toolbar[yappi]'" in panel.error
+        assert panel.nav_subtitle == "error"
+        assert served == [True]
+        timer = record.panel("TimerPanel")
+        assert timer is not None
+        assert timer.error is None
+        assert timer.stats["total_ms"] > 0
+
+    @pytest.mark.asyncio
+    async def test_the_panel_shows_which_backend_ran(self) -> None:
+        pytest.importorskip("yappi")
+
+        async def app() -> None:
+            await asyncio.create_task(noop(), name="under-yappi")
+
+        _toolbar, record = await profile(app, async_profiler_backend="yappi")
+        panel = record.panel("AsyncProfilerPanel")
+        assert panel is not None
+        assert panel.error is None
+        assert panel.stats["backend"] == "yappi"
+        assert [task["name"] for task in panel.stats["tasks"]] == ["under-yappi"]
+        assert "functions" in panel.stats  # the backend's own section passes through
+
+
+class TestConfigValidation:
+    @pytest.mark.parametrize(
+        ("option", "value"),
+        [
+            ("async_profiler_backend", "perf"),
+            ("async_blocking_threshold_ms", 0),
+            ("async_blocking_threshold_ms", -5.0),
+            ("async_event_loop_lag_threshold_ms", 0),
+            ("async_enable_blocking_detection", "yes"),
+            ("async_enable_event_loop_monitoring", 1),
+            ("async_capture_task_stacks", None),
+            ("async_max_stack_depth", 0),
+            ("async_max_stack_depth", 2.5),
+            ("async_max_tasks", 0),
+        ],
+    )
+    def test_invalid_values_name_the_option(self, option: str, value: Any) -> None:
+        with pytest.raises(ValueError, match=option):
+            DebugToolbarConfig(**{option: value})
+
+    def test_defaults(self) -> None:
+        config = DebugToolbarConfig()
+        assert (
+            config.async_profiler_backend,
+            config.async_blocking_threshold_ms,
+            config.async_enable_blocking_detection,
+            config.async_enable_event_loop_monitoring,
+            config.async_event_loop_lag_threshold_ms,
+            config.async_capture_task_stacks,
+            config.async_max_stack_depth,
+            config.async_max_tasks,
+        ) == ("auto", 100.0, True, True, 10.0, True, 10, 1000)
+
+
+class TestTemplate:
+    @pytest.mark.asyncio
+    async def test_renders_tasks_escaped_with_state_badges(self) -> None:
+        async def app() -> None:
+            await asyncio.create_task(noop(), name="<script>alert(1)</script>")
+            failing = asyncio.create_task(fails(), name="failing")
+            with pytest.raises(KeyError):
+                await failing
+
+        _toolbar, record = await profile(app)
+        panel = record.panel("AsyncProfilerPanel")
+        assert panel is not None
+        html = render_panel(panel, record, "/_debug_toolbar")
+        assert "<script>alert(1)</script>" not in html
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+        assert '<span class="dt-badge dt-badge-error">failed</span>' in html
+        assert '<span class="dt-badge ">completed</span>' in html
+        assert "KeyError" in html
+        assert "test_panel.py:" in html  # the creation site in the summary of <details>
+        assert f'id="dt-async-{record.request_id}-task-2"' in html
+
+    @pytest.mark.asyncio
+    async def test_renders_dropped_and_empty(self) -> None:
+        async def many() -> None:
+            await asyncio.gather(*(noop() for _ in range(3)))
+
+        _toolbar, record = await profile(many, async_max_tasks=1)
+        panel = record.panel("AsyncProfilerPanel")
+        assert panel is not None
+        html = render_panel(panel, record, "/_debug_toolbar")
+        assert "and 2 more" in html
+        _toolbar, record = await profile(noop)
+        panel = record.panel("AsyncProfilerPanel")
+        assert panel is not None
+        assert "This request spawned no asyncio tasks." in render_panel(
+            panel, record, "/_debug_toolbar"
+        )

@@ -1,0 +1,269 @@
+"""TaskFactoryBackend: what one request's tasks look like in its stats."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from debug_toolbar.core.panels.async_profiler.base import AsyncProfilerBackend
+from debug_toolbar.core.panels.async_profiler.loop_hooks import task_hooks
+from debug_toolbar.core.panels.async_profiler.taskfactory import TaskFactoryBackend
+
+THIS_FILE = __file__
+
+
+async def noop() -> None:
+    return None
+
+
+async def sleeper() -> None:
+    await asyncio.sleep(3600)
+
+
+async def fails() -> None:
+    await asyncio.sleep(0)
+    raise LookupError("no such row: 42")
+
+
+def by_name(stats: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {task["name"]: task for task in stats["tasks"]}
+
+
+class TestContract:
+    def test_is_a_backend_named_taskfactory_and_always_available(self) -> None:
+        assert issubclass(TaskFactoryBackend, AsyncProfilerBackend)
+        assert TaskFactoryBackend.name == "taskfactory"
+        assert TaskFactoryBackend.is_available() is True
+
+    def test_options_reach_the_recorder(self) -> None:
+        owner = object()
+        backend = TaskFactoryBackend(
+            max_tasks=7, capture_stacks=False, max_stack_depth=3, owner=owner, origin_ns=123
+        )
+        recorder = backend.tracking.recorder
+        assert (recorder.max_tasks, recorder.capture_stacks, recorder.max_stack_depth) == (
+            7,
+            False,
+            3,
+        )
+        assert recorder.owner is owner
+        assert backend.origin_ns == 123
+
+    def test_stats_of_a_backend_that_never_started(self) -> None:
+        backend = TaskFactoryBackend(origin_ns=0)
+        backend.stop()
+        stats = backend.get_stats()
+        assert stats["tasks"] == []
+        assert stats["dropped"] == 0
+        assert stats["overhead"]["tracking_ms"] == 0
+        assert stats["overhead"]["setup_ms"] == 0
+
+
+class TestTaskStates:
+    @pytest.mark.asyncio
+    async def test_completed_failed_cancelled_and_pending(self, run_in_request: Any) -> None:
+        origin = time.perf_counter_ns()
+        backend = TaskFactoryBackend(origin_ns=origin)
+        lines: dict[str, int] = {}
+
+        async def body() -> None:
+            await asyncio.create_task(noop(), name="done")
+            failing = asyncio.create_task(fails(), name="failing")
+            with pytest.raises(LookupError):
+                await failing
+            cancelled = asyncio.create_task(sleeper(), name="cancelled")
+            await asyncio.sleep(0)
+            cancelled.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await cancelled
+            lines["escaped"] = sys._getframe().f_lineno + 1
+            asyncio.create_task(sleeper(), name="escaped")  # noqa: RUF006
+
+        await run_in_request(backend, body)
+        stopped_ms = (time.perf_counter_ns() - origin) / 1e6
+        stats = backend.get_stats()
+        tasks = by_name(stats)
+        assert [task["task_id"] for task in stats["tasks"]] == [1, 2, 3, 4]
+        assert {name: task["state"] for name, task in tasks.items()} == {
+            "done": "completed",
+            "failing": "failed",
+            "cancelled": "cancelled",
+            "escaped": "pending",
+        }
+        assert tasks["failing"]["exception"] == {
+            "type": "LookupError",
+            "message": "no such row: 42",
+        }
+        assert tasks["done"]["exception"] is None
+        assert tasks["cancelled"]["exception"] is None
+        assert tasks["done"]["coro_name"] == "noop"
+        assert tasks["escaped"]["coro_name"] == "sleeper"
+        # Times are ms from the request's start, in creation order, within the request.
+        starts = [task["start_ms"] for task in stats["tasks"]]
+        assert starts == sorted(starts)
+        assert 0 < starts[0] < stopped_ms
+        for name in ("done", "failing", "cancelled"):
+            task = tasks[name]
+            assert task["start_ms"] <= task["end_ms"] <= stopped_ms
+            assert task["duration_ms"] == pytest.approx(task["end_ms"] - task["start_ms"])
+        # The escaped task: still running, reported with where it was created.
+        escaped = tasks["escaped"]
+        assert (escaped["end_ms"], escaped["duration_ms"]) == (None, None)
+        assert escaped["stack"][0]["filename"] == THIS_FILE
+        assert escaped["stack"][0]["lineno"] == lines["escaped"]
+        assert escaped["stack"][0]["code"] == (
+            'asyncio.create_task(sleeper(), name="escaped")  # noqa: RUF006'
+        )
+        for task in asyncio.all_tasks():
+            if task.get_name() == "escaped":
+                task.cancel()
+
+    @pytest.mark.asyncio
+    async def test_names_given_after_creation_are_kept(self, run_in_request: Any) -> None:
+        backend = TaskFactoryBackend(origin_ns=0)
+
+        async def body() -> None:
+            task = asyncio.create_task(noop())
+            task.set_name("renamed")
+            await task
+
+        await run_in_request(backend, body)
+        assert [task["name"] for task in backend.get_stats()["tasks"]] == ["renamed"]
+
+    @pytest.mark.asyncio
+    async def test_a_task_done_before_its_callback_ran_is_not_pending(
+        self, run_in_request: Any
+    ) -> None:
+        backend = TaskFactoryBackend(origin_ns=0)
+        loop = asyncio.get_running_loop()
+
+        async def body() -> None:
+            future = loop.create_future()
+            task = asyncio.create_task(noop(), name="quick")
+            task.add_done_callback(lambda _: future.set_result(None))
+            await future  # woken by the first callback: ours is scheduled but has not run
+            assert task.done()
+
+        await run_in_request(backend, body)
+        (task,) = backend.get_stats()["tasks"]
+        assert task["state"] == "completed"
+        assert task["end_ms"] is not None
+
+
+class TestRelations:
+    @pytest.mark.asyncio
+    async def test_children_grandchildren_gather_and_ensure_future(
+        self, run_in_request: Any
+    ) -> None:
+        backend = TaskFactoryBackend(origin_ns=0)
+
+        async def leaf() -> None:
+            await asyncio.sleep(0)
+
+        async def middle() -> None:
+            await asyncio.gather(leaf(), leaf())
+
+        async def body() -> None:
+            await asyncio.create_task(middle(), name="middle")
+            await asyncio.ensure_future(leaf())
+
+        await run_in_request(backend, body)
+        rows = [
+            (task["task_id"], task["parent_id"], task["coro_name"].rsplit(".", 1)[-1])
+            for task in backend.get_stats()["tasks"]
+        ]
+        assert rows == [(1, None, "middle"), (2, 1, "leaf"), (3, 1, "leaf"), (4, None, "leaf")]
+
+    @pytest.mark.skipif(sys.version_info < (3, 11), reason="TaskGroup is 3.11+")
+    @pytest.mark.asyncio
+    async def test_task_group(self, run_in_request: Any) -> None:
+        backend = TaskFactoryBackend(origin_ns=0)
+
+        async def body() -> None:
+            async with asyncio.TaskGroup() as group:  # type: ignore[attr-defined]
+                for index in range(3):
+                    group.create_task(noop(), name=f"member-{index}")
+
+        await run_in_request(backend, body)
+        tasks = backend.get_stats()["tasks"]
+        assert [task["name"] for task in tasks] == ["member-0", "member-1", "member-2"]
+        assert {task["state"] for task in tasks} == {"completed"}
+        assert {task["stack"][0]["code"] for task in tasks} == {
+            'group.create_task(noop(), name=f"member-{index}")'
+        }
+
+
+class TestLimits:
+    @pytest.mark.asyncio
+    async def test_cap_counts_what_it_drops_and_the_tasks_still_run(
+        self, run_in_request: Any
+    ) -> None:
+        backend = TaskFactoryBackend(max_tasks=3, origin_ns=0)
+        ran: list[int] = []
+
+        async def work(index: int) -> int:
+            ran.append(index)
+            return index
+
+        async def body() -> list[int]:
+            return list(await asyncio.gather(*(work(index) for index in range(5))))
+
+        assert await run_in_request(backend, body) == [0, 1, 2, 3, 4]
+        stats = backend.get_stats()
+        assert sorted(ran) == [0, 1, 2, 3, 4]
+        assert len(stats["tasks"]) == 3
+        assert stats["dropped"] == 2
+
+
+class TestOverhead:
+    @pytest.mark.asyncio
+    async def test_overhead_is_measured_and_adds_up(self, run_in_request: Any) -> None:
+        backend = TaskFactoryBackend(origin_ns=0)
+
+        async def body() -> None:
+            await asyncio.gather(*(noop() for _ in range(50)))
+
+        started = time.perf_counter_ns()
+        await run_in_request(backend, body)
+        elapsed_ms = (time.perf_counter_ns() - started) / 1e6
+        stats = backend.get_stats()
+        parts = stats["overhead"]
+        assert parts["tracking_ms"] > 0
+        assert parts["setup_ms"] > 0
+        assert parts["report_ms"] > 0
+        assert stats["overhead_ms"] == pytest.approx(
+            parts["tracking_ms"] + parts["setup_ms"] + parts["report_ms"]
+        )
+        # What ran while the request ran cannot exceed the request itself.
+        assert parts["tracking_ms"] + parts["setup_ms"] < elapsed_ms
+
+
+class TestLifecycle:
+    @pytest.mark.asyncio
+    async def test_restores_the_loop_and_stop_is_idempotent(self, run_in_request: Any) -> None:
+        loop = asyncio.get_running_loop()
+        backend = TaskFactoryBackend(origin_ns=0)
+        during: list[Any] = []
+
+        async def body() -> None:
+            during.append(loop.get_task_factory())
+
+        await run_in_request(backend, body)
+        backend.stop()
+        backend.stop()
+        assert during[0] is not None
+        assert loop.get_task_factory() is None
+        assert task_hooks.get(loop) is None
+
+    @pytest.mark.asyncio
+    async def test_stop_after_a_failed_start(self) -> None:
+        backend = TaskFactoryBackend(origin_ns=0)
+        with pytest.raises(AttributeError):
+            backend.start(None)  # type: ignore[arg-type]
+        backend.stop()
+        assert backend.get_stats()["tasks"] == []
+        assert task_hooks._hooks == {}
