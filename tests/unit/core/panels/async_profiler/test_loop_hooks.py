@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import subprocess
 import sys
 import weakref
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -643,3 +645,77 @@ class TestFailuresStayLoud:
             "Task exception was never retrieved"
         ]
         assert str(reported[0]["exception"]) == "nobody awaits me"
+
+
+LEAKY_TESTS = """
+import asyncio
+
+import pytest
+
+from debug_toolbar.core.panels.async_profiler.loop_hooks import task_hooks
+
+
+def own_factory(loop, coro, **kwargs):
+    return asyncio.Task(coro, loop=loop, **kwargs)
+
+
+@pytest.mark.asyncio
+async def test_leaves_a_task_factory():
+    asyncio.get_running_loop().set_task_factory(own_factory)
+
+
+@pytest.mark.asyncio
+async def test_leaves_debug_on():
+    asyncio.get_running_loop().set_debug(True)
+
+
+@pytest.mark.asyncio
+async def test_leaves_a_hook_installed():
+    task_hooks.acquire(asyncio.get_running_loop())
+
+
+def test_sync_and_clean():
+    pass
+
+
+@pytest.mark.asyncio
+async def test_async_and_clean():
+    await asyncio.sleep(0)
+"""
+
+
+class TestLeakGuard:
+    def test_the_suite_guard_fails_leaky_tests(self, tmp_path: Path) -> None:
+        """The autouse fixture in tests/conftest.py, run on tests that leak on purpose."""
+        (tmp_path / "conftest.py").write_text(
+            (Path(__file__).parents[4] / "conftest.py").read_text()
+        )
+        (tmp_path / "test_leaky.py").write_text(LEAKY_TESTS)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                str(tmp_path),
+                "-p",
+                "no:cacheprovider",
+                "--rootdir",
+                str(tmp_path),
+                "-o",
+                "asyncio_default_fixture_loop_scope=function",
+                "-rA",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        out = result.stdout
+        assert result.returncode == 1, out
+        assert "5 passed, 3 errors" in out  # the three leaky ones fail at teardown
+        assert "ERROR at teardown of test_leaves_a_task_factory" in out
+        assert "the loop's task factory changed" in out
+        assert "the loop's debug flag changed: False -> True" in out
+        assert "task hooks still installed on 1 loop(s)" in out
+        assert "PASSED test_leaky.py::test_sync_and_clean" in out
+        assert "PASSED test_leaky.py::test_async_and_clean" in out
