@@ -60,7 +60,7 @@ class TaskFactoryBackend(AsyncProfilerBackend):
 
     def get_stats(self) -> dict[str, Any]:
         started = time.perf_counter_ns()
-        tasks = [event.to_dict() for event in self.tracking.events(self.origin_ns)]
+        tasks = self.tracking.task_dicts(self.origin_ns)
         report_ns = time.perf_counter_ns() - started
         tracking_ns = self.tracking.recorder.overhead_ns
         setup_ns = self.tracking.setup_ns

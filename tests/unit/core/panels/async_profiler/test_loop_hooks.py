@@ -719,3 +719,46 @@ class TestLeakGuard:
         assert "task hooks still installed on 1 loop(s)" in out
         assert "teardown of test_sync_and_clean" not in out
         assert "teardown of test_async_and_clean" not in out
+
+
+class TestTaskDicts:
+    @pytest.mark.parametrize("capture_stacks", [True, False])
+    @pytest.mark.asyncio
+    async def test_same_as_the_events_to_dict(
+        self, capture_stacks: bool, run_in_request: Any
+    ) -> None:
+        tracking = TaskTracking(capture_stacks=capture_stacks)
+        release = asyncio.Event()
+
+        async def fails() -> None:
+            raise OSError("disk full")
+
+        async def body() -> None:
+            await asyncio.gather(noop(), noop())
+            failing = asyncio.create_task(fails(), name="failing")
+            with pytest.raises(OSError, match="disk full"):
+                await failing
+            cancelled = asyncio.create_task(wait_for(release))
+            await asyncio.sleep(0)
+            cancelled.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await cancelled
+            asyncio.create_task(wait_for(release), name="escaped")  # noqa: RUF006
+
+        await run_in_request(tracking, body)
+        origin = tracking.recorder.starts[0] - 5_000_000
+        dicts = tracking.task_dicts(origin)
+        assert dicts == [event.to_dict() for event in tracking.events(origin)]
+        assert [task["state"] for task in dicts] == [
+            "completed",
+            "completed",
+            "failed",
+            "cancelled",
+            "pending",
+        ]
+        assert dicts[0]["start_ms"] == pytest.approx(5.0)
+        if capture_stacks:
+            assert dicts[0]["stack"] is dicts[1]["stack"]  # one site, one list of frames
+            assert dicts[0]["stack"] is not dicts[2]["stack"]
+        release.set()
+        await asyncio.sleep(0)
