@@ -1,0 +1,313 @@
+"""What tracking a request's tasks costs: per task against bare asyncio, and end to end.
+
+Per task (asyncio and uvloop): a "request" in its own task creates trivial tasks from a handler
+eight frames deep (a middleware stack), either as gathers of 100 or one ``create_task`` +
+``await`` at a time. Variants: bare asyncio (no task factory), bare again (the A/A check: the
+noise of this machine), tracked with creation stacks off, tracked with the default stacks. Each
+round runs every variant once, in rotating order, in one loop; figures are medians over rounds.
+Only the handler's task work is timed: starting and stopping the request's tracking is part of
+the end-to-end figure. Also printed: what the profiler's own accounting (``overhead_ns``, which
+the panel shows) measured per task, and what building the stats costs per task.
+
+End to end: one uvicorn server on 127.0.0.1 with one route that gathers 100 trivial tasks,
+mounted three times: without the toolbar, behind the toolbar without the Async panel, and behind
+the toolbar with it (task-factory backend). A keep-alive httpx client sends the requests one at
+a time, rotating between the three; the figures are the p50 latencies.
+
+Goals (issue 3): at most 1.5x bare asyncio per trivial task with stacks off, 2.2x with the
+default stacks, and 1.3x end to end (panel on vs the toolbar without it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import statistics
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import uvicorn
+
+from benchmarks import Result
+from debug_toolbar.asgi import DebugToolbarMiddleware
+from debug_toolbar.core.config import DebugToolbarConfig
+from debug_toolbar.core.panels.async_profiler import AsyncProfilerPanel
+from debug_toolbar.core.panels.async_profiler.taskfactory import TaskFactoryBackend
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+try:
+    import uvloop
+except ImportError:  # pragma: no cover - uvloop is a dev dependency on POSIX
+    uvloop = None
+
+__all__ = ("run",)
+
+GATHER_SIZE = 100
+TASKS_PER_SAMPLE = 1_000
+HANDLER_DEPTH = 8
+MICRO_ROUNDS = 60
+MICRO_BUDGET_S = 40.0
+E2E_ROUNDS = 400
+E2E_WARMUP = 40
+E2E_BUDGET_S = 60.0
+GOAL_STACKS_OFF = 1.5
+GOAL_STACKS_ON = 2.2
+GOAL_END_TO_END = 1.3
+
+Variant = tuple[str, bool | None]
+"""(label, capture_stacks); None means bare asyncio, no tracking."""
+VARIANTS: tuple[Variant, ...] = (
+    ("bare", None),
+    ("bare again", None),
+    ("stacks off", False),
+    ("stacks on", True),
+)
+
+
+# ------------------------------------------------------------------------------ per task
+
+
+async def _trivial() -> None:
+    return None
+
+
+async def _gathers() -> None:
+    for _ in range(TASKS_PER_SAMPLE // GATHER_SIZE):
+        await asyncio.gather(*(_trivial() for _ in range(GATHER_SIZE)))
+
+
+async def _one_at_a_time() -> None:
+    for _ in range(TASKS_PER_SAMPLE):
+        await asyncio.create_task(_trivial())
+
+
+async def _nested(depth: int, work: Callable[[], Awaitable[None]]) -> None:
+    if depth:
+        await _nested(depth - 1, work)
+    else:
+        await work()
+
+
+class Sample:
+    __slots__ = ("elapsed_ns", "overhead_ns", "report_ns")
+
+    def __init__(self, elapsed_ns: int, overhead_ns: int = 0, report_ns: int = 0) -> None:
+        self.elapsed_ns = elapsed_ns
+        self.overhead_ns = overhead_ns
+        self.report_ns = report_ns
+
+
+async def _sample(work: Callable[[], Awaitable[None]], capture_stacks: bool | None) -> Sample:
+    """One request in its own task: (tracking started,) the handler's task work timed."""
+
+    async def request() -> Sample:
+        backend = None
+        if capture_stacks is not None:
+            backend = TaskFactoryBackend(
+                max_tasks=TASKS_PER_SAMPLE,
+                capture_stacks=capture_stacks,
+                origin_ns=time.perf_counter_ns(),
+            )
+            backend.start(asyncio.get_running_loop())
+        try:
+            started = time.perf_counter_ns()
+            await _nested(HANDLER_DEPTH, work)
+            elapsed = time.perf_counter_ns() - started
+        finally:
+            if backend is not None:
+                backend.stop()
+        if backend is None:
+            return Sample(elapsed)
+        recorder = backend.tracking.recorder
+        assert len(recorder) == TASKS_PER_SAMPLE, "every task must have been recorded"
+        stats = backend.get_stats()
+        report_ns = round(stats["overhead"]["report_ms"] * 1e6)
+        return Sample(elapsed, recorder.overhead_ns, report_ns)
+
+    return await asyncio.create_task(request())
+
+
+async def _micro(work: Callable[[], Awaitable[None]]) -> dict[str, list[Sample]]:
+    samples: dict[str, list[Sample]] = {label: [] for label, _ in VARIANTS}
+    for _label, capture in VARIANTS:  # warm-up: caches, code objects, allocator
+        await _sample(work, capture)
+    deadline = time.perf_counter() + MICRO_BUDGET_S / 4
+    for round_index in range(MICRO_ROUNDS):
+        shift = round_index % len(VARIANTS)
+        for label, capture in VARIANTS[shift:] + VARIANTS[:shift]:
+            samples[label].append(await _sample(work, capture))
+        if time.perf_counter() > deadline:
+            break
+    return samples
+
+
+def _per_task_ns(samples: list[Sample], attribute: str = "elapsed_ns") -> float:
+    return statistics.median(getattr(sample, attribute) for sample in samples) / TASKS_PER_SAMPLE
+
+
+def _micro_report(loop_name: str, scenario: str, samples: dict[str, list[Sample]]) -> list[float]:
+    bare = _per_task_ns(samples["bare"])
+    rounds = len(samples["bare"])
+    print(f"  {loop_name}, {scenario} ({rounds} rounds of {TASKS_PER_SAMPLE:,} tasks):")
+    ratios = []
+    for label, capture in VARIANTS:
+        per_task = _per_task_ns(samples[label])
+        line = f"    {label:<11} {per_task:7.0f} ns/task  {per_task / bare:5.2f}x bare"
+        if capture is not None:
+            ratios.append(per_task / bare)
+            accounted = _per_task_ns(samples[label], "overhead_ns")
+            report = _per_task_ns(samples[label], "report_ns")
+            line += (
+                f"   extra {per_task - bare:5.0f} ns, of which overhead_ns accounts "
+                f"{accounted:4.0f} ns; stats {report:5.0f} ns/task afterwards"
+            )
+        print(line)
+    return ratios
+
+
+# ------------------------------------------------------------------------------ end to end
+
+
+async def _gather_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    await asyncio.gather(*(_trivial() for _ in range(GATHER_SIZE)))
+    body = json.dumps({"tasks": GATHER_SIZE}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _mounts() -> dict[str, Any]:
+    without_panel = DebugToolbarMiddleware(_gather_app, DebugToolbarConfig())
+    with_panel = DebugToolbarMiddleware(
+        _gather_app,
+        DebugToolbarConfig(extra_panels=[AsyncProfilerPanel], async_profiler_backend="taskfactory"),
+    )
+    return {"/bare": _gather_app, "/toolbar": without_panel, "/panel": with_panel}
+
+
+class _Server:
+    """uvicorn on 127.0.0.1 (a free port) in a thread, serving the three mounts."""
+
+    def __init__(self, loop_name: str) -> None:
+        mounts = _mounts()
+
+        async def router(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            app = mounts.get(scope.get("path", ""), _gather_app)
+            await app(scope, receive, send)
+
+        # IPPROTO_TCP explicitly, as a socket from getaddrinfo has it: asyncio only sets
+        # TCP_NODELAY on accepted sockets of that protocol, and without it Nagle's algorithm
+        # and delayed ACKs add 40 ms to every response.
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.listen(64)
+        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
+        config = uvicorn.Config(
+            router, loop=loop_name, lifespan="off", log_level="warning", access_log=False
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True
+        )
+
+    def __enter__(self) -> _Server:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.socket.close()
+
+
+async def _end_to_end(url: str) -> dict[str, list[float]]:
+    paths = ("/bare", "/toolbar", "/panel")
+    latencies: dict[str, list[float]] = {path: [] for path in paths}
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        for index in range(E2E_WARMUP):
+            (await client.get(paths[index % len(paths)])).raise_for_status()
+        deadline = time.perf_counter() + E2E_BUDGET_S / 2
+        for round_index in range(E2E_ROUNDS):
+            shift = round_index % len(paths)
+            for path in paths[shift:] + paths[:shift]:
+                started = time.perf_counter_ns()
+                response = await client.get(path)
+                latencies[path].append((time.perf_counter_ns() - started) / 1e6)
+                response.raise_for_status()
+            if time.perf_counter() > deadline:
+                break
+    return latencies
+
+
+def _e2e_report(loop_name: str, latencies: dict[str, list[float]]) -> float:
+    p50 = {path: statistics.median(values) for path, values in latencies.items()}
+    rounds = len(latencies["/bare"])
+    print(f"  {loop_name} ({rounds} requests per variant, p50):")
+    print(f"    no toolbar              {p50['/bare']:6.3f} ms")
+    print(f"    toolbar without Async   {p50['/toolbar']:6.3f} ms")
+    ratio = p50["/panel"] / p50["/toolbar"]
+    print(f"    toolbar with Async      {p50['/panel']:6.3f} ms  {ratio:4.2f}x toolbar without it")
+    return ratio
+
+
+# ------------------------------------------------------------------------------ run
+
+
+def _loops() -> list[tuple[str, Callable[[], asyncio.AbstractEventLoop]]]:
+    loops: list[tuple[str, Callable[[], asyncio.AbstractEventLoop]]] = [
+        ("asyncio", asyncio.new_event_loop)
+    ]
+    if uvloop is not None:
+        loops.append(("uvloop", uvloop.new_event_loop))
+    return loops
+
+
+def _run_on(new_loop: Callable[[], asyncio.AbstractEventLoop], make: Callable[[], Any]) -> Any:
+    loop = new_loop()
+    try:
+        return loop.run_until_complete(make())
+    finally:
+        loop.close()
+
+
+def run() -> list[Result]:
+    """Print the per-task and end-to-end figures; return the headline ratios."""
+    print(
+        f"task tracking: trivial tasks created {HANDLER_DEPTH} frames deep, tracked by the "
+        "task-factory backend (medians of interleaved rounds)"
+    )
+    results: list[Result] = []
+    for loop_name, new_loop in _loops():
+        for scenario, work in (
+            (f"gathers of {GATHER_SIZE}", _gathers),
+            ("create_task + await, one at a time", _one_at_a_time),
+        ):
+            samples = _run_on(new_loop, lambda work=work: _micro(work))
+            off, on = _micro_report(loop_name, scenario, samples)
+            short = "gather" if scenario.startswith("gathers") else "sequential"
+            results.append(Result(f"{loop_name} {short}, stacks off", off, GOAL_STACKS_OFF))
+            results.append(Result(f"{loop_name} {short}, stacks on", on, GOAL_STACKS_ON))
+    print(f"end to end: uvicorn on 127.0.0.1, a route gathering {GATHER_SIZE} tasks")
+    for loop_name, _new_loop in _loops():
+        with _Server(loop_name) as server:
+            latencies = asyncio.run(_end_to_end(server.url))
+        ratio = _e2e_report(loop_name, latencies)
+        results.append(Result(f"{loop_name} end to end (p50)", ratio, GOAL_END_TO_END))
+    return results
+
+
+if __name__ == "__main__":
+    for result in run():
+        print(result)
