@@ -39,7 +39,11 @@ from debug_toolbar.core.panels.async_profiler.sampling import (
 )
 
 if TYPE_CHECKING:
-    from debug_toolbar.core.panels.async_profiler.loop_hooks import RawStack
+    from debug_toolbar.core.panels.async_profiler.loop_hooks import (
+        LoopTaskHooks,
+        RawStack,
+        TaskRecorder,
+    )
 
 __all__ = (
     "DEFAULT_INTERVAL_NS",
@@ -345,10 +349,24 @@ class LoopHeartbeat:
                 return listener.culprit_key
         hooks = task_hooks.get(self.loop)
         if hooks is not None:
-            recorder = hooks.owner_of(task)
+            recorder = hooks.owner_of(task) or _recorder_creating_a_task(hooks)
             if recorder is not None:
                 return recorder.owner if recorder.owner is not None else recorder
         return None
+
+
+def _recorder_creating_a_task(hooks: LoopTaskHooks) -> TaskRecorder | None:
+    """The recorder inside a task-creation call right now, if any.
+
+    With ``asyncio.eager_task_factory`` (3.12+) a new task runs its first step inside the
+    factory call, before the task hooks register it as the request's: a block there would look
+    like "outside any request". The request whose creation call is in progress is the owner.
+    Reads the recorder's private creation stack (a list, so the read is atomic).
+    """
+    for recorder in tuple(hooks.recorders):
+        if getattr(recorder, "_creating", None):
+            return recorder
+    return None
 
 
 class Watchdog:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -179,6 +180,24 @@ class TestBlockingStatementIsNamed:
         call = only_call(request)
         assert (call.lineno, call.function) == (line_of("block: child task"), "child_job")
         assert call.culprit is True  # the child belongs to the request (task hooks)
+
+    @pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks need Python 3.12")
+    def test_sleep_in_an_eager_tasks_first_step(self, new_loop: LoopFactory) -> None:
+        async def eager_child() -> None:
+            time.sleep(BLOCK_S)  # block: eager first step
+
+        async def handler() -> None:
+            await asyncio.create_task(eager_child())
+
+        def eager_loop() -> asyncio.AbstractEventLoop:
+            loop = new_loop()
+            loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined]
+            return loop
+
+        request = run(eager_loop, lambda: Request().run(handler))
+        call = only_call(request)
+        assert call.lineno == line_of("block: eager first step")
+        assert call.culprit is True  # it ran inside the request's create_task call
 
     def test_sleep_in_a_sync_helper_called_by_the_handler(self, new_loop: LoopFactory) -> None:
         async def handler() -> None:
