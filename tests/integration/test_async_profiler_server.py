@@ -10,8 +10,10 @@ the profiler tracked (chained, not replaced).
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -176,3 +178,64 @@ async def test_overlapping_requests_each_record_exactly_their_own_tasks(
     calls = loop_state["app_factory_calls"]
     assert calls.count("leaf") == CONCURRENCY * (len(expected_names("x")) - 1)
     assert calls.count("branch") == CONCURRENCY
+
+
+def load_demo() -> Any:
+    """examples/demo_app.py, by path: the examples folder is not an installed package."""
+    path = Path(__file__).parents[2] / "examples" / "demo_app.py"
+    spec = importlib.util.spec_from_file_location("demo_app_under_test", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
+    spec.loader.exec_module(module)
+    return module
+
+
+class TestDemoApp:
+    @pytest.mark.asyncio
+    async def test_every_scenario_shows_its_tasks(self, uvicorn_server: Callable[..., Any]) -> None:
+        demo = load_demo()
+        server = uvicorn_server(demo.build_app(backend="taskfactory"))
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            home = await client.get("/")
+            assert home.status_code == 200
+            assert 'href="/async/everything"' in home.text
+            assert "debug-toolbar" in home.text.rsplit("</body>", 1)[0]  # the injected toolbar
+            states: dict[str, dict[str, str]] = {}
+            for scenario in (
+                "gather",
+                "nested",
+                "taskgroup",
+                "fire-and-forget",
+                "failing",
+                "cancelled",
+            ):
+                response = await client.get(f"/async/{scenario}")
+                assert response.status_code == 200, scenario
+                record = (
+                    await client.get(f"{PREFIX}/api/requests/{response.headers[REQUEST_ID_HEADER]}")
+                ).json()
+                tasks = record["panels"]["AsyncProfilerPanel"]["tasks"]
+                states[scenario] = {task["name"]: task["state"] for task in tasks}
+                if scenario == "failing":
+                    (failed,) = tasks
+                    assert failed["exception"] == {
+                        "type": "ConnectionError",
+                        "message": "payment gateway refused a charge of 1999 cents",
+                    }
+                if scenario == "nested":
+                    by_id = {task["task_id"]: task["name"] for task in tasks}
+                    parents = {task["name"]: by_id.get(task["parent_id"]) for task in tasks}
+                    assert parents["header-title"] == "header"
+                    assert parents["feed-body"] == "feed"
+            assert (await client.get("/async/nope")).status_code == 404
+        assert list(states["gather"].values()) == ["completed"] * 5
+        assert states["nested"] == dict.fromkeys(
+            ["header", "feed", "header-title", "header-body", "feed-title", "feed-body"],
+            "completed",
+        )
+        assert list(states["taskgroup"].values()) == ["completed"] * 3
+        assert states["fire-and-forget"] == {"welcome-email": "pending"}
+        assert states["failing"] == {"charge-card": "failed"}
+        assert states["cancelled"] == {"slow-report": "cancelled"}

@@ -408,6 +408,8 @@ class TestTemplate:
         assert "KeyError" in html
         assert "test_panel.py:" in html  # the creation site in the summary of <details>
         assert f'id="dt-async-{record.request_id}-task-2"' in html
+        assert "tracking each task while the request ran" in html
+        assert "building this report" in html
 
     @pytest.mark.asyncio
     async def test_renders_dropped_and_empty(self) -> None:

@@ -1,0 +1,1 @@
+"""Example applications (``make demo`` runs ``examples.demo_app``)."""
