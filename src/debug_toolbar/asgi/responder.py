@@ -1,30 +1,31 @@
 """ToolbarResponder: stands between the app and the server for one profiled request.
 
-One responder per request holds everything about that response (the deferred start message, the
-buffered HTML, the held last message), so the middleware itself keeps no per-request state.
+One responder per request holds everything about that response (the deferred start message and
+the buffered HTML), so the middleware itself keeps no per-request state.
 
 What it does with the app's messages:
 
 * ``http.response.start`` is recorded into the request context (status, headers, time) and gets
   the ``X-Debug-Toolbar-Request-Id`` header.
-* An uncompressed ``text/html`` response is buffered so the toolbar can be inserted once the
-  panels' stats exist, unless it is streamed (no Content-Length and more than one body message)
-  or larger than ``MAX_BUFFERED_BYTES``: then it passes through untouched.
-* Every other response streams through as it comes, except its last body message, which is held
-  until the middleware has stored the request's record. A client that reads the request id from
-  the header can therefore fetch the record at once; the price is that work the app does after
-  sending its response (background tasks) delays the end of the response, as it is part of the
-  request being recorded.
-* Once the app has sent its last body message, ``receive`` answers ``http.disconnect``, as a
-  server does after a complete response, so an app waiting for it is not stuck on the held
-  message.
+* An uncompressed ``text/html`` response is held back, so that the toolbar can be inserted once
+  the panels' stats exist, unless it turns out to be streamed (no Content-Length and more than
+  one body message) or is larger than ``MAX_BUFFERED_BYTES``: then it passes through untouched.
+* Every other response passes through as it comes, untouched.
+
+While a response is held back the server does not know it is complete, so a ``receive`` the app
+is waiting on (frameworks listen for ``http.disconnect`` while they stream a body) would wait
+forever for the server. The responder answers such a ``receive`` itself with
+``http.disconnect`` as soon as the app has sent its last body message, as a server does after a
+complete response.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import enum
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from debug_toolbar.asgi.injection import (
     get_header,
@@ -56,9 +57,16 @@ class _Mode(enum.Enum):
     COMPLETE = "complete"
     """The whole HTML body is buffered: ready for the toolbar."""
     STREAMING = "streaming"
-    """Passing messages through (the last body message is held)."""
+    """Passing messages through as they come."""
     DONE = "done"
-    """Everything was sent to the server."""
+    """Everything held back was sent to the server."""
+
+
+_HOLDING = frozenset({_Mode.PENDING, _Mode.BUFFERING, _Mode.COMPLETE})
+
+
+def _disconnect() -> Message:
+    return {"type": "http.disconnect"}
 
 
 class ToolbarResponder:
@@ -66,7 +74,7 @@ class ToolbarResponder:
 
     __slots__ = (
         "_chunks",
-        "_held",
+        "_completed",
         "_inner_receive",
         "_inner_send",
         "_mode",
@@ -83,7 +91,7 @@ class ToolbarResponder:
         self._mode = _Mode.WAITING
         self._start: Message | None = None
         self._chunks: list[bytes] = []
-        self._held: Message | None = None
+        self._completed: asyncio.Future[None] | None = None
         self.response_started = False
         """True once the app has sent ``http.response.start``."""
         self.app_response_complete = False
@@ -96,7 +104,35 @@ class ToolbarResponder:
 
     async def receive(self) -> Message:
         if self.app_response_complete:
-            return {"type": "http.disconnect"}
+            return _disconnect()
+        if self._mode not in _HOLDING:
+            return await self._inner_receive()
+        return await self._receive_while_holding()
+
+    async def _receive_while_holding(self) -> Message:
+        """The server's next message, or ``http.disconnect`` once the app's response is complete.
+
+        The server's ``receive`` runs in a task of its own, started from an empty context so
+        that the request's instrumentation (which follows the request's context) does not count
+        it as one of the app's tasks.
+        """
+        loop = asyncio.get_running_loop()
+        if self._completed is None:
+            self._completed = loop.create_future()
+        inner: asyncio.Task[Message] = contextvars.Context().run(
+            loop.create_task, self._next_server_message()
+        )
+        try:
+            waiters: set[asyncio.Future[Any]] = {inner, self._completed}
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not inner.done():
+                inner.cancel()
+        if inner.done() and not inner.cancelled():
+            return inner.result()
+        return _disconnect()
+
+    async def _next_server_message(self) -> Message:
         return await self._inner_receive()
 
     async def send(self, message: Message) -> None:
@@ -133,25 +169,24 @@ class ToolbarResponder:
             await self._inner_send(start)
 
     async def _on_body(self, message: Message) -> None:
-        body = bytes(message.get("body", b""))
         more_body = bool(message.get("more_body", False))
-        if not more_body:
-            self.app_response_complete = True
         if self._mode is _Mode.PENDING:
             self._mode = self._choose_mode(more_body)
             if self._mode is _Mode.STREAMING:
                 await self._release_untouched()
         if self._mode in (_Mode.BUFFERING, _Mode.COMPLETE):
-            self._chunks.append(body)
+            self._chunks.append(bytes(message.get("body", b"")))
             if not more_body:
                 self._mode = _Mode.COMPLETE
-        elif self._mode is _Mode.STREAMING:
-            if more_body:
-                await self._inner_send(message)
-            else:
-                self._held = message
-        else:  # DONE: the app sends after its last message; let the server judge it.
+        else:  # STREAMING, or DONE (the app sends after its last message: the server judges)
             await self._inner_send(message)
+        if not more_body:
+            self._mark_complete()
+
+    def _mark_complete(self) -> None:
+        self.app_response_complete = True
+        if self._completed is not None and not self._completed.done():
+            self._completed.set_result(None)
 
     def _choose_mode(self, more_body: bool) -> _Mode:
         if not more_body:
@@ -163,7 +198,7 @@ class ToolbarResponder:
         return _Mode.BUFFERING
 
     async def _release_untouched(self) -> None:
-        """Send everything held back (start, buffered chunks, last message) as the app sent it."""
+        """Send everything held back (start, buffered chunks) as the app sent it."""
         complete = self._mode is _Mode.COMPLETE
         if self._start is not None:
             start, self._start = self._start, None
@@ -174,9 +209,6 @@ class ToolbarResponder:
             await self._inner_send(
                 {"type": "http.response.body", "body": body, "more_body": not complete}
             )
-        if self._held is not None:
-            held, self._held = self._held, None
-            await self._inner_send(held)
 
     async def finish(self, toolbar_html: str | None, insert_before: str) -> None:
         """Send what was held back, with the toolbar inserted when it is given and fits.

@@ -187,20 +187,29 @@ class TestLifecycle:
         assert seen[0].request_id == response.headers[REQUEST_ID_HEADER]
 
     @pytest.mark.asyncio
-    async def test_record_is_stored_before_the_response_ends(self) -> None:
-        middleware = make(json_app)
+    async def test_html_record_is_stored_before_the_page_is_sent(self) -> None:
+        # The toolbar in the page fetches its panels by request id: the record must exist first.
+        middleware = make(html_app())
         messages = Messages()
-        stored_at_end: list[bool] = []
+        stored_when_sent: list[bool] = []
 
         async def send(message: Any) -> None:
-            if message["type"] == "http.response.body" and not message.get("more_body"):
-                request_id = dict(messages.sent[0]["headers"])[b"x-debug-toolbar-request-id"]
-                stored_at_end.append(request_id.decode() in middleware.history)
+            if message["type"] == "http.response.start":
+                request_id = dict(message["headers"])[b"x-debug-toolbar-request-id"]
+                stored_when_sent.append(request_id.decode() in middleware.history)
             await messages.send(message)
 
         await middleware(http_scope(), messages.receive, send)
-        assert stored_at_end == [True]
-        assert messages.sent[-1]["body"] == b'{"a":1}'
+        assert stored_when_sent == [True]
+        assert b'id="debug-toolbar"' in messages.sent[1]["body"]
+
+    @pytest.mark.asyncio
+    async def test_json_record_is_stored_when_the_app_returns(self) -> None:
+        middleware = make(json_app)
+        messages = Messages()
+        await middleware(http_scope(), messages.receive, messages.send)
+        request_id = dict(messages.sent[0]["headers"])[b"x-debug-toolbar-request-id"]
+        assert request_id.decode() in middleware.history
 
 
 class TestInjection:

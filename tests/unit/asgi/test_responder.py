@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import gzip
 from typing import Any
 
@@ -148,10 +150,11 @@ class TestPassThrough:
         await responder.send(body(b"two", more=True))
         assert server.body == b"<body>onetwo"
         await responder.send(body(b"</body>"))
-        assert len(server.sent) == 3  # the last message is held until the record is stored
+        assert server.body == b"<body>onetwo</body>"
+        assert server.sent[-1]["more_body"] is False
         assert responder.wants_toolbar is False
         await responder.finish(TOOLBAR, "</body>")
-        assert server.body == b"<body>onetwo</body>"
+        assert len(server.sent) == 4  # nothing more, nothing injected
         assert server.headers[b"x-debug-toolbar-request-id"]
 
     @pytest.mark.asyncio
@@ -166,16 +169,17 @@ class TestPassThrough:
         assert server.headers[b"content-encoding"] == b"gzip"
 
     @pytest.mark.asyncio
-    async def test_json_streams_and_only_the_end_is_held(self) -> None:
+    async def test_json_streams_as_it_comes(self) -> None:
         responder, server, _ = make()
         await responder.send(start(b"application/json"))
+        assert len(server.sent) == 1
         await responder.send(body(b'{"a":', more=True))
         assert server.body == b'{"a":'
         await responder.send(body(b"1}"))
-        assert server.body == b'{"a":'
-        await responder.finish(TOOLBAR, "</body>")
         assert server.body == b'{"a":1}'
         assert server.sent[-1]["more_body"] is False
+        await responder.finish(TOOLBAR, "</body>")
+        assert len(server.sent) == 3
 
     @pytest.mark.asyncio
     async def test_oversized_html_streams(self) -> None:
@@ -247,5 +251,58 @@ class TestReceive:
         assert await responder.receive() == request
         await responder.send(start(b"application/json"))
         await responder.send(body(b"{}"))
-        # The server would now answer http.disconnect; the held message must not change that.
         assert await responder.receive() == {"type": "http.disconnect"}
+
+    @pytest.mark.asyncio
+    async def test_a_listener_is_told_disconnect_when_a_held_page_is_complete(self) -> None:
+        # Frameworks listen for http.disconnect while streaming a body. The server cannot send
+        # it while the toolbar holds the page back, so the responder must.
+        server_receive_waiting = asyncio.Event()
+        never = asyncio.Event()
+
+        async def server_receive() -> Any:
+            server_receive_waiting.set()
+            await never.wait()
+            raise AssertionError("unreachable")
+
+        server = Server()
+        context = RequestContext(method="GET", path="/")
+        responder = ToolbarResponder(context, server_receive, server.send)
+        await responder.send(start(b"text/html", (b"content-length", str(len(PAGE)).encode())))
+        listener = asyncio.create_task(responder.receive())
+        await server_receive_waiting.wait()
+        await responder.send(body(PAGE[:5], more=True))
+        assert not listener.done()
+        await responder.send(body(PAGE[5:]))
+        assert await asyncio.wait_for(listener, 5) == {"type": "http.disconnect"}
+        # The server's receive was abandoned, not left running.
+        await asyncio.sleep(0)
+        assert not [
+            t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()
+        ]
+        assert server.sent == []  # still held for the toolbar
+
+    @pytest.mark.asyncio
+    async def test_a_held_receive_still_gets_the_servers_messages(self) -> None:
+        request = {"type": "http.request", "body": b"late", "more_body": False}
+        responder, _, _ = make(incoming=[request])
+        await responder.send(start(b"text/html"))
+        assert await responder.receive() == request
+
+    @pytest.mark.asyncio
+    async def test_receive_task_is_outside_the_request_context(self) -> None:
+        marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="none")
+        seen: list[str] = []
+
+        async def server_receive() -> Any:
+            seen.append(marker.get())
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        server = Server()
+        responder = ToolbarResponder(
+            RequestContext(method="GET", path="/"), server_receive, server.send
+        )
+        marker.set("request")
+        await responder.send(start(b"text/html"))
+        await responder.receive()
+        assert seen == ["none"]

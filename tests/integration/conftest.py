@@ -1,0 +1,207 @@
+"""Integration fixtures: a real uvicorn server on 127.0.0.1.
+
+``uvicorn_server`` is a factory: ``server = uvicorn_server(app)`` starts uvicorn for ``app`` in a
+background thread on a free port and returns a ``LiveServer`` (``server.url`` is its base URL);
+every server started in a test is stopped at the end of it. Extra keyword arguments go to
+``uvicorn.Config`` (for example ``loop="uvloop"``).
+
+The listening socket is bound and put in listening state here, before uvicorn starts, so a
+client can connect at once: the kernel queues the connection until uvicorn accepts it, and no
+test has to poll for the server to be up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import logging
+import socket
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+import uvicorn
+from litestar import Litestar, get, websocket
+from litestar.connection import WebSocket
+from litestar.datastructures import State
+from litestar.params import FromPath
+from litestar.response import Response, Stream
+
+from debug_toolbar.core.config import DebugToolbarConfig
+from debug_toolbar.litestar import DebugToolbarPlugin
+
+__all__ = ("LiveServer", "SampleApp")
+
+
+class LiveServer:
+    """uvicorn serving one ASGI app on 127.0.0.1, in a thread of its own."""
+
+    def __init__(self, app: Any, **config: Any) -> None:
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.listen(128)
+        self.port: int = self.socket.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        options: dict[str, Any] = {
+            "log_level": "warning",
+            "lifespan": "auto",
+            "loop": "asyncio",
+            "http": "h11",
+            "ws": "none",
+            "timeout_graceful_shutdown": 5,
+        }
+        options.update(config)
+        self.server = uvicorn.Server(uvicorn.Config(app, **options))
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True
+        )
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.socket.close()
+        if self.thread.is_alive():  # pragma: no cover - a hung server is a test failure
+            raise RuntimeError("uvicorn did not stop within 10 s")
+
+
+@pytest.fixture
+def uvicorn_server() -> Iterator[Callable[..., LiveServer]]:
+    """Start real uvicorn servers for the test; all are stopped when it ends."""
+    servers: list[LiveServer] = []
+
+    def start(app: Any, **config: Any) -> LiveServer:
+        server = LiveServer(app, **config)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+# ---------------------------------------------------------------- a sample Litestar app
+
+SAMPLE_PAGE = (
+    "<!DOCTYPE html><html><head><title>Sample</title></head>"
+    "<body><h1>Sample café</h1></body></html>"
+)
+sample_log = logging.getLogger("tests.sample_app")
+
+
+class Rendezvous:
+    """Lets ``expected`` handlers through only once all of them are in flight, so concurrent
+    requests really overlap without any timing guess."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.arrived = 0
+        self.event: asyncio.Event | None = None
+
+    async def wait(self) -> None:
+        if self.event is None:
+            self.event = asyncio.Event()
+        self.arrived += 1
+        if self.arrived >= self.expected:
+            self.event.set()
+        await self.event.wait()
+
+
+@get("/", media_type="text/html")
+async def sample_page() -> str:
+    return SAMPLE_PAGE
+
+
+@get("/json")
+async def sample_json() -> dict[str, int]:
+    return {"answer": 42}
+
+
+@get("/log/{n:int}")
+async def sample_log_some(n: FromPath[int], state: State) -> dict[str, int]:
+    sample_log.warning("request %d before", n)
+    await state.rendezvous.wait()
+
+    async def child() -> None:
+        await asyncio.sleep(0)
+        sample_log.warning("request %d child", n)
+
+    await asyncio.gather(child(), asyncio.create_task(child()))
+    sample_log.warning("request %d after", n)
+    return {"n": n}
+
+
+@get("/boom")
+async def sample_boom() -> None:
+    raise RuntimeError("handler failed")
+
+
+@get("/stream", media_type="text/html")
+async def sample_stream() -> Stream:
+    async def chunks() -> AsyncIterator[bytes]:
+        for part in (b"<html><body>", b"<p>streamed</p>", b"</body></html>"):
+            yield part
+
+    return Stream(chunks(), media_type="text/html")
+
+
+@get("/gzip")
+async def sample_gzip() -> Response[bytes]:
+    return Response(
+        gzip.compress(b"<html><body>zipped</body></html>"),
+        media_type="text/html",
+        headers={"content-encoding": "gzip"},
+    )
+
+
+@get("/started")
+async def sample_started(state: State) -> dict[str, bool]:
+    return {"started": bool(state.get("started"))}
+
+
+@websocket("/ws")
+async def sample_echo(socket: WebSocket[Any, Any, Any]) -> None:
+    await socket.accept()
+    text = await socket.receive_text()
+    await socket.send_text(f"echo: {text}")
+    await socket.close()
+
+
+def _mark_started(app: Litestar) -> None:
+    app.state.started = True
+
+
+class SampleApp:
+    """A Litestar app with (or without) the toolbar plugin, for the integration tests."""
+
+    def __init__(
+        self,
+        config: DebugToolbarConfig | None = None,
+        *,
+        expected_concurrency: int = 1,
+        with_plugin: bool = True,
+    ) -> None:
+        self.plugin = DebugToolbarPlugin(config)
+        self.app = Litestar(
+            route_handlers=[
+                sample_page,
+                sample_json,
+                sample_log_some,
+                sample_boom,
+                sample_stream,
+                sample_gzip,
+                sample_started,
+                sample_echo,
+            ],
+            plugins=[self.plugin] if with_plugin else [],
+            on_startup=[_mark_started],
+            state=State({"rendezvous": Rendezvous(expected_concurrency)}),
+            debug=False,
+        )
+
+
+@pytest.fixture
+def sample_app() -> type[SampleApp]:
+    """``sample_app(config, expected_concurrency=1, with_plugin=True)`` builds one."""
+    return SampleApp
