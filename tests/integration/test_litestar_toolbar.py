@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
+from litestar import Litestar, get
+from litestar.response import Stream
+from litestar.static_files import create_static_files_router
 from litestar.testing import TestClient, create_test_client
 
 from debug_toolbar.asgi import REQUEST_ID_HEADER
@@ -227,8 +231,6 @@ class TestOtherProtocols:
         assert [r.path for r in sample.plugin.history.records()] == ["/started"]
 
     def test_create_test_client_with_the_plugin(self) -> None:
-        from litestar import get
-
         @get("/hello", media_type="text/html")
         async def hello() -> str:
             return "<html><body>hello</body></html>"
@@ -265,3 +267,47 @@ class TestConcurrentRequests:
                     f"request {n} after",
                 ]
             )
+
+
+class TestHeldPages:
+    @pytest.mark.asyncio
+    async def test_streamed_page_with_a_length_gets_the_toolbar_without_deadlock(self) -> None:
+        # Litestar's Stream listens for http.disconnect while it sends its chunks. With a
+        # Content-Length the toolbar buffers the page, so the server cannot know the response
+        # is complete: the toolbar must answer that listener itself, or the request hangs.
+        parts = (b"<html><body>", b"<p>chunked</p>", b"</body></html>")
+        page = b"".join(parts)
+
+        @get("/chunked", media_type="text/html")
+        async def chunked() -> Stream:
+            async def chunks() -> AsyncIterator[bytes]:
+                for part in parts:
+                    yield part
+
+            return Stream(chunks(), headers={"content-length": str(len(page))})
+
+        plugin = DebugToolbarPlugin(config())
+        app = Litestar([chunked], plugins=[plugin])
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 4000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            response = await asyncio.wait_for(client.get("/chunked"), 10)
+        assert response.status_code == 200
+        assert TOOLBAR_BLOCK.sub(b"", response.content) == page
+        assert b'id="debug-toolbar"' in response.content
+        assert int(response.headers["content-length"]) == len(response.content)
+        assert len(plugin.history) == 1
+
+    @pytest.mark.asyncio
+    async def test_static_html_file_gets_the_toolbar(self, tmp_path: Any) -> None:
+        page = b"<html><body><p>static file</p></body></html>"
+        (tmp_path / "index.html").write_bytes(page)
+        plugin = DebugToolbarPlugin(config())
+        app = Litestar(
+            [create_static_files_router(path="/files", directories=[tmp_path], html_mode=True)],
+            plugins=[plugin],
+        )
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 4000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            html = await asyncio.wait_for(client.get("/files/index.html"), 10)
+        assert TOOLBAR_BLOCK.sub(b"", html.content) == page
+        assert int(html.headers["content-length"]) == len(html.content)
