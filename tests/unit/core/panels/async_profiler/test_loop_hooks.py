@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import gc
 import logging
 import subprocess
@@ -762,3 +763,106 @@ class TestTaskDicts:
             assert dicts[0]["stack"] is not dicts[2]["stack"]
         release.set()
         await asyncio.sleep(0)
+
+
+class ManualCoroutine(collections.abc.Coroutine[Any, Any, str]):
+    """A coroutine that is not a native one (as Cython or hand-written ones are)."""
+
+    def send(self, value: Any) -> Any:
+        raise StopIteration("manual result")
+
+    def throw(self, *args: Any) -> Any:
+        raise StopIteration
+
+    def close(self) -> None:
+        return None
+
+    def __await__(self) -> Any:
+        return iter(())
+
+
+class TestUnusualTasks:
+    @pytest.mark.asyncio
+    async def test_a_non_native_coroutine_is_named_by_its_type(self, run_in_request: Any) -> None:
+        tracking = TaskTracking()
+
+        async def body() -> str:
+            return await asyncio.create_task(ManualCoroutine())  # type: ignore[arg-type]
+
+        assert await run_in_request(tracking, body) == "manual result"
+        (event,) = tracking.events(0)
+        assert (event.coro_name, event.state) == ("ManualCoroutine", "completed")
+
+    @pytest.mark.asyncio
+    async def test_a_factory_returning_plain_futures(
+        self, restore_task_factory: Any, run_in_request: Any
+    ) -> None:
+        """A custom factory may return any Future: no get_name, the type stands in."""
+        loop = asyncio.get_running_loop()
+        restore_task_factory(loop)
+        runners: set[asyncio.Task[Any]] = set()
+
+        def future_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kw: Any) -> Any:
+            future = loop.create_future()
+            runner = asyncio.Task(coro, loop=loop)
+            runners.add(runner)
+
+            def settle(done: asyncio.Task[Any]) -> None:
+                runners.discard(done)
+                if done.exception() is not None:
+                    future.set_exception(done.exception())  # type: ignore[arg-type]
+                else:
+                    future.set_result(done.result())
+
+            runner.add_done_callback(settle)
+            return future
+
+        async def fails() -> None:
+            raise ValueError("plain future failed")
+
+        tracking = TaskTracking()
+
+        async def body() -> None:
+            await loop.create_task(noop())
+            with pytest.raises(ValueError, match="plain future failed"):
+                await loop.create_task(fails())
+
+        loop.set_task_factory(future_factory)
+        await run_in_request(tracking, body)
+        events = tracking.events(0)
+        assert [(e.name, e.state) for e in events] == [
+            ("Future", "completed"),
+            ("Future", "failed"),
+        ]
+        assert events[1].exception_message == "plain future failed"
+
+    @pytest.mark.asyncio
+    async def test_cap_through_a_chained_factory(
+        self, restore_task_factory: Any, run_in_request: Any
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        restore_task_factory(loop)
+        created: list[str] = []
+
+        def app_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kw: Any) -> Any:
+            created.append(coro.__qualname__)
+            return asyncio.Task(coro, loop=loop, **kw)
+
+        loop.set_task_factory(app_factory)
+        tracking = TaskTracking(max_tasks=2)
+        await run_in_request(tracking, lambda: asyncio.gather(noop(), noop(), noop()))
+        assert len(tracking.recorder) == 2
+        assert tracking.recorder.dropped == 1
+        assert created.count("noop") == 3  # the dropped one was still created by the app
+
+    @pytest.mark.asyncio
+    async def test_recorder_stop_twice_and_overhead(self, run_in_request: Any) -> None:
+        tracking = TaskTracking()
+        await run_in_request(tracking, lambda: asyncio.gather(noop(), noop()))
+        recorder = tracking.recorder
+        before = (recorder.overhead_ns, dict(recorder.names))
+        recorder.stop()
+        assert (recorder.overhead_ns, recorder.names) == before
+        assert tracking.overhead_ns == recorder.overhead_ns + tracking.setup_ns
+        assert recorder.overhead_ns > 0
+        assert tracking.setup_ns > 0

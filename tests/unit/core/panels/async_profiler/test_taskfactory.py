@@ -140,18 +140,46 @@ class TestTaskStates:
     ) -> None:
         backend = TaskFactoryBackend(origin_ns=0)
         loop = asyncio.get_running_loop()
+        seen: list[bool] = []
+
+        async def finishes_right_after_waking_the_request(waker: asyncio.Future[None]) -> None:
+            waker.set_result(None)  # the request's wake-up is queued before our done callback
 
         async def body() -> None:
-            future = loop.create_future()
-            task = asyncio.create_task(noop(), name="quick")
-            task.add_done_callback(lambda _: future.set_result(None))
-            await future  # woken by the first callback: ours is scheduled but has not run
-            assert task.done()
+            waker = loop.create_future()
+            task = asyncio.create_task(finishes_right_after_waking_the_request(waker), name="quick")
+            await waker
+            seen.append(task.done())  # finished; its done callbacks have not run yet
+
+        await run_in_request(backend, body)  # stops right there
+        (task,) = backend.get_stats()["tasks"]
+        assert seen == [True]
+        assert task["state"] == "completed"
+        assert task["name"] == "quick"
+        assert task["end_ms"] is not None
+        await asyncio.sleep(0)  # our callback runs now, after stop: it must do nothing
+        assert backend.get_stats()["tasks"][0]["end_ms"] == task["end_ms"]
+
+    @pytest.mark.asyncio
+    async def test_an_exception_that_cannot_be_printed(self, run_in_request: Any) -> None:
+        class UnprintableError(Exception):
+            def __str__(self) -> str:
+                raise RuntimeError("no")
+
+        async def raises() -> None:
+            raise UnprintableError
+
+        backend = TaskFactoryBackend(origin_ns=0)
+
+        async def body() -> None:
+            with pytest.raises(UnprintableError):
+                await asyncio.create_task(raises())
 
         await run_in_request(backend, body)
         (task,) = backend.get_stats()["tasks"]
-        assert task["state"] == "completed"
-        assert task["end_ms"] is not None
+        assert task["state"] == "failed"
+        assert task["exception"]["message"] == "<unprintable>"
+        assert task["exception"]["type"].endswith("UnprintableError")
 
 
 class TestRelations:
