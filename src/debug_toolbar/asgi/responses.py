@@ -42,10 +42,6 @@ class Response:
     content_type: str
     headers: tuple[tuple[str, str], ...] = PAGE_HEADERS
 
-    def header(self, name: str) -> str | None:
-        wanted = name.lower()
-        return next((value for key, value in self.headers if key.lower() == wanted), None)
-
     async def send(self, send: Send, *, head: bool = False) -> None:
         """Send status, headers and (unless ``head``) the body; HEAD keeps the GET length."""
         headers = [(b"content-type", self.content_type.encode("latin-1"))]

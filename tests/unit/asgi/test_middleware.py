@@ -424,6 +424,48 @@ class TestFailures:
         assert messages.sent == []
 
 
+class TestToolbarFailures:
+    @pytest.mark.asyncio
+    async def test_recording_failure_still_serves_the_page(
+        self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        def broken(self: Any) -> Any:
+            raise RuntimeError("record exploded")
+
+        monkeypatch.setattr("debug_toolbar.core.toolbar.DebugToolbar.build_record", broken)
+        middleware = make(html_app())
+        async with client(middleware) as c:
+            response = await c.get("/")
+        assert response.content == PAGE
+        assert response.headers["content-length"] == str(len(PAGE))
+        assert len(middleware.history) == 0
+        assert "record exploded" in caplog.text
+
+    @pytest.mark.asyncio
+    async def test_a_failing_server_send_does_not_hide_the_apps_exception(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"text/html"), (b"content-length", b"100")],
+                }
+            )
+            await send({"type": "http.response.body", "body": b"<body>", "more_body": True})
+            raise LookupError("app failed mid-page")
+
+        async def send(message: Any) -> None:
+            raise OSError("client went away")
+
+        middleware = make(app)
+        with pytest.raises(LookupError, match="app failed mid-page"):
+            await middleware(http_scope(), Messages().receive, send)
+        assert "releasing the response failed" in caplog.text
+        assert len(middleware.history) == 1
+
+
 class TestDisabledPanelCookie:
     @pytest.mark.asyncio
     async def test_panel_is_listed_unchecked_and_does_not_run(self) -> None:

@@ -381,6 +381,21 @@ class TestRefusals:
         await ToolbarPages(config, history)(scope, receive, send)
         assert sent == [{"type": "websocket.close", "code": 1008}]
 
+    @pytest.mark.asyncio
+    async def test_lifespan_is_ignored(
+        self, config: DebugToolbarConfig, history: RequestHistory
+    ) -> None:
+        sent: list[Any] = []
+
+        async def receive() -> Any:
+            raise AssertionError("the pages have no lifespan to run")
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        await ToolbarPages(config, history)({"type": "lifespan"}, receive, send)
+        assert sent == []
+
 
 class TestMountedAndRootPath:
     @pytest.mark.asyncio

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from debug_toolbar.asgi.paths import app_path, page_path, toolbar_base_url
-from debug_toolbar.asgi.static import load_static, static_url
+from debug_toolbar.asgi.static import _content_type, load_static, static_url
 
 PREFIX = "/_debug_toolbar"
 
@@ -94,3 +94,15 @@ class TestLoadStatic:
         assert css is not None
         assert static_url("/p", "toolbar.css") == f"/p/static/toolbar.css?v={css.digest}"
         assert static_url("/p", "missing.css") == "/p/static/missing.css"
+
+    @pytest.mark.parametrize(
+        ("name", "expected"),
+        [
+            ("a.woff2", "font/woff2"),
+            ("a.SVG", "image/svg+xml"),
+            ("a.txt", "text/plain"),
+            ("README", "application/octet-stream"),
+        ],
+    )
+    def test_content_types(self, name: str, expected: str) -> None:
+        assert _content_type(name) == expected

@@ -133,6 +133,33 @@ class TestInApp:
         assert ["x-user", "1"] in panel.stats["headers"]
 
 
+class TestMountFallback:
+    @pytest.mark.asyncio
+    async def test_the_mounted_handler_serves_the_pages(self) -> None:
+        # Normally the middleware answers first; the mount still works on its own.
+        plugin = DebugToolbarPlugin(DebugToolbarConfig(panels=[QuietPanel]))
+        handler = plugin._pages_route()
+        sent: list[Any] = []
+
+        async def receive() -> Any:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": "/",
+            "query_string": b"",
+            "headers": [],
+            "client": ("127.0.0.1", 1),
+        }
+        await handler.fn(scope=scope, receive=receive, send=send)
+        assert sent[0]["status"] == 200
+        assert b"No requests recorded yet" in sent[1]["body"]
+
+
 class TestMissingLitestar:
     def test_import_error_names_the_extra(self, monkeypatch: pytest.MonkeyPatch) -> None:
         for name in list(sys.modules):
