@@ -41,6 +41,7 @@ class AsyncProfilerPanel(Panel):
         """The configured backend for this request (raises when it cannot run here)."""
         config = self.config
         backend_class = select_backend(config.async_profiler_backend)
+        # Every backend takes these keyword options (the ABC cannot declare a constructor).
         return backend_class(  # type: ignore[call-arg]
             max_tasks=config.async_max_tasks,
             capture_stacks=config.async_capture_task_stacks,
