@@ -21,6 +21,7 @@ default stacks, and 1.3x end to end (panel on vs the toolbar without it).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import socket
 import statistics
@@ -40,10 +41,12 @@ from debug_toolbar.core.panels.async_profiler.taskfactory import TaskFactoryBack
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from debug_toolbar.asgi.types import ASGIApp, Receive, Scope, Send
+
 try:
     import uvloop
 except ImportError:  # pragma: no cover - uvloop is a dev dependency on POSIX
-    uvloop = None
+    uvloop = None  # type: ignore[assignment]
 
 __all__ = ("run",)
 
@@ -147,7 +150,8 @@ async def _micro(work: Callable[[], Awaitable[None]]) -> dict[str, list[Sample]]
 
 
 def _per_task_ns(samples: list[Sample], attribute: str = "elapsed_ns") -> float:
-    return statistics.median(getattr(sample, attribute) for sample in samples) / TASKS_PER_SAMPLE
+    median = statistics.median(float(getattr(sample, attribute)) for sample in samples)
+    return median / TASKS_PER_SAMPLE
 
 
 def _micro_report(loop_name: str, scenario: str, samples: dict[str, list[Sample]]) -> list[float]:
@@ -173,7 +177,7 @@ def _micro_report(loop_name: str, scenario: str, samples: dict[str, list[Sample]
 # ------------------------------------------------------------------------------ end to end
 
 
-async def _gather_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def _gather_app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] != "http":
         return
     await asyncio.gather(*(_trivial() for _ in range(GATHER_SIZE)))
@@ -188,7 +192,7 @@ async def _gather_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def _mounts() -> dict[str, Any]:
+def _mounts() -> dict[str, ASGIApp]:
     without_panel = DebugToolbarMiddleware(_gather_app, DebugToolbarConfig())
     with_panel = DebugToolbarMiddleware(
         _gather_app,
@@ -203,7 +207,7 @@ class _Server:
     def __init__(self, loop_name: str) -> None:
         mounts = _mounts()
 
-        async def router(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        async def router(scope: Scope, receive: Receive, send: Send) -> None:
             app = mounts.get(scope.get("path", ""), _gather_app)
             await app(scope, receive, send)
 
@@ -294,7 +298,7 @@ def run() -> list[Result]:
             (f"gathers of {GATHER_SIZE}", _gathers),
             ("create_task + await, one at a time", _one_at_a_time),
         ):
-            samples = _run_on(new_loop, lambda work=work: _micro(work))
+            samples = _run_on(new_loop, functools.partial(_micro, work))
             off, on = _micro_report(loop_name, scenario, samples)
             short = "gather" if scenario.startswith("gathers") else "sequential"
             results.append(Result(f"{loop_name} {short}, stacks off", off, GOAL_STACKS_OFF))
