@@ -118,7 +118,8 @@ class DebugToolbarConfig:
     """Where the toolbar serves its own pages; requests under it are never profiled."""
 
     exclude_paths: Sequence[str] = ()
-    """Path prefixes that are never profiled (health checks, static files, ...)."""
+    """Path prefixes never profiled (health checks, static files, ...), matched by whole
+    segments: ``/health`` covers ``/health/db`` but not ``/healthy``."""
 
     show_toolbar: Callable[[RequestContext], bool] = is_loopback_client
     """Decides per request whether to profile, inject the toolbar and serve its pages.
@@ -223,7 +224,15 @@ class DebugToolbarConfig:
         return tuple(resolved)
 
     def is_excluded_path(self, path: str) -> bool:
-        """True for the toolbar's own pages and for ``exclude_paths``."""
-        if path == self.url_prefix or path.startswith(self.url_prefix + "/"):
-            return True
-        return any(path.startswith(prefix) for prefix in self.exclude_paths)
+        """True for the toolbar's own pages and for ``exclude_paths``.
+
+        Prefixes match whole path segments: ``/health`` excludes ``/health`` and
+        ``/health/db`` but not ``/healthy``.
+        """
+        return any(_under(path, prefix) for prefix in (self.url_prefix, *self.exclude_paths))
+
+
+def _under(path: str, prefix: str) -> bool:
+    if prefix.endswith("/"):
+        return path.startswith(prefix)
+    return path == prefix or path.startswith(prefix + "/")

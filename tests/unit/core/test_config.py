@@ -176,10 +176,12 @@ class TestUrlPrefixAndExcludedPaths:
         assert not config.is_excluded_path("/")
         assert not config.is_excluded_path("/items/_debug_toolbar")
 
-    def test_exclude_paths_are_prefixes(self) -> None:
+    def test_exclude_paths_are_segment_prefixes(self) -> None:
         config = DebugToolbarConfig(exclude_paths=["/health", "/static/"])
         assert config.is_excluded_path("/health")
-        assert config.is_excluded_path("/healthz")
+        assert config.is_excluded_path("/health/db")
+        assert not config.is_excluded_path("/healthy")
+        assert not config.is_excluded_path("/healthz")
         assert config.is_excluded_path("/static/app.css")
         assert not config.is_excluded_path("/static")
         assert not config.is_excluded_path("/items")
