@@ -85,19 +85,22 @@ def _is_machinery(code: CodeType) -> bool:
     return known
 
 
-def resolve_stack(
-    raw: RawStack, cache: dict[tuple[CodeType, int], StackFrame] | None = None
-) -> list[StackFrame]:
+_resolved_frames: dict[tuple[CodeType, int], StackFrame] = {}
+_RESOLVED_FRAMES_LIMIT = 4096
+
+
+def resolve_stack(raw: RawStack) -> list[StackFrame]:
     """Turn captured (code, line) pairs into readable frames; done at render time, not per task.
 
-    ``cache`` (any dict, kept by the caller for one report) resolves each distinct frame once:
-    the tasks of one request mostly share their outer frames.
+    Each distinct frame is resolved once per process (a bounded cache, like ``linecache``'s own
+    file cache): requests to the same routes share their frames, and reading source lines is
+    the expensive part of a report.
     """
     frames = []
-    for code, lineno in raw:
-        key = (code, lineno)
-        frame = None if cache is None else cache.get(key)
+    for key in raw:
+        frame = _resolved_frames.get(key)
         if frame is None:
+            code, lineno = key
             source = linecache.getline(code.co_filename, lineno).strip() if lineno else ""
             frame = StackFrame(
                 filename=code.co_filename,
@@ -105,8 +108,9 @@ def resolve_stack(
                 function=getattr(code, "co_qualname", code.co_name),
                 code=source or None,
             )
-            if cache is not None:
-                cache[key] = frame
+            if len(_resolved_frames) >= _RESOLVED_FRAMES_LIMIT:
+                _resolved_frames.clear()
+            _resolved_frames[key] = frame
         frames.append(frame)
     return frames
 
@@ -434,7 +438,6 @@ class TaskRecorder:
         """
         events = []
         resolved: dict[int, list[StackFrame]] = {}
-        frames: dict[tuple[CodeType, int], StackFrame] = {}
         for index, start in enumerate(self.starts):
             end = self.ends.get(index)
             exc_type, exc_message = self.exceptions.get(index, (None, None))
@@ -443,7 +446,7 @@ class TaskRecorder:
                 raw = self.stacks[index]
                 known = resolved.get(id(raw))
                 if known is None:
-                    known = resolved[id(raw)] = resolve_stack(raw, frames)
+                    known = resolved[id(raw)] = resolve_stack(raw)
                 stack = known
             events.append(
                 TaskEvent(
@@ -473,7 +476,6 @@ class TaskRecorder:
         tasks = []
         capture = self.capture_stacks
         stacks = self.stacks
-        frames: dict[tuple[CodeType, int], StackFrame] = {}
         shared: dict[int, list[dict[str, Any]]] = {}
         ends, names, exceptions, cancelled = self.ends, self.names, self.exceptions, self.cancelled
         for index, start in enumerate(self.starts):
@@ -496,7 +498,7 @@ class TaskRecorder:
                 raw = stacks[index]
                 stack = shared.get(id(raw))
                 if stack is None:
-                    stack = [frame.to_dict() for frame in resolve_stack(raw, frames)]
+                    stack = [frame.to_dict() for frame in resolve_stack(raw)]
                     shared[id(raw)] = stack
             else:
                 stack = []

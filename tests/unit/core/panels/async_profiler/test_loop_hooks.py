@@ -555,10 +555,9 @@ class TestCreationStack:
     def test_resolve_stack_reads_the_source_line_once_per_frame(self) -> None:
         code = TestCreationStack.test_resolve_stack_reads_the_source_line_once_per_frame.__code__
         line = code.co_firstlineno + 1
-        cache: dict[Any, Any] = {}
-        first = resolve_stack(((code, line),), cache)
-        second = resolve_stack(((code, line), (code, 0)), cache)
-        assert first[0] is second[0]
+        first = resolve_stack(((code, line),))
+        second = resolve_stack(((code, line), (code, 0)))
+        assert first[0] is second[0]  # resolved once, shared by every stack holding it
         assert first[0].code == (
             "code = TestCreationStack.test_resolve_stack_reads_the_source_line_once_per_frame"
             ".__code__"
