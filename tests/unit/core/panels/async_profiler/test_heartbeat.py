@@ -776,6 +776,34 @@ class TestStalls:
         assert not detector.running
         detector.uninstall()
 
+    def test_a_watchdog_that_cannot_start_leaves_nothing(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        clock: FakeClock,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        registry: PerLoopRegistry[LoopHeartbeat] = PerLoopRegistry(
+            lambda loop: LoopHeartbeat(loop, clock=clock)
+        )
+        monitor = EventLoopLagMonitor(registry=registry)
+        monitor.start(loop)
+
+        def refuse(thread: threading.Thread) -> None:
+            raise RuntimeError("can't start new thread")
+
+        monkeypatch.setattr(threading.Thread, "start", refuse)
+        detector = self.detector(registry, None)
+        with pytest.raises(RuntimeError, match="new thread"):
+            detector.install(loop)
+        heartbeat = registry.get(loop)
+        assert heartbeat is not None
+        assert (heartbeat.stall_listeners, heartbeat.watchdog) == ((), None)
+        assert registry.users(loop) == 1  # only the monitor's
+        assert not detector.running
+        detector.uninstall()
+        monitor.stop()
+        assert registry.users(loop) == 0
+
     @pytest.mark.parametrize(
         ("kwargs", "name"),
         [
