@@ -3,15 +3,24 @@
 The async profiler changes shared state: the event loop's task factory (per loop, reference
 counted in ``loop_hooks.task_hooks``). A leak there is exactly the bug this project exists to
 avoid, so every test is checked for it, not only the profiler's own.
+
+``uvicorn_server`` is a factory shared by the integration and the browser tests:
+``server = uvicorn_server(app)`` starts uvicorn for ``app`` in a background thread on a free
+port of 127.0.0.1 and returns a ``LiveServer`` (``server.url`` is its base URL); every server
+started in a test is stopped at the end of it. Extra keyword arguments go to ``uvicorn.Config``
+(for example ``loop="uvloop"``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import socket
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import uvicorn
 from pytest_asyncio import is_async_test
 
 from debug_toolbar.core.panels.async_profiler.loop_hooks import task_hooks
@@ -56,3 +65,61 @@ def _no_leaked_loop_instrumentation(request: pytest.FixtureRequest) -> Iterator[
         problems.append(f"task hooks still installed on {len(leaked)} loop(s)")
     if problems:
         pytest.fail("instrumentation leaked: " + "; ".join(problems), pytrace=False)
+
+
+# ---------------------------------------------------------------- a real uvicorn server
+
+
+class LiveServer:
+    """uvicorn serving one ASGI app on 127.0.0.1, in a thread of its own.
+
+    The listening socket is bound and put in listening state here, before uvicorn starts, so a
+    client can connect at once: the kernel queues the connection until uvicorn accepts it, and
+    no test has to poll for the server to be up. It is created with ``IPPROTO_TCP`` named, as a
+    socket from ``getaddrinfo`` has it: asyncio sets ``TCP_NODELAY`` only on accepted sockets of
+    that protocol, and without it Nagle's algorithm and delayed ACKs add some 40 ms to every
+    request that follows another on a kept-alive connection.
+    """
+
+    def __init__(self, app: Any, **config: Any) -> None:
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.listen(128)
+        self.port: int = self.socket.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        options: dict[str, Any] = {
+            "log_level": "warning",
+            "lifespan": "auto",
+            "loop": "asyncio",
+            "http": "h11",
+            "ws": "none",
+            "timeout_graceful_shutdown": 5,
+        }
+        options.update(config)
+        self.server = uvicorn.Server(uvicorn.Config(app, **options))
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True
+        )
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.socket.close()
+        if self.thread.is_alive():  # pragma: no cover - a hung server is a test failure
+            raise RuntimeError("uvicorn did not stop within 10 s")
+
+
+@pytest.fixture
+def uvicorn_server() -> Iterator[Callable[..., LiveServer]]:
+    """Start real uvicorn servers for the test; all are stopped when it ends."""
+    servers: list[LiveServer] = []
+
+    def start(app: Any, **config: Any) -> LiveServer:
+        server = LiveServer(app, **config)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

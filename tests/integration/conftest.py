@@ -1,13 +1,7 @@
-"""Integration fixtures: a real uvicorn server on 127.0.0.1.
+"""Integration fixtures: a sample Litestar app with (or without) the toolbar.
 
-``uvicorn_server`` is a factory: ``server = uvicorn_server(app)`` starts uvicorn for ``app`` in a
-background thread on a free port and returns a ``LiveServer`` (``server.url`` is its base URL);
-every server started in a test is stopped at the end of it. Extra keyword arguments go to
-``uvicorn.Config`` (for example ``loop="uvloop"``).
-
-The listening socket is bound and put in listening state here, before uvicorn starts, so a
-client can connect at once: the kernel queues the connection until uvicorn accepts it, and no
-test has to poll for the server to be up.
+The real uvicorn server these tests run apps in, ``uvicorn_server``, is in tests/conftest.py
+(the browser tests use it too).
 """
 
 from __future__ import annotations
@@ -15,13 +9,10 @@ from __future__ import annotations
 import asyncio
 import gzip
 import logging
-import socket
-import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import uvicorn
 from litestar import Litestar, get, websocket
 from litestar.connection import WebSocket
 from litestar.datastructures import State
@@ -31,54 +22,7 @@ from litestar.response import Response, Stream
 from debug_toolbar.core.config import DebugToolbarConfig
 from debug_toolbar.litestar import DebugToolbarPlugin
 
-__all__ = ("LiveServer", "SampleApp")
-
-
-class LiveServer:
-    """uvicorn serving one ASGI app on 127.0.0.1, in a thread of its own."""
-
-    def __init__(self, app: Any, **config: Any) -> None:
-        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.socket.bind(("127.0.0.1", 0))
-        self.socket.listen(128)
-        self.port: int = self.socket.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        options: dict[str, Any] = {
-            "log_level": "warning",
-            "lifespan": "auto",
-            "loop": "asyncio",
-            "http": "h11",
-            "ws": "none",
-            "timeout_graceful_shutdown": 5,
-        }
-        options.update(config)
-        self.server = uvicorn.Server(uvicorn.Config(app, **options))
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True
-        )
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.socket.close()
-        if self.thread.is_alive():  # pragma: no cover - a hung server is a test failure
-            raise RuntimeError("uvicorn did not stop within 10 s")
-
-
-@pytest.fixture
-def uvicorn_server() -> Iterator[Callable[..., LiveServer]]:
-    """Start real uvicorn servers for the test; all are stopped when it ends."""
-    servers: list[LiveServer] = []
-
-    def start(app: Any, **config: Any) -> LiveServer:
-        server = LiveServer(app, **config)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
+__all__ = ("SampleApp",)
 
 
 # ---------------------------------------------------------------- a sample Litestar app
