@@ -23,16 +23,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import socket
 import statistics
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 import httpx
-import uvicorn
 
 from benchmarks import Result
+from benchmarks._servers import UvicornThread
 from debug_toolbar.asgi import DebugToolbarMiddleware
 from debug_toolbar.core.config import DebugToolbarConfig
 from debug_toolbar.core.panels.async_profiler import AsyncProfilerPanel
@@ -201,39 +199,15 @@ def _mounts() -> dict[str, ASGIApp]:
     return {"/bare": _gather_app, "/toolbar": without_panel, "/panel": with_panel}
 
 
-class _Server:
-    """uvicorn on 127.0.0.1 (a free port) in a thread, serving the three mounts."""
+def _router() -> ASGIApp:
+    """One app serving the three mounts by path."""
+    mounts = _mounts()
 
-    def __init__(self, loop_name: str) -> None:
-        mounts = _mounts()
+    async def router(scope: Scope, receive: Receive, send: Send) -> None:
+        app = mounts.get(scope.get("path", ""), _gather_app)
+        await app(scope, receive, send)
 
-        async def router(scope: Scope, receive: Receive, send: Send) -> None:
-            app = mounts.get(scope.get("path", ""), _gather_app)
-            await app(scope, receive, send)
-
-        # IPPROTO_TCP explicitly, as a socket from getaddrinfo has it: asyncio only sets
-        # TCP_NODELAY on accepted sockets of that protocol, and without it Nagle's algorithm
-        # and delayed ACKs add 40 ms to every response.
-        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self.socket.bind(("127.0.0.1", 0))
-        self.socket.listen(64)
-        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
-        config = uvicorn.Config(
-            router, loop=loop_name, lifespan="off", log_level="warning", access_log=False
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True
-        )
-
-    def __enter__(self) -> _Server:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.socket.close()
+    return router
 
 
 async def _end_to_end(url: str) -> dict[str, list[float]]:
@@ -305,7 +279,7 @@ def run() -> list[Result]:
             results.append(Result(f"{loop_name} {short}, stacks on", on, GOAL_STACKS_ON))
     print(f"end to end: uvicorn on 127.0.0.1, a route gathering {GATHER_SIZE} tasks")
     for loop_name, _new_loop in _loops():
-        with _Server(loop_name) as server:
+        with UvicornThread(_router(), loop_name) as server:
             latencies = asyncio.run(_end_to_end(server.url))
         ratio = _e2e_report(loop_name, latencies)
         results.append(Result(f"{loop_name} end to end (p50)", ratio, GOAL_END_TO_END))

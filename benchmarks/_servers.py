@@ -1,0 +1,127 @@
+"""Real uvicorn servers for the end-to-end benchmarks, always on 127.0.0.1 and a free port.
+
+Two ways to run one:
+
+* ``UvicornThread``: in a thread of the benchmark's own process. The client shares the process
+  (and its GIL) with the server, so absolute figures include the client's cost and the two
+  contend for the interpreter; fine for comparing variants served by the same server.
+* ``UvicornProcess``: in a process of its own, as a real server is. Needed where variants run
+  in different servers: a server thread's work after it has answered holds the GIL the client
+  needs to read the answer, and that would be charged to the variant.
+
+Either way the listening socket is bound with ``IPPROTO_TCP`` named, as a socket from
+``getaddrinfo`` has it: asyncio only sets ``TCP_NODELAY`` on accepted sockets of that protocol,
+and without it Nagle's algorithm and delayed ACKs add 40 ms to every response. The socket is
+listening before the server starts, so requests can be sent at once (the kernel queues the
+connection until uvicorn accepts it).
+
+``python -m benchmarks._servers MODULE:FACTORY LOOP`` is the process server's entry point: it
+prints the port, then serves ``FACTORY()`` until terminated.
+"""
+
+from __future__ import annotations
+
+import importlib
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+__all__ = ("UvicornProcess", "UvicornThread")
+
+_REPO = Path(__file__).parents[1]
+
+
+def _listening_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    return sock
+
+
+def _server(app: Any, loop_name: str, **config: Any) -> uvicorn.Server:
+    options: dict[str, Any] = {
+        "loop": loop_name,
+        "lifespan": "off",
+        "log_level": "warning",
+        "access_log": False,
+    }
+    options.update(config)
+    return uvicorn.Server(uvicorn.Config(app, **options))
+
+
+class UvicornThread:
+    """uvicorn serving ``app`` (any ASGI app) in a thread of this process, as a context manager.
+
+    ``loop_name`` is uvicorn's ``loop`` option (``"asyncio"``, ``"uvloop"``); other keyword
+    arguments go to ``uvicorn.Config``.
+    """
+
+    def __init__(self, app: Any, loop_name: str = "asyncio", **config: Any) -> None:
+        self.socket = _listening_socket()
+        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
+        self.server = _server(app, loop_name, **config)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True
+        )
+
+    def __enter__(self) -> UvicornThread:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.socket.close()
+
+
+class UvicornProcess:
+    """uvicorn serving ``factory()`` in a child process, as a context manager.
+
+    ``factory`` is ``"module:callable"``, importable from the repository's root, returning the
+    ASGI app; uvicorn's lifespan is on (the app starts up as it would in production).
+    """
+
+    def __init__(self, factory: str, loop_name: str = "asyncio") -> None:
+        self.command = [sys.executable, "-m", "benchmarks._servers", factory, loop_name]
+        self.process: subprocess.Popen[str] | None = None
+        self.url = ""
+
+    def __enter__(self) -> UvicornProcess:
+        self.process = subprocess.Popen(self.command, cwd=_REPO, stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        port = self.process.stdout.readline().strip()
+        if not port.isdigit():
+            self.__exit__()
+            raise RuntimeError(f"benchmark server {self.command[3]} did not start")
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()  # uvicorn shuts down gracefully on SIGTERM
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self.process = None
+
+
+def _serve(factory: str, loop_name: str) -> None:
+    module_name, _, attribute = factory.partition(":")
+    app = getattr(importlib.import_module(module_name), attribute)()
+    sock = _listening_socket()
+    print(sock.getsockname()[1], flush=True)
+    _server(app, loop_name, lifespan="on").run(sockets=[sock])
+
+
+if __name__ == "__main__":
+    _serve(sys.argv[1], sys.argv[2])
