@@ -36,17 +36,29 @@ test-cov: install ## Run the tests and write an HTML coverage report to htmlcov/
 		--cov-fail-under=$(COV_FLOOR) $(PYTEST_ARGS)
 
 test-all: install ## Run the suite on every supported Python found (3.10-3.13)
-	@set -e; for v in $(OTHER_PYTHONS); do \
+	@passed=""; failed=""; \
+	for v in $(OTHER_PYTHONS); do \
 		py=$$(pyenv prefix $$v 2>/dev/null)/bin/python3; \
 		if [ ! -x "$$py" ]; then echo "== Python $$v: not installed, skipped"; continue; fi; \
 		echo "== Python $$v ($$py)"; \
-		test -x .venv-$$v/bin/python || $$py -m venv .venv-$$v; \
-		.venv-$$v/bin/python -m pip install --quiet --upgrade pip; \
-		.venv-$$v/bin/python -m pip install --quiet -e ".[dev]"; \
-		.venv-$$v/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); \
-	done
-	@echo "== Python $$($(BIN)/python -c 'import sys; print(sys.version.split()[0])') (.venv)"
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+		venv=.venv-$$v; \
+		if { test -x $$venv/bin/python || $$py -m venv $$venv; } \
+			&& { [ $$venv/.installed -nt pyproject.toml ] \
+				|| { $$venv/bin/python -m pip install --quiet --upgrade pip \
+					&& $$venv/bin/python -m pip install --quiet -e ".[dev]" \
+					&& touch $$venv/.installed; }; } \
+			&& $$venv/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); then \
+			passed="$$passed $$v"; \
+		else \
+			failed="$$failed $$v"; \
+		fi; \
+	done; \
+	v=$$($(BIN)/python -c 'import sys; print(sys.version.split()[0])'); \
+	echo "== Python $$v (.venv)"; \
+	if $(BIN)/python -m pytest -q $(PYTEST_ARGS); then passed="$$passed $$v"; \
+	else failed="$$failed $$v"; fi; \
+	echo "== passed on:$${passed:- none}"; \
+	if [ -n "$$failed" ]; then echo "== FAILED on:$$failed"; exit 1; fi
 
 lint: install ## Check style with ruff
 	$(BIN)/ruff check src tests benchmarks examples

@@ -4,10 +4,16 @@ Chromium is never downloaded: the tests launch the one at ``/usr/bin/chromium`` 
 on the PATH) and are skipped, saying so, where there is none. Playwright's sync API is used, so
 browser tests are plain (non-async) test functions; mark them with ``pytest.mark.e2e``.
 
+While Playwright's sync API is started, its event loop counts as running in this thread (its
+dispatcher runs the loop in a greenlet), and any asyncio test would fail with "Cannot run the
+event loop while another loop is running". So Playwright and its browser live for one test file
+(module scope) and are stopped before the next file, whatever it holds, runs; and no test in a
+file using these fixtures may be async.
+
 Fixtures (for every test file in tests/e2e):
 
-``browser`` (session)
-    One headless Chromium for the whole run.
+``browser`` (module)
+    One headless Chromium for the test file (launching it takes about half a second).
 ``context`` (function)
     A fresh browser context per test: no cookies, no local storage, a 1280x800 viewport, the
     light colour scheme, 10 s default timeouts.
@@ -32,6 +38,7 @@ Fixtures (for every test file in tests/e2e):
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import shutil
 import sys
@@ -72,7 +79,7 @@ def chromium_executable() -> str | None:
     return shutil.which("chromium")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     executable = chromium_executable()
     if executable is None:
@@ -88,6 +95,11 @@ def browser() -> Iterator[Browser]:
         chromium.close()
     finally:
         playwright.stop()
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    pytest.fail(f"Playwright left {loop!r} marked as running: asyncio tests would fail")
 
 
 @pytest.fixture
