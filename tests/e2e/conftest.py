@@ -155,8 +155,14 @@ def demo_module() -> ModuleType:
 
 
 @pytest.fixture
-def demo_server(demo_module: ModuleType, uvicorn_server: Callable[..., Any]) -> Any:
+def demo_server(
+    demo_module: ModuleType,
+    uvicorn_server: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Any:
     """The demo app in uvicorn (a ``LiveServer``: ``.url``), Async panel on the task factory."""
+    # The home page names the backend from the environment, as under ``make demo``.
+    monkeypatch.setenv("DEMO_ASYNC_BACKEND", "taskfactory")
     return uvicorn_server(demo_module.build_app(backend="taskfactory"))
 
 
