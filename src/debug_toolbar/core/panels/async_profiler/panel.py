@@ -1,9 +1,9 @@
-"""AsyncProfilerPanel: the tasks a request spawned, how they ended, and where they were created.
+"""AsyncProfilerPanel: the tasks a request spawned, what blocked the loop, and the loop's lag.
 
-The panel is per request like every panel; what must be shared per loop (the task factory) is
-in ``loop_hooks``, reached through the backend. ``generate_stats`` is built from sections
-(``backend``, ``summary``, ``tasks``) so later parts (blocking calls, loop lag, the timeline)
-add their own keys without reshaping these.
+The panel is per request like every panel; what must be shared per loop (the task factory, the
+heartbeat and its watchdog) lives in ``loop_hooks`` and ``heartbeat``, reached through the
+backend, the detector and the lag monitor. The timeline is built at render time from the stored
+stats (``get_template_context``), only when someone opens the panel.
 """
 
 from __future__ import annotations
@@ -12,16 +12,41 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from debug_toolbar.core.panel import Panel
-from debug_toolbar.core.panels.async_profiler.backends import select_backend
+from debug_toolbar.core.panels.async_profiler.backends import (
+    BackendUnavailableError,
+    select_backend,
+)
+from debug_toolbar.core.panels.async_profiler.detector import (
+    BlockingCallDetector,
+    EventLoopLagMonitor,
+)
+from debug_toolbar.core.panels.async_profiler.timeline import timeline_from_stats
 
 if TYPE_CHECKING:
+    from debug_toolbar.core.config import DebugToolbarConfig
     from debug_toolbar.core.context import RequestContext
     from debug_toolbar.core.panels.async_profiler.base import AsyncProfilerBackend
+    from debug_toolbar.core.records import RequestRecord
 
-__all__ = ("AsyncProfilerPanel",)
+__all__ = ("BACKEND_COOKIE", "AsyncProfilerPanel")
+
+BACKEND_COOKIE = "debug_toolbar_async_backend"
+"""Per-browser backend choice ("yappi" or "taskfactory"), set from the panel: it overrides the
+config for that browser's following requests, so the cheap backend can stay the default while
+yappi is one click away."""
+
+_PROFILE_KEYS = {
+    "functions": "functions",
+    "functions_total": "total",
+    "max_functions": "max_functions",
+    "functions_error": "error",
+    "cost_note": "cost_note",
+    "clock": "clock",
+}
+"""Backend keys (yappi's function profile) gathered under ``stats["profile"]``."""
 
 _STATES = ("completed", "cancelled", "failed", "pending")
-_SUMMARIZED_KEYS = frozenset({"tasks", "dropped", "overhead_ms", "overhead"})
+_SUMMARIZED_KEYS = frozenset({"tasks", "dropped", "overhead_ms", "overhead", *_PROFILE_KEYS})
 """Backend stats that the panel reshapes into ``summary``/``tasks``/``overhead``."""
 
 
@@ -36,11 +61,26 @@ class AsyncProfilerPanel(Panel):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.backend: AsyncProfilerBackend | None = None
+        self.backend_note: str | None = None
+        self.detector: BlockingCallDetector | None = None
+        self.lag_monitor: EventLoopLagMonitor | None = None
+
+    def _backend_class(self, context: RequestContext) -> type[AsyncProfilerBackend]:
+        """The config's backend, unless this browser chose one with the panel's switch."""
+        chosen = context.cookies.get(BACKEND_COOKIE)
+        if chosen not in ("yappi", "taskfactory"):
+            return select_backend(self.config.async_profiler_backend)
+        try:
+            return select_backend(chosen)
+        except BackendUnavailableError as exc:
+            # A stale cookie must not break profiling: say why and use the cheap backend.
+            self.backend_note = str(exc)
+            return select_backend("taskfactory")
 
     def create_backend(self, context: RequestContext) -> AsyncProfilerBackend:
-        """The configured backend for this request (raises when it cannot run here)."""
+        """The backend for this request (raises when the configured one cannot run here)."""
         config = self.config
-        backend_class = select_backend(config.async_profiler_backend)
+        backend_class = self._backend_class(context)
         # Every backend takes these keyword options (the ABC cannot declare a constructor).
         return backend_class(  # type: ignore[call-arg]
             max_tasks=config.async_max_tasks,
@@ -53,14 +93,42 @@ class AsyncProfilerPanel(Panel):
     async def process_request(self, context: RequestContext) -> None:
         # Runs in the request's own task: the backend records it as the root and sets the
         # ContextVar that every task spawned from here inherits.
+        loop = asyncio.get_running_loop()
+        config = self.config
         backend = self.create_backend(context)
         self.backend = backend
-        backend.start(asyncio.get_running_loop())
+        backend.start(loop)
+        interval_ms = config.async_lag_sample_interval_ms
+        if config.async_enable_blocking_detection:
+            self.detector = BlockingCallDetector(
+                threshold_ms=config.async_blocking_threshold_ms,
+                interval_ms=interval_ms,
+                max_stack_depth=config.async_max_stack_depth,
+                owner=context,  # the same object as the task tracking's owner: culprit match
+                origin_ns=context.start_ns,
+            )
+            self.detector.install(loop)
+        if config.async_enable_event_loop_monitoring:
+            self.lag_monitor = EventLoopLagMonitor(
+                threshold_ms=config.async_event_loop_lag_threshold_ms,
+                interval_ms=interval_ms,
+                origin_ns=context.start_ns,
+            )
+            self.lag_monitor.start(loop)
 
     async def process_response(self, context: RequestContext) -> None:
-        # Idempotent and safe after a failed start: the backend's stop checks what it holds.
-        if self.backend is not None:
-            self.backend.stop()
+        # Each stop is idempotent and safe after a failed start; one failing must not keep
+        # the others installed.
+        try:
+            if self.lag_monitor is not None:
+                self.lag_monitor.stop()
+        finally:
+            try:
+                if self.detector is not None:
+                    self.detector.uninstall()
+            finally:
+                if self.backend is not None:
+                    self.backend.stop()
 
     async def generate_stats(self, context: RequestContext) -> dict[str, Any]:
         backend = self.backend
@@ -68,13 +136,24 @@ class AsyncProfilerPanel(Panel):
             return {}
         backend.stop()  # stats are only read from a stopped backend
         collected = backend.get_stats()
-        stats = {
+        blocking = [] if self.detector is None else self.detector.get_stats()
+        lag = None if self.lag_monitor is None else self.lag_monitor.get_stats()
+        summary = self._summary(collected)
+        summary["blocking_calls"] = sum(1 for call in blocking if call.culprit)
+        summary["suffered_blocking_calls"] = len(blocking) - summary["blocking_calls"]
+        summary["max_lag_ms"] = None if lag is None else lag.max_lag_ms
+        stats: dict[str, Any] = {
             "backend": backend.name,
-            "summary": self._summary(collected),
+            "backend_note": self.backend_note,
+            "summary": summary,
             "tasks": collected["tasks"],
+            "blocking_calls": [call.to_dict() for call in blocking],
+            "lag": None if lag is None else lag.to_dict(),
             "overhead": collected.get("overhead", {}),
         }
-        # Sections only one backend has (yappi's function stats) pass through under their name.
+        if "functions" in collected:
+            stats["profile"] = {name: collected.get(key) for key, name in _PROFILE_KEYS.items()}
+        # Sections only one backend has pass through under their own name.
         stats.update(
             (key, value) for key, value in collected.items() if key not in _SUMMARIZED_KEYS
         )
@@ -98,4 +177,23 @@ class AsyncProfilerPanel(Panel):
         if not summary:
             return ""
         total = summary["total_tasks"]
-        return f"{total:,} task" if total == 1 else f"{total:,} tasks"
+        text = f"{total:,} task" if total == 1 else f"{total:,} tasks"
+        blocking = summary.get("blocking_calls", 0)
+        if blocking:
+            text += f" · ⚠ {blocking} blocking"
+        return text
+
+    @classmethod
+    def get_template_context(
+        cls, stats: dict[str, Any], record: RequestRecord, config: DebugToolbarConfig
+    ) -> dict[str, Any]:
+        from debug_toolbar.core.panels.async_profiler.yappi_backend import YappiBackend
+
+        return {
+            "timeline": timeline_from_stats(
+                stats, duration_ms=record.duration_ms, max_rows=config.async_max_timeline_rows
+            ),
+            "backend_cookie": BACKEND_COOKIE,
+            "yappi_available": YappiBackend.is_available(),
+            "trace_url": f"{config.url_prefix}/requests/{record.request_id}/async-trace.json",
+        }

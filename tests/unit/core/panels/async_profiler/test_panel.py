@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,7 +22,7 @@ from debug_toolbar.core.panels.async_profiler.backends import (
     select_backend,
 )
 from debug_toolbar.core.panels.async_profiler.loop_hooks import task_hooks
-from debug_toolbar.core.panels.async_profiler.panel import AsyncProfilerPanel
+from debug_toolbar.core.panels.async_profiler.panel import BACKEND_COOKIE, AsyncProfilerPanel
 from debug_toolbar.core.panels.async_profiler.taskfactory import TaskFactoryBackend
 from debug_toolbar.core.panels.timer import TimerPanel
 from debug_toolbar.core.records import RequestRecord
@@ -127,6 +129,9 @@ class TestStats:
             "pending": 0,
             "dropped": 0,
             "profiling_overhead_ms": stats["summary"]["profiling_overhead_ms"],
+            "blocking_calls": 0,
+            "suffered_blocking_calls": 0,
+            "max_lag_ms": stats["summary"]["max_lag_ms"],
         }
         assert stats["summary"]["profiling_overhead_ms"] > 0
         rows = [(t["task_id"], t["parent_id"], t["name"], t["state"]) for t in stats["tasks"]]
@@ -351,7 +356,148 @@ class TestBackendSelection:
         assert panel.error is None
         assert panel.stats["backend"] == "yappi"
         assert [task["name"] for task in panel.stats["tasks"]] == ["under-yappi"]
-        assert "functions" in panel.stats  # the backend's own section passes through
+        functions = panel.stats["profile"]  # yappi's function profile, under one key
+        assert functions["clock"] == "wall"
+        assert functions["error"] is None
+        assert any(function["name"].endswith("noop") for function in functions["functions"])
+        assert functions["cost_note"]
+
+
+class TestBackendCookie:
+    """A browser switches backends from the panel; the config stays the default for others."""
+
+    @pytest.mark.asyncio
+    async def test_cookie_selects_yappi_over_the_config(self) -> None:
+        pytest.importorskip("yappi")
+        _toolbar, record = await profile(
+            spawning_app, headers=[("cookie", f"{BACKEND_COOKIE}=yappi")]
+        )
+        panel = record.panel("AsyncProfilerPanel")
+        assert panel is not None
+        assert panel.error is None
+        assert panel.stats["backend"] == "yappi"
+        assert "profile" in panel.stats
+
+    @pytest.mark.asyncio
+    async def test_cookie_selects_taskfactory_over_a_yappi_config(self) -> None:
+        pytest.importorskip("yappi")
+        _toolbar, record = await profile(
+            spawning_app,
+            headers=[("cookie", f"{BACKEND_COOKIE}=taskfactory")],
+            async_profiler_backend="yappi",
+        )
+        panel = record.panel("AsyncProfilerPanel")
+        assert panel is not None
+        assert panel.stats["backend"] == "taskfactory"
+        assert "profile" not in panel.stats
+
+    @pytest.mark.asyncio
+    async def test_cookie_asking_for_missing_yappi_falls_back_with_a_note(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setitem(sys.modules, "yappi", None)
+        _toolbar, record = await profile(
+            spawning_app, headers=[("cookie", f"{BACKEND_COOKIE}=yappi")]
+        )
+        panel = record.panel("AsyncProfilerPanel")
+        assert panel is not None
+        assert panel.error is None
+        assert panel.stats["backend"] == "taskfactory"
+        assert "debug-toolbar[yappi]" in panel.stats["backend_note"]
+
+    @pytest.mark.asyncio
+    async def test_unknown_cookie_value_is_ignored(self) -> None:
+        _toolbar, record = await profile(
+            spawning_app, headers=[("cookie", f"{BACKEND_COOKIE}=bogus")]
+        )
+        panel = record.panel("AsyncProfilerPanel")
+        assert panel is not None
+        assert panel.stats["backend"] == "taskfactory"
+        assert panel.stats["backend_note"] is None
+
+
+def blocking_app(seconds: float) -> App:
+    async def app() -> None:
+        await asyncio.sleep(0.02)
+        time.sleep(seconds)  # noqa: ASYNC251  the blocking statement
+        await asyncio.sleep(0.02)
+
+    return app
+
+
+class TestDetection:
+    @pytest.mark.asyncio
+    async def test_own_block_counted_located_and_badged(self) -> None:
+        _toolbar, record = await profile(
+            blocking_app(0.12),
+            async_blocking_threshold_ms=40.0,
+            async_event_loop_lag_threshold_ms=5.0,
+        )
+        panel = record.panel("AsyncProfilerPanel")
+        assert panel is not None
+        assert panel.error is None
+        stats = panel.stats
+        assert stats["summary"]["blocking_calls"] == 1
+        (call,) = stats["blocking_calls"]
+        assert call["culprit"] is True
+        assert call["duration_ms"] >= 100
+        assert call["filename"] == __file__
+        assert call["code"] == "time.sleep(seconds)  # noqa: ASYNC251  the blocking statement"
+        assert stats["lag"]["max_lag_ms"] >= 100
+        assert stats["summary"]["max_lag_ms"] == stats["lag"]["max_lag_ms"]
+        assert any(sample["lag_ms"] >= 100 for sample in stats["lag"]["samples"])
+        assert panel.nav_subtitle == "0 tasks · ⚠ 1 blocking"
+        assert not [t for t in threading.enumerate() if "watchdog" in t.name.lower()]
+
+    @pytest.mark.asyncio
+    async def test_toggles_off_mean_no_thread_and_no_samples(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        started: list[threading.Thread] = []
+        original_start = threading.Thread.start
+
+        def recording_start(thread: threading.Thread) -> None:
+            started.append(thread)
+            original_start(thread)
+
+        monkeypatch.setattr(threading.Thread, "start", recording_start)
+        _toolbar, record = await profile(
+            blocking_app(0.06),
+            async_blocking_threshold_ms=20.0,
+            async_enable_blocking_detection=False,
+            async_enable_event_loop_monitoring=False,
+        )
+        panel = record.panel("AsyncProfilerPanel")
+        assert panel is not None
+        assert panel.stats["blocking_calls"] == []
+        assert panel.stats["lag"] is None
+        assert panel.stats["summary"]["max_lag_ms"] is None
+        assert started == []
+
+    @pytest.mark.asyncio
+    async def test_fast_async_code_reports_nothing(self) -> None:
+        _toolbar, record = await profile(spawning_app)
+        panel = record.panel("AsyncProfilerPanel")
+        assert panel is not None
+        assert panel.stats["blocking_calls"] == []
+        assert panel.nav_subtitle == "5 tasks"
+
+
+class TestTemplateContext:
+    @pytest.mark.asyncio
+    async def test_timeline_and_links_built_at_render_time(self) -> None:
+        _toolbar, record = await profile(spawning_app, async_max_timeline_rows=2)
+        panel = record.panel("AsyncProfilerPanel")
+        assert panel is not None
+        config = DebugToolbarConfig(panels=[AsyncProfilerPanel], async_max_timeline_rows=2)
+        context = AsyncProfilerPanel.get_template_context(panel.stats, record, config)
+        timeline = context["timeline"]
+        assert len(timeline.rows) == 2
+        assert timeline.hidden_rows == 3
+        assert context["backend_cookie"] == BACKEND_COOKIE
+        assert context["trace_url"] == (
+            f"/_debug_toolbar/requests/{record.request_id}/async-trace.json"
+        )
 
 
 class TestConfigValidation:
