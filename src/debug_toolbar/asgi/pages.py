@@ -5,6 +5,7 @@ URLs, under ``config.url_prefix`` (``P``):
 * ``P/`` the history, newest first
 * ``P/requests/{id}`` every panel of one request
 * ``P/requests/{id}/panels/{panel_id}`` one panel's HTML fragment (what the toolbar opens)
+* ``P/requests/{id}/async-trace.json`` the Async panel's timeline as a Chrome trace download
 * ``P/api/requests`` and ``P/api/requests/{id}`` the same data as JSON
 * ``P/static/{file}`` the toolbar's CSS and JS
 
@@ -14,6 +15,7 @@ pages do not even reveal that they exist); every failure is an error page, never
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
@@ -34,6 +36,10 @@ from debug_toolbar.asgi.views import (
     render_panel_fragment,
 )
 from debug_toolbar.core.context import RequestContext
+from debug_toolbar.core.panels.async_profiler.export import chrome_trace_from_stats
+from debug_toolbar.core.panels.async_profiler.panel import AsyncProfilerPanel
+
+ASYNC_PANEL_ID = AsyncProfilerPanel.panel_id
 
 if TYPE_CHECKING:
     from debug_toolbar.asgi.types import Receive, Scope, Send
@@ -116,6 +122,8 @@ class ToolbarPages:
                 return self.detail_page(request_id, base_url)
             case ["requests", request_id, "panels", panel_id]:
                 return self.panel_fragment(request_id, panel_id, base_url)
+            case ["requests", request_id, "async-trace.json"]:
+                return self.async_trace(request_id)
             case ["api", "requests"]:
                 return json_response(
                     {
@@ -156,7 +164,7 @@ class ToolbarPages:
         record = self.history.get(request_id)
         if record is None:
             return self._missing_request(request_id, base_url)
-        return html_response(render_detail(record, base_url))
+        return html_response(render_detail(record, base_url, self.config))
 
     def panel_fragment(self, request_id: str, panel_id: str, base_url: str) -> Response:
         record = self.history.get(request_id)
@@ -165,7 +173,34 @@ class ToolbarPages:
         panel = record.panel(panel_id)
         if panel is None:
             return self.not_found(f"Request {request_id!r} has no panel {panel_id!r}.", base_url)
-        return html_response(str(render_panel_fragment(panel, record, base_url)))
+        return html_response(str(render_panel_fragment(panel, record, base_url, self.config)))
+
+    def async_trace(self, request_id: str) -> Response:
+        """The Async panel's timeline as a Chrome trace file (opens in Perfetto)."""
+        record = self.history.get(request_id)
+        if record is None:
+            return json_response({"error": f"no request {request_id!r} in the history"}, 404)
+        panel = record.panel(ASYNC_PANEL_ID)
+        if panel is None or not panel.enabled or panel.error is not None or not panel.stats:
+            return json_response(
+                {"error": f"request {request_id!r} has no async profile to export"}, 404
+            )
+        trace = chrome_trace_from_stats(
+            panel.stats,
+            duration_ms=record.duration_ms,
+            request_id=record.request_id,
+            method=record.method,
+            path=record.path,
+        )
+        response = json_response(trace)
+        filename = f"async-trace-{record.request_id}.json"
+        return dataclasses.replace(
+            response,
+            headers=(
+                *response.headers,
+                ("content-disposition", f'attachment; filename="{filename}"'),
+            ),
+        )
 
     def api_record(self, request_id: str) -> Response:
         record = self.history.get(request_id)

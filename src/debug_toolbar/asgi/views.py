@@ -21,6 +21,7 @@ from debug_toolbar.core.rendering import render_panel, render_template
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from debug_toolbar.core.config import DebugToolbarConfig
     from debug_toolbar.core.records import PanelRecord, RequestRecord
 
 __all__ = (
@@ -42,10 +43,17 @@ def _common(base_url: str) -> dict[str, Any]:
     }
 
 
-def render_panel_fragment(panel: PanelRecord, record: RequestRecord, base_url: str) -> Markup:
-    """One panel's HTML; if its template fails, the failure is shown in its place."""
+def render_panel_fragment(
+    panel: PanelRecord,
+    record: RequestRecord,
+    base_url: str,
+    config: DebugToolbarConfig | None = None,
+) -> Markup:
+    """One panel's HTML; if its template fails, the failure is shown in its place.
+
+    With ``config``, the panel's class adds its render-time view models (the timeline)."""
     try:
-        return Markup(render_panel(panel, record, base_url))
+        return Markup(render_panel(panel, record, base_url, config))
     except Exception as exc:
         logger.warning("debug toolbar: rendering panel %s failed", panel.panel_id, exc_info=True)
         failed = dataclasses.replace(
@@ -72,9 +80,13 @@ def render_history(
     )
 
 
-def render_detail(record: RequestRecord, base_url: str) -> str:
+def render_detail(
+    record: RequestRecord, base_url: str, config: DebugToolbarConfig | None = None
+) -> str:
     """Every panel of one request on one page."""
-    sections = [(panel, render_panel_fragment(panel, record, base_url)) for panel in record.panels]
+    sections = [
+        (panel, render_panel_fragment(panel, record, base_url, config)) for panel in record.panels
+    ]
     return render_template(
         "request_detail.html",
         title=f"{record.method} {record.path}",
