@@ -52,6 +52,19 @@ def next_line() -> Callable[[], int]:
     return _next_line
 
 
+def _function_name(qualname: str) -> str:
+    """The name the profiler can give a function: qualified on 3.11+, bare on 3.10.
+
+    Frames are named from their code object, and ``co_qualname`` only exists since 3.11.
+    """
+    return qualname if sys.version_info >= (3, 11) else qualname.rpartition(".")[2]
+
+
+@pytest.fixture
+def function_name() -> Callable[[str], str]:
+    return _function_name
+
+
 @pytest.fixture
 def restore_task_factory() -> Iterator[Callable[[asyncio.AbstractEventLoop], None]]:
     """Remember a loop's factory and put it back after the test, for tests that install one."""

@@ -141,7 +141,9 @@ async def child_job() -> None:
 
 
 class TestBlockingStatementIsNamed:
-    def test_sleep_in_the_middle_of_the_handler(self, new_loop: LoopFactory) -> None:
+    def test_sleep_in_the_middle_of_the_handler(
+        self, new_loop: LoopFactory, function_name: Callable[[str], str]
+    ) -> None:
         async def handler() -> None:
             await asyncio.sleep(0.02)
             time.sleep(BLOCK_S)  # block: handler middle
@@ -150,7 +152,7 @@ class TestBlockingStatementIsNamed:
         request = run(new_loop, lambda: Request().run(handler))
         call = only_call(request)
         assert (call.filename, call.lineno) == (__file__, line_of("block: handler middle"))
-        assert call.function == handler.__qualname__
+        assert call.function == function_name(handler.__qualname__)
         assert call.code == "time.sleep(BLOCK_S)  # block: handler middle"
         assert call.culprit is True
         assert call.sampled is True
@@ -199,7 +201,9 @@ class TestBlockingStatementIsNamed:
         assert call.lineno == line_of("block: eager first step")
         assert call.culprit is True  # it ran inside the request's create_task call
 
-    def test_sleep_in_a_sync_helper_called_by_the_handler(self, new_loop: LoopFactory) -> None:
+    def test_sleep_in_a_sync_helper_called_by_the_handler(
+        self, new_loop: LoopFactory, function_name: Callable[[str], str]
+    ) -> None:
         async def handler() -> None:
             await asyncio.sleep(0)
             blocking_helper()  # calls: helper
@@ -209,10 +213,12 @@ class TestBlockingStatementIsNamed:
         assert (call.lineno, call.function) == (line_of("block: sync helper"), "blocking_helper")
         assert (call.stack[1].lineno, call.stack[1].function) == (
             line_of("calls: helper"),
-            handler.__qualname__,
+            function_name(handler.__qualname__),
         )
 
-    def test_a_pure_python_cpu_loop(self, new_loop: LoopFactory) -> None:
+    def test_a_pure_python_cpu_loop(
+        self, new_loop: LoopFactory, function_name: Callable[[str], str]
+    ) -> None:
         async def handler() -> int:
             await asyncio.sleep(0)
             total = 0
@@ -224,7 +230,7 @@ class TestBlockingStatementIsNamed:
         request = run(new_loop, lambda: Request().run(handler))
         call = only_call(request)
         assert call.lineno in {line_of("block: cpu loop head"), line_of("block: cpu loop body")}
-        assert call.function == handler.__qualname__
+        assert call.function == function_name(handler.__qualname__)
         assert call.duration_ms >= BLOCK_MS - 1
 
     def test_a_c_call_holding_the_gil_is_named_once_it_returns(self, new_loop: LoopFactory) -> None:

@@ -380,6 +380,7 @@ class TestStalls:
         loop: asyncio.AbstractEventLoop,
         registry: PerLoopRegistry[LoopHeartbeat],
         clock: FakeClock,
+        function_name: Callable[[str], str],
     ) -> None:
         request = context("/report")
         detector = self.detector(registry, request, origin_ns=START_NS - 2 * MS)
@@ -402,12 +403,16 @@ class TestStalls:
         line = run(loop, handler)
         [call] = detector.get_stats()
         assert (call.start_ms, call.duration_ms) == (7.0, 130.0)
-        assert (call.filename, call.lineno, call.function) == (__file__, line, handler_name())
+        assert (call.filename, call.lineno, call.function) == (
+            __file__,
+            line,
+            function_name(handler_name()),
+        )
         assert call.code == "delay = watchdog.poll()"
         # The window keeps the library frames the line called (here: the sampler, as the test
         # samples its own thread), then the line and its callers.
         assert next((f.function, f.lineno) for f in call.stack if f.filename == __file__) == (
-            handler_name(),
+            function_name(handler_name()),
             line,
         )
         assert call.culprit is True
@@ -562,6 +567,7 @@ class TestStalls:
         loop: asyncio.AbstractEventLoop,
         registry: PerLoopRegistry[LoopHeartbeat],
         clock: FakeClock,
+        function_name: Callable[[str], str],
     ) -> None:
         detector = self.detector(registry, context("/victim"))
 
@@ -582,13 +588,16 @@ class TestStalls:
         assert call.culprit is False
         assert call.sampled is True
         assert call.to_dict()["culprit"] == {"request_id": None, "method": None, "path": None}
-        assert call.function == "TestStalls.test_outside_any_request.<locals>.background_job"
+        assert call.function == function_name(
+            "TestStalls.test_outside_any_request.<locals>.background_job"
+        )
 
     def test_a_child_task_is_attributed_through_the_task_hooks(
         self,
         loop: asyncio.AbstractEventLoop,
         registry: PerLoopRegistry[LoopHeartbeat],
         clock: FakeClock,
+        function_name: Callable[[str], str],
     ) -> None:
         request = context("/fan-out")
         detector = self.detector(registry, request)
@@ -615,7 +624,7 @@ class TestStalls:
         run(loop, handler)
         [call] = detector.get_stats()
         assert call.culprit is True
-        assert (call.lineno, call.function) == (lines[0], child.__qualname__)
+        assert (call.lineno, call.function) == (lines[0], function_name(child.__qualname__))
 
     def test_a_stall_open_when_the_request_stops_is_closed_then(
         self,

@@ -454,7 +454,9 @@ class TestChaining:
 
 class TestCreationStack:
     @pytest.mark.asyncio
-    async def test_names_the_exact_creating_line(self, run_in_request: Any, next_line: Any) -> None:
+    async def test_names_the_exact_creating_line(
+        self, run_in_request: Any, next_line: Any, function_name: Any
+    ) -> None:
         tracking = TaskTracking()
         lines: list[int] = []
 
@@ -472,9 +474,11 @@ class TestCreationStack:
             (THIS_FILE, lines[1]),
         ]
         assert stacks[0][0].code == "await asyncio.create_task(noop())"
-        assert stacks[1][0].function.endswith("test_names_the_exact_creating_line.<locals>.body")
+        assert stacks[1][0].function == function_name(
+            "TestCreationStack.test_names_the_exact_creating_line.<locals>.body"
+        )
         # The next frame up is the caller of body: run_in_request's request task.
-        assert stacks[0][1].function.endswith("run_in_request.<locals>.request_task")
+        assert stacks[0][1].function == function_name("_run_in_request.<locals>.request_task")
 
     @pytest.mark.asyncio
     async def test_one_stack_walk_for_a_gather_of_100(
@@ -552,7 +556,7 @@ class TestCreationStack:
         assert [event.stack for event in tracking.events(0)] == [[], []]
         assert tracking.recorder.stacks == []
 
-    def test_resolve_stack_reads_the_source_line_once_per_frame(self) -> None:
+    def test_resolve_stack_reads_the_source_line_once_per_frame(self, function_name: Any) -> None:
         code = TestCreationStack.test_resolve_stack_reads_the_source_line_once_per_frame.__code__
         line = code.co_firstlineno + 1
         first = resolve_stack(((code, line),))
@@ -562,7 +566,7 @@ class TestCreationStack:
             "code = TestCreationStack.test_resolve_stack_reads_the_source_line_once_per_frame"
             ".__code__"
         )
-        assert first[0].function.endswith(
+        assert first[0].function == function_name(
             "TestCreationStack.test_resolve_stack_reads_the_source_line_once_per_frame"
         )
         assert second[1].code is None
