@@ -62,6 +62,11 @@ _current_task: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None]
 _current_tasks = getattr(asyncio.tasks, "_current_tasks", None)
 _current_task = _current_tasks.get if isinstance(_current_tasks, dict) else asyncio.current_task
 _Task = asyncio.Task
+# CPython 3.13.0-3.13.2 rename every task made by a task factory after the factory returns:
+# ``loop.create_task`` calls ``task.set_name(name)`` even when no name was given, so installing
+# our factory would turn the app's "Task-7" into "None" (CPython gh-130033). There the name is
+# also read at creation, and a later "None" does not replace it.
+_NAME_LOST_AFTER_FACTORY = (3, 13) <= sys.version_info[:3] < (3, 13, 3)
 
 _current_recorder: ContextVar[TaskRecorder | None] = ContextVar(
     "debug_toolbar_task_recorder", default=None
@@ -258,6 +263,8 @@ class TaskRecorder:
             except ValueError:  # the stack is shallower than the cached site
                 hit = False
             self.stacks.append(self._site_stack if hit else self._walk(1))
+        if _NAME_LOST_AFTER_FACTORY:
+            self.names[index] = task.get_name()  # type: ignore[attr-defined]
         self.live[task] = index
         task.add_done_callback(self._on_done_callback)
         self.overhead_ns += _perf_ns() - start
@@ -303,6 +310,8 @@ class TaskRecorder:
             # asyncio names the task only after the factory returns: read it at stop.
             self._finished_eagerly.append((task, index))
         else:
+            if _NAME_LOST_AFTER_FACTORY:
+                self.names[index] = _task_name(task)
             self.live[task] = index
             task.add_done_callback(self._on_done_callback)
         self.overhead_ns += (before_create - t0) + (_perf_ns() - after_create)
@@ -380,12 +389,15 @@ class TaskRecorder:
             return
         self.ends[index] = now
         try:
-            self.names[index] = task.get_name()  # type: ignore[attr-defined]
+            name = task.get_name()  # type: ignore[attr-defined]
+            if name == "None" and _NAME_LOST_AFTER_FACTORY:
+                name = self.names.get(index, name)
+            self.names[index] = name
             # The private slot: task.exception() would mark the exception as retrieved and
             # silence asyncio's "Task exception was never retrieved" for the app's own bugs.
             exc = task._exception
         except AttributeError:  # a Future-like object from a custom task factory
-            self.names[index] = _task_name(task)
+            self._store_name(index, task)
             exc = getattr(task, "_exception", None)
         if exc is not None:
             self.exceptions[index] = _describe(exc)
@@ -396,7 +408,7 @@ class TaskRecorder:
     def _finish(self, index: int, task: asyncio.Future[Any], end_ns: int) -> None:
         """``_on_done``'s work, for a task found finished outside its callback (eager, stop)."""
         self.ends[index] = end_ns
-        self.names[index] = _task_name(task)
+        self._store_name(index, task)
         exc = getattr(task, "_exception", None)
         if exc is not None:
             self.exceptions[index] = _describe(exc)
@@ -414,13 +426,19 @@ class TaskRecorder:
             if task.done():  # finished, but the loop has not run its callback yet
                 self._finish(index, task, now)
             else:
-                self.names[index] = _task_name(task)
+                self._store_name(index, task)
         self.live.clear()
         for task, index in self._finished_eagerly:
-            self.names[index] = _task_name(task)
+            self._store_name(index, task)
         self._finished_eagerly.clear()
         self.root_task = None
         self._forget_site()
+
+    def _store_name(self, index: int, task: asyncio.Future[Any]) -> None:
+        name = _task_name(task)
+        if name == "None" and _NAME_LOST_AFTER_FACTORY:
+            name = self.names.get(index, name)  # the name it had at creation
+        self.names[index] = name
 
     def state(self, index: int) -> TaskState:
         if index not in self.ends:

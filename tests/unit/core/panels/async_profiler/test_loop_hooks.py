@@ -6,6 +6,7 @@ import asyncio
 import collections.abc
 import gc
 import logging
+import re
 import subprocess
 import sys
 import weakref
@@ -326,6 +327,30 @@ class TestAttribution:
             "TestAttribution.test_parents_through_create_task_gather_and_grandchildren"
             ".<locals>.child"
         )
+
+    @pytest.mark.asyncio
+    async def test_unnamed_tasks_keep_the_names_asyncio_gave_them(
+        self, run_in_request: Any
+    ) -> None:
+        # 3.13.0-3.13.2 rename a factory-made task "None" once the factory has returned
+        # (CPython gh-130033): the record keeps the name the task was created with.
+        tracking = TaskTracking()
+
+        async def body() -> asyncio.Task[None]:
+            await asyncio.gather(noop(), noop(), noop())
+            await asyncio.create_task(noop(), name="named")
+            return asyncio.create_task(asyncio.sleep(10))  # still pending at stop
+
+        pending = await run_in_request(tracking, body)
+        pending.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await pending
+        events = tracking.events(0)
+        assert [e.state for e in events] == ["completed"] * 4 + ["pending"]
+        unnamed = [events[i].name for i in (0, 1, 2, 4)]
+        assert all(re.fullmatch(r"Task-\d+", name) for name in unnamed), unnamed
+        assert len(set(unnamed)) == 4
+        assert events[3].name == "named"
 
     @pytest.mark.skipif(sys.version_info < (3, 11), reason="TaskGroup is 3.11+")
     @pytest.mark.asyncio
