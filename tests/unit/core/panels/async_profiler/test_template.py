@@ -1,0 +1,287 @@
+"""The Async panel's template, rendered through ``render_panel`` with the panel's real context.
+
+Hand-built stats (the shape ``AsyncProfilerPanel.generate_stats`` stores) go through the real
+``get_template_context``, so a renamed key on either side fails here.
+"""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from typing import Any
+
+from debug_toolbar.core.config import DebugToolbarConfig
+from debug_toolbar.core.panels.async_profiler import AsyncProfilerPanel
+from debug_toolbar.core.records import PanelRecord, RequestRecord
+from debug_toolbar.core.rendering import render_panel
+
+VOID = frozenset({"br", "hr", "img", "input", "meta", "link", "col", "wbr", "source"})
+EVIL = "<script>alert(1)</script>"
+
+
+class _Checker(HTMLParser):
+    """Fails on unbalanced or misnested tags: the fragment is inserted with innerHTML."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open: list[str] = []
+        self.errors: list[str] = []
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+        if tag not in VOID:
+            self.open.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.open or self.open[-1] != tag:
+            self.errors.append(f"</{tag}> closes {self.open[-1:] or 'nothing'}")
+            return
+        self.open.pop()
+
+
+def parse(html: str) -> _Checker:
+    checker = _Checker()
+    checker.feed(html)
+    checker.close()
+    assert checker.errors == []
+    assert checker.open == []
+    return checker
+
+
+def frame(name: str, line: int) -> dict[str, Any]:
+    return {"filename": f"/app/{name}.py", "lineno": line, "function": name, "code": f"{name}()"}
+
+
+def task(
+    task_id: int,
+    name: str,
+    start: float,
+    end: float | None,
+    state: str,
+    *,
+    parent: int | None = None,
+    exception: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    return {
+        "task_id": task_id,
+        "parent_id": parent,
+        "name": name,
+        "coro_name": f"coro_{task_id}",
+        "state": state,
+        "start_ms": start,
+        "end_ms": end,
+        "duration_ms": None if end is None else end - start,
+        "exception": exception,
+        "stack": [frame("spawn", 10 + task_id), frame("handler", 3)],
+    }
+
+
+def rich_stats() -> dict[str, Any]:
+    tasks = [
+        task(1, "fetch-user", 0.0, 40.0, "completed"),
+        task(2, "child", 5.0, 30.0, "cancelled", parent=1),
+        task(3, EVIL, 10.0, 60.0, "failed", exception={"type": "ValueError", "message": EVIL}),
+        task(4, "escaped", 50.0, None, "pending"),
+    ]
+    return {
+        "backend": "yappi",
+        "backend_note": None,
+        "summary": {
+            "total_tasks": 4,
+            "completed": 1,
+            "cancelled": 1,
+            "failed": 1,
+            "pending": 1,
+            "dropped": 0,
+            "profiling_overhead_ms": 0.5,
+            "blocking_calls": 1,
+            "suffered_blocking_calls": 1,
+            "max_lag_ms": 42.0,
+        },
+        "tasks": tasks,
+        "blocking_calls": [
+            {
+                "start_ms": 60.0,
+                "duration_ms": 25.0,
+                "filename": "/app/views.py",
+                "lineno": 7,
+                "function": "view",
+                "code": "time.sleep(0.025)",
+                "stack": [frame("view", 7)],
+                "culprit": True,
+                "sampled": True,
+            },
+            {
+                "start_ms": 90.0,
+                "duration_ms": 5.0,
+                "filename": "/app/other.py",
+                "lineno": 9,
+                "function": "other",
+                "code": "x()",
+                "stack": [],
+                "culprit": {"request_id": "f" * 32, "method": "POST", "path": "/other"},
+                "sampled": True,
+            },
+        ],
+        "lag": {
+            "samples": [{"at_ms": 85.0, "lag_ms": 42.0}],
+            "max_lag_ms": 42.0,
+            "threshold_ms": 10.0,
+            "interval_ms": 10.0,
+            "beats": 9,
+            "dropped": 0,
+        },
+        "overhead": {"tracking_ms": 0.2},
+        "profile": {
+            "functions": [
+                {
+                    "name": "fast",
+                    "filename": "/app/a.py",
+                    "lineno": 1,
+                    "calls": 100,
+                    "total_ms": 2.0,
+                    "own_ms": 2.0,
+                    "avg_ms": 0.02,
+                    "is_coroutine": False,
+                },
+                {
+                    "name": "slow",
+                    "filename": "/app/b.py",
+                    "lineno": 2,
+                    "calls": 1,
+                    "total_ms": 50.0,
+                    "own_ms": 1.0,
+                    "avg_ms": 50.0,
+                    "is_coroutine": True,
+                },
+            ],
+            "total": 2,
+            "error": None,
+            "cost_note": "yappi traces every call.",
+            "clock": "wall",
+        },
+    }
+
+
+def render(stats: dict[str, Any], duration_ms: float = 100.0, max_rows: int = 500) -> str:
+    panel = PanelRecord(
+        panel_id=AsyncProfilerPanel.panel_id,
+        title="Async",
+        nav_title="Async",
+        nav_subtitle="",
+        template=AsyncProfilerPanel.template,
+        has_content=True,
+        enabled=True,
+        stats=stats,
+        error=None,
+    )
+    record = RequestRecord(
+        request_id="abc123",
+        method="GET",
+        path="/",
+        query_string="",
+        status_code=200,
+        duration_ms=duration_ms,
+        started_at=0.0,
+        panels=(panel,),
+    )
+    config = DebugToolbarConfig(extra_panels=[AsyncProfilerPanel], async_max_timeline_rows=max_rows)
+    return render_panel(panel, record, config.url_prefix, config)
+
+
+def attr(checker: _Checker, cls: str, name: str) -> list[str]:
+    return [
+        attrs.get(name) or ""
+        for _, attrs in checker.tags
+        if cls in (attrs.get("class") or "").split()
+    ]
+
+
+class TestEmpty:
+    def test_no_stats_renders_a_note(self) -> None:
+        html = render({})
+        parse(html)
+        assert "No async activity was recorded" in html
+
+    def test_request_without_tasks(self) -> None:
+        stats = rich_stats()
+        stats.update(tasks=[], blocking_calls=[], lag=None, profile=None)
+        stats["summary"].update(
+            total_tasks=0, completed=0, cancelled=0, failed=0, pending=0, blocking_calls=0
+        )
+        html = render(stats)
+        checker = parse(html)
+        assert "spawned no asyncio tasks" in html
+        assert attr(checker, "dt-timeline-bar", "style") == []
+
+
+class TestRich:
+    def test_one_bar_per_task_at_view_model_positions(self) -> None:
+        checker = parse(render(rich_stats()))
+        styles = attr(checker, "dt-timeline-bar", "style")
+        assert len(styles) == 4
+        # fetch-user 0-40 of 100 ms, its child right below it (tree order)
+        assert styles[0] == "left: 0.0000%; width: 40.0000%"
+        assert styles[1] == "left: 5.0000%; width: 25.0000%"
+        classes = attr(checker, "dt-timeline-bar", "class")
+        assert [c.split()[1] for c in classes] == [
+            "dt-async-completed",
+            "dt-async-cancelled",
+            "dt-async-failed",
+            "dt-async-pending",
+        ]
+        assert "dt-async-clipped" in classes[3]
+        titles = attr(checker, "dt-timeline-bar", "title")
+        assert titles[0].startswith("fetch-user · coro_1 · start 0.0 ms · 40.0 ms · completed")
+
+    def test_blocking_bands_own_and_suffered(self) -> None:
+        html = render(rich_stats())
+        checker = parse(html)
+        classes = attr(checker, "dt-async-band", "class")
+        assert [c.split()[1] for c in classes] == ["dt-async-band-own", "dt-async-band-suffered"]
+        assert attr(checker, "dt-async-band", "style")[0] == "left: 60.0000%; width: 25.0000%"
+        assert "/app/views.py:7" in html
+        assert "time.sleep(0.025)" in html
+        assert "suffered: caused by POST /other (request ffffffff)" in html
+
+    def test_lag_strip_and_ticks(self) -> None:
+        checker = parse(render(rich_stats()))
+        assert attr(checker, "dt-async-lag", "style") == [
+            "left: 43.0000%; width: 42.0000%; height: 100.00%"
+        ]
+        ticks = [
+            attrs.get("style") for _, attrs in checker.tags if "dt-timeline-tick" in str(attrs)
+        ]
+        assert ticks[0] == "left: 0.0000%"
+        assert len(ticks) >= 5
+
+    def test_function_table_sorted_by_total(self) -> None:
+        html = render(rich_stats())
+        checker = parse(html)
+        rows = [a for t, a in checker.tags if t == "tr" and a.get("data-total")]
+        assert [r["data-total"] for r in rows] == ["50.0", "2.0"]
+        assert "yappi traces every call." in html
+
+    def test_backend_switch_and_trace_link(self) -> None:
+        checker = parse(render(rich_stats()))
+        assert attr(checker, "dt-async-backend", "data-backend") == ["taskfactory", "yappi"]
+        assert set(attr(checker, "dt-async-backend", "data-cookie")) == {
+            "debug_toolbar_async_backend"
+        }
+        links = attr(checker, "dt-async-download", "href")
+        assert links == ["/_debug_toolbar/requests/abc123/async-trace.json"]
+
+    def test_task_names_and_exception_messages_are_escaped(self) -> None:
+        html = render(rich_stats())
+        parse(html)
+        assert "<script>" not in html
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+        assert len(re.findall("&lt;script&gt;", html)) >= 3  # label, title, message
+
+    def test_row_cap_counts_hidden_rows(self) -> None:
+        stats = rich_stats()
+        html = render(stats, max_rows=2)
+        checker = parse(html)
+        assert len(attr(checker, "dt-timeline-bar", "style")) == 2
+        assert "2 more rows not drawn" in html
