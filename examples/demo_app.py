@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,6 +171,29 @@ async def async_scenario(scenario: FromPath[str]) -> Template:
     )
 
 
+@get("/async-timeline")
+async def timeline_demo() -> Template:
+    """Three tasks of known lengths (40, 80, 160 ms), then one 150 ms block of the loop.
+
+    The browser tests measure the Gantt against these durations; the docs' screenshot shows it.
+    """
+    await asyncio.gather(
+        *(
+            asyncio.create_task(asyncio.sleep(ms / 1000), name=f"sleep-{ms}ms")
+            for ms in (40, 80, 160)
+        )
+    )
+    time.sleep(0.15)  # noqa: ASYNC251 (blocks the event loop on purpose: the blocking band)
+    return Template(
+        template_name="result.html",
+        context={
+            "title": "timeline",
+            "description": "tasks of 40, 80 and 160 ms, then a 150 ms blocking call",
+            "outcome": ["sleep-40ms", "sleep-80ms", "sleep-160ms", "time.sleep(0.15)"],
+        },
+    )
+
+
 def build_app(backend: str | None = None) -> Litestar:
     """The demo app; ``backend`` overrides ``DEMO_ASYNC_BACKEND``."""
     config = DebugToolbarConfig(
@@ -177,7 +201,7 @@ def build_app(backend: str | None = None) -> Litestar:
         async_profiler_backend=backend or os.environ.get("DEMO_ASYNC_BACKEND", "auto"),  # type: ignore[arg-type]
     )
     return Litestar(
-        route_handlers=[home, json_route, async_scenario],
+        route_handlers=[home, json_route, async_scenario, timeline_demo],
         plugins=[DebugToolbarPlugin(config)],
         template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
         debug=True,

@@ -29,6 +29,73 @@
     );
   }
 
+  // ---------------------------------------------------------------- async profiler panel
+
+  // The function table sorts by total, own time or calls (largest first); the server sends it
+  // sorted by total. Bound on dt:panel-loaded, which fires on both the pages and the toolbar.
+  function sortFunctions(button) {
+    var key = button.getAttribute("data-sort-key");
+    var table = button.closest("table");
+    var body = table && table.tBodies[0];
+    if (!body || !/^(calls|total|own)$/.test(key)) {
+      return;
+    }
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {
+      return parseFloat(b.getAttribute("data-" + key)) - parseFloat(a.getAttribute("data-" + key));
+    });
+    rows.forEach(function (row) {
+      body.appendChild(row);
+    });
+    var headers = table.tHead.querySelectorAll("th");
+    for (var h = 0; h < headers.length; h++) {
+      headers[h].removeAttribute("aria-sort");
+    }
+    button.closest("th").setAttribute("aria-sort", "descending");
+  }
+
+  // The backend for this browser's following requests, in a cookie the server reads.
+  function switchBackend(button) {
+    var name = button.getAttribute("data-cookie") || "debug_toolbar_async_backend";
+    var backend = button.getAttribute("data-backend");
+    if (!/^(yappi|taskfactory)$/.test(backend) || !PANEL_ID.test(name)) {
+      return;
+    }
+    var attributes = "; path=/; SameSite=Lax; max-age=31536000";
+    if (window.location.protocol === "https:") {
+      attributes += "; Secure";
+    }
+    document.cookie = name + "=" + backend + attributes;
+    var group = button.closest(".dt-async-switch");
+    var buttons = group.querySelectorAll(".dt-async-backend");
+    for (var b = 0; b < buttons.length; b++) {
+      buttons[b].setAttribute("aria-pressed", buttons[b] === button ? "true" : "false");
+    }
+    var note = group.querySelector(".dt-async-switch-hint");
+    if (note) {
+      note.hidden = false;
+    }
+  }
+
+  root.addEventListener("dt:panel-loaded", function (event) {
+    var element = event.detail && event.detail.element;
+    if (!element || !element.querySelectorAll) {
+      return;
+    }
+    var sorters = element.querySelectorAll(".dt-async-sort");
+    for (var s = 0; s < sorters.length; s++) {
+      sorters[s].addEventListener("click", function (e) {
+        sortFunctions(e.currentTarget);
+      });
+    }
+    var switches = element.querySelectorAll(".dt-async-backend");
+    for (var w = 0; w < switches.length; w++) {
+      switches[w].addEventListener("click", function (e) {
+        switchBackend(e.currentTarget);
+      });
+    }
+  });
+
   // ---------------------------------------------------------------- the toolbar's pages
 
   var bar = root.querySelector(".dt-bar");

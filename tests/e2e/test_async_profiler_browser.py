@@ -1,0 +1,95 @@
+"""The Async panel's Gantt in headless Chromium, measured against tasks of known durations.
+
+The demo's ``/async-timeline`` runs three tasks sleeping 40, 80 and 160 ms, then blocks the loop
+for 150 ms. The bars' rendered boxes must be proportional to those durations, the blocking band
+drawn, and each bar's hover text must name its task.
+
+``DEBUG_TOOLBAR_SCREENSHOTS=1`` also writes docs/images/async-panel.png (``TestScreenshot``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Locator, Page
+
+pytestmark = pytest.mark.e2e
+
+IMAGES = Path(__file__).parents[2] / "docs" / "images"
+DURATIONS_MS = {"sleep-40ms": 40.0, "sleep-80ms": 80.0, "sleep-160ms": 160.0}
+
+
+def open_async_panel(page: Page, base_url: str) -> Locator:
+    """Load the timeline demo, open the Async panel in the toolbar; the panel's body."""
+    response = page.goto(base_url + "/async-timeline")
+    assert response is not None
+    assert response.status == 200
+    page.wait_for_selector('#debug-toolbar[data-dt-ready="1"]', state="attached")
+    page.locator(
+        '#debug-toolbar li.dt-panel[data-panel-id="AsyncProfilerPanel"] a.dt-panel-link'
+    ).click()
+    body = page.locator("#debug-toolbar .dt-window-body")
+    body.locator(".dt-async-gantt").wait_for()
+    return body
+
+
+class TestGantt:
+    def test_bar_widths_are_proportional_to_task_durations(
+        self, page: Page, demo_server: Any
+    ) -> None:
+        body = open_async_panel(page, demo_server.url)
+        bars = body.locator(".dt-async-gantt .dt-timeline-bar")
+        assert bars.count() == 3
+        widths: dict[str, float] = {}
+        for index in range(3):
+            bar = bars.nth(index)
+            title = bar.get_attribute("title") or ""
+            name = title.split(" · ")[0]
+            assert name in DURATIONS_MS, title
+            assert "completed" in title
+            box = bar.bounding_box()
+            assert box is not None
+            widths[name] = box["width"]
+        assert set(widths) == set(DURATIONS_MS)
+        unit = widths["sleep-160ms"] / 160.0
+        for name, duration in DURATIONS_MS.items():
+            assert widths[name] == pytest.approx(duration * unit, rel=0.15), widths
+
+    def test_blocking_band_is_drawn_over_the_gantt(self, page: Page, demo_server: Any) -> None:
+        body = open_async_panel(page, demo_server.url)
+        band = body.locator(".dt-async-band.dt-async-band-own")
+        assert band.count() == 1
+        band_box = band.bounding_box()
+        bar_box = body.locator(".dt-async-gantt .dt-timeline-bar").last.bounding_box()
+        assert band_box is not None
+        assert bar_box is not None
+        # 150 ms of blocking against the 160 ms task: about as wide, and after it starts.
+        assert band_box["width"] == pytest.approx(bar_box["width"] * 150 / 160, rel=0.2)
+        assert band_box["x"] >= bar_box["x"]
+        assert "loop blocked" in (band.get_attribute("title") or "")
+        assert "time.sleep(0.15)" in body.locator(".dt-async-blocking").inner_text()
+
+    def test_no_horizontal_overflow_at_1000_px(self, page: Page, demo_server: Any) -> None:
+        page.set_viewport_size({"width": 1000, "height": 800})
+        body = open_async_panel(page, demo_server.url)
+        overflow = body.evaluate("el => el.scrollWidth - el.clientWidth")
+        assert overflow <= 0
+
+
+@pytest.mark.skipif(
+    os.environ.get("DEBUG_TOOLBAR_SCREENSHOTS") != "1",
+    reason="screenshots for the docs: set DEBUG_TOOLBAR_SCREENSHOTS=1 to write them",
+)
+class TestScreenshot:
+    def test_async_panel(self, page: Page, demo_server: Any) -> None:
+        """docs/images/async-panel.png: the timeline demo's Async panel."""
+        page.set_viewport_size({"width": 1280, "height": 900})
+        open_async_panel(page, demo_server.url)
+        IMAGES.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(IMAGES / "async-panel.png"))
+        assert (IMAGES / "async-panel.png").stat().st_size > 10_000
