@@ -193,8 +193,13 @@ def _render_action(stats: dict[str, Any]) -> Callable[[], object] | str:
             panels=(panel,),
         )
 
+        from debug_toolbar.core.config import DebugToolbarConfig
+        from debug_toolbar.core.panels.async_profiler import AsyncProfilerPanel
+
+        config = DebugToolbarConfig(panels=[AsyncProfilerPanel])
+
         def render() -> str:
-            return render_panel(panel, record, "/_debug_toolbar")
+            return render_panel(panel, record, "/_debug_toolbar", config)
 
         render()
     except Exception as exc:  # the template is rewritten in a later step

@@ -92,3 +92,4 @@ class TestTimelineInThePages:
         assert detail.status_code == 200
         for html in (fragment.text, detail.text):
             assert "short-child" in html
+            assert f"{request_id}/async-trace.json" in html
