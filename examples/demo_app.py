@@ -3,8 +3,8 @@
 Runs on http://127.0.0.1:8000 (``uvicorn examples.demo_app:app --host 127.0.0.1 --port 8000``).
 The home page links to routes that spawn asyncio tasks in different ways (a gather, nested
 children, a TaskGroup, a fire-and-forget task, a failing and a cancelled task); the Async panel
-of each request shows them. ``DEMO_ASYNC_BACKEND`` picks the profiler backend (``auto`` by
-default: yappi when it is installed, else the task factory).
+of each request shows them. ``DEMO_ASYNC_BACKEND`` picks the profiler backend (``taskfactory``
+by default, the cheap one; the Async panel's backend switch turns yappi on for this browser).
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ SCENARIOS = {
 
 @get("/", sync_to_thread=False)
 def home() -> Template:
-    backend = os.environ.get("DEMO_ASYNC_BACKEND", "auto")
+    backend = os.environ.get("DEMO_ASYNC_BACKEND", "taskfactory")
     return Template(template_name="home.html", context={"routes": ROUTES, "backend": backend})
 
 
