@@ -39,9 +39,7 @@ Fixtures (for every test file in tests/e2e):
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import shutil
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -49,6 +47,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import pytest
+
+from support import load_demo
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Error, Page
@@ -144,14 +144,7 @@ def page(context: BrowserContext, console_errors: list[str]) -> Iterator[Page]:
 @pytest.fixture(scope="session")
 def demo_module() -> ModuleType:
     """examples/demo_app.py, by path: the examples folder is not an installed package."""
-    path = REPO / "examples" / "demo_app.py"
-    spec = importlib.util.spec_from_file_location("demo_app_e2e", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
-    spec.loader.exec_module(module)
-    return module
+    return load_demo("demo_app_e2e")
 
 
 @pytest.fixture

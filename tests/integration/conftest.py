@@ -21,6 +21,7 @@ from litestar.response import Response, Stream
 
 from debug_toolbar.core.config import DebugToolbarConfig
 from debug_toolbar.litestar import DebugToolbarPlugin
+from support import Rendezvous
 
 __all__ = ("SampleApp",)
 
@@ -32,24 +33,6 @@ SAMPLE_PAGE = (
     "<body><h1>Sample café</h1></body></html>"
 )
 sample_log = logging.getLogger("tests.sample_app")
-
-
-class Rendezvous:
-    """Lets ``expected`` handlers through only once all of them are in flight, so concurrent
-    requests really overlap without any timing guess."""
-
-    def __init__(self, expected: int) -> None:
-        self.expected = expected
-        self.arrived = 0
-        self.event: asyncio.Event | None = None
-
-    async def wait(self) -> None:
-        if self.event is None:
-            self.event = asyncio.Event()
-        self.arrived += 1
-        if self.arrived >= self.expected:
-            self.event.set()
-        await self.event.wait()
 
 
 @get("/", media_type="text/html")

@@ -10,10 +10,8 @@ the profiler tracked (chained, not replaced).
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,6 +24,7 @@ from debug_toolbar.asgi import REQUEST_ID_HEADER
 from debug_toolbar.core.config import DebugToolbarConfig
 from debug_toolbar.core.panels.async_profiler import AsyncProfilerPanel
 from debug_toolbar.litestar import DebugToolbarPlugin
+from support import Rendezvous, load_demo
 
 CONCURRENCY = 50
 PREFIX = "/_debug_toolbar"
@@ -40,23 +39,6 @@ class AppTaskFactory:
     def __call__(self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
         self.coro_names.append(getattr(coro, "__qualname__", ""))
         return asyncio.Task(coro, loop=loop, **kwargs)
-
-
-class AllInFlight:
-    """Releases the handlers once all of them are waiting: the requests really overlap."""
-
-    def __init__(self, expected: int) -> None:
-        self.expected = expected
-        self.arrived = 0
-        self.event: asyncio.Event | None = None
-
-    async def wait(self) -> None:
-        if self.event is None:
-            self.event = asyncio.Event()
-        self.arrived += 1
-        if self.arrived >= self.expected:
-            self.event.set()
-        await self.event.wait()
 
 
 async def leaf() -> None:
@@ -120,7 +102,7 @@ def build_app() -> tuple[Litestar, DebugToolbarPlugin]:
         route_handlers=[spawn, loop_state],
         plugins=[plugin],
         on_startup=[install_app_factory],
-        state=State({"all_in_flight": AllInFlight(CONCURRENCY), "app_factory": app_factory}),
+        state=State({"all_in_flight": Rendezvous(CONCURRENCY), "app_factory": app_factory}),
         debug=False,
     )
     return app, plugin
@@ -178,18 +160,6 @@ async def test_overlapping_requests_each_record_exactly_their_own_tasks(
     calls = loop_state["app_factory_calls"]
     assert calls.count("leaf") == CONCURRENCY * (len(expected_names("x")) - 1)
     assert calls.count("branch") == CONCURRENCY
-
-
-def load_demo() -> Any:
-    """examples/demo_app.py, by path: the examples folder is not an installed package."""
-    path = Path(__file__).parents[2] / "examples" / "demo_app.py"
-    spec = importlib.util.spec_from_file_location("demo_app_under_test", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
-    spec.loader.exec_module(module)
-    return module
 
 
 class TestDemoApp:

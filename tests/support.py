@@ -1,0 +1,42 @@
+"""Helpers shared by test modules (importable as ``support``: pytest's ``pythonpath``)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+__all__ = ("REPO", "Rendezvous", "load_demo")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class Rendezvous:
+    """Lets ``expected`` handlers through only once all of them are in flight, so concurrent
+    requests really overlap without any timing guess."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.arrived = 0
+        self.event: asyncio.Event | None = None
+
+    async def wait(self) -> None:
+        if self.event is None:
+            self.event = asyncio.Event()
+        self.arrived += 1
+        if self.arrived >= self.expected:
+            self.event.set()
+        await self.event.wait()
+
+
+def load_demo(module_name: str = "demo_app_under_test") -> ModuleType:
+    """examples/demo_app.py, by path: the examples folder is not an installed package."""
+    spec = importlib.util.spec_from_file_location(module_name, REPO / "examples" / "demo_app.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
+    spec.loader.exec_module(module)
+    return module
