@@ -55,7 +55,6 @@ if TYPE_CHECKING:
 
 __all__ = ("CHROMIUM_ARGS", "chromium_executable")
 
-REPO = Path(__file__).parents[2]
 CHROMIUM_ARGS = (
     "--headless",
     "--no-sandbox",
