@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ("REPO", "Rendezvous", "load_demo")
+from debug_toolbar.core.panels.async_profiler.models import StackFrame, TaskEvent, TaskState
+
+__all__ = ("REPO", "Rendezvous", "load_demo", "task_event")
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -40,3 +42,32 @@ def load_demo(module_name: str = "demo_app_under_test") -> ModuleType:
     sys.modules[spec.name] = module  # dataclasses look their module up while it executes
     spec.loader.exec_module(module)
     return module
+
+
+def task_event(
+    task_id: int,
+    start_ms: float,
+    end_ms: float | None,
+    *,
+    parent_id: int | None = None,
+    state: TaskState | None = None,
+    name: str | None = None,
+    coro_name: str = "",
+    exception: tuple[str, str] | None = None,
+    stack: list[StackFrame] | None = None,
+) -> TaskEvent:
+    """A hand-built task record; pending when it has no end, completed otherwise."""
+    if state is None:
+        state = "pending" if end_ms is None else "completed"
+    return TaskEvent(
+        task_id=task_id,
+        parent_id=parent_id,
+        name=name if name is not None else f"Task-{task_id}",
+        coro_name=coro_name,
+        state=state,
+        start_ms=start_ms,
+        end_ms=end_ms,
+        exception_type=None if exception is None else exception[0],
+        exception_message=None if exception is None else exception[1],
+        stack=list(stack or []),
+    )

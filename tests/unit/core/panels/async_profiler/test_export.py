@@ -20,10 +20,9 @@ from debug_toolbar.core.panels.async_profiler.models import (
     BlockingCall,
     LagSample,
     StackFrame,
-    TaskEvent,
-    TaskState,
 )
 from debug_toolbar.core.panels.async_profiler.timeline import generate_timeline
+from support import task_event as task
 
 REQUEST_ID = "9f0c2d7e4b1a4c3d8e6f5a4b3c2d1e0f"
 METADATA_NAMES = {"process_name", "process_labels", "thread_name", "thread_sort_index"}
@@ -50,34 +49,6 @@ SUFFERED_STALL = BlockingCall(
     culprit_method="GET",
     culprit_path="/export",
 )
-
-
-def task(
-    task_id: int,
-    start_ms: float,
-    end_ms: float | None,
-    *,
-    parent_id: int | None = None,
-    state: TaskState | None = None,
-    name: str | None = None,
-    coro_name: str = "",
-    exception: tuple[str, str] | None = None,
-    stack: list[StackFrame] | None = None,
-) -> TaskEvent:
-    if state is None:
-        state = "pending" if end_ms is None else "completed"
-    return TaskEvent(
-        task_id=task_id,
-        parent_id=parent_id,
-        name=name if name is not None else f"Task-{task_id}",
-        coro_name=coro_name,
-        state=state,
-        start_ms=start_ms,
-        end_ms=end_ms,
-        exception_type=None if exception is None else exception[0],
-        exception_message=None if exception is None else exception[1],
-        stack=list(stack or []),
-    )
 
 
 TASKS = [

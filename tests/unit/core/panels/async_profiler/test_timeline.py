@@ -13,7 +13,6 @@ from debug_toolbar.core.panels.async_profiler.models import (
     LagSample,
     StackFrame,
     TaskEvent,
-    TaskState,
 )
 from debug_toolbar.core.panels.async_profiler.timeline import (
     MIN_BAR_PCT,
@@ -26,39 +25,12 @@ from debug_toolbar.core.panels.async_profiler.timeline import (
     generate_timeline,
     timeline_from_stats,
 )
+from support import task_event as task
 
 CREATION_STACK = [
     StackFrame("/srv/app/services/users.py", 88, "load_profile", "asyncio.create_task(fetch())"),
     StackFrame("/srv/app/views.py", 31, "profile_view", "await load_profile(user_id)"),
 ]
-
-
-def task(
-    task_id: int,
-    start_ms: float,
-    end_ms: float | None,
-    *,
-    parent_id: int | None = None,
-    state: TaskState | None = None,
-    name: str | None = None,
-    coro_name: str = "",
-    exception: tuple[str, str] | None = None,
-    stack: list[StackFrame] | None = None,
-) -> TaskEvent:
-    if state is None:
-        state = "pending" if end_ms is None else "completed"
-    return TaskEvent(
-        task_id=task_id,
-        parent_id=parent_id,
-        name=name if name is not None else f"Task-{task_id}",
-        coro_name=coro_name,
-        state=state,
-        start_ms=start_ms,
-        end_ms=end_ms,
-        exception_type=None if exception is None else exception[0],
-        exception_message=None if exception is None else exception[1],
-        stack=list(stack or []),
-    )
 
 
 def rows_by_id(timeline: Timeline) -> dict[int, TimelineRow]:
