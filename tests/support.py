@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import sys
+import threading
+import time
 from pathlib import Path
 from types import ModuleType
 
 from debug_toolbar.core.panels.async_profiler.models import StackFrame, TaskEvent, TaskState
 
-__all__ = ("REPO", "Rendezvous", "load_demo", "task_event")
+__all__ = ("REPO", "ProcessPauses", "Rendezvous", "load_demo", "task_event")
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,6 +33,45 @@ class Rendezvous:
         if self.arrived >= self.expected:
             self.event.set()
         await self.event.wait()
+
+
+class ProcessPauses:
+    """Records when this whole process stopped running, seen from an independent thread.
+
+    A shared CI machine sometimes freezes the process (CPU steal, a long garbage collection
+    holding the GIL): the event loop then really misses its heartbeat, and the blocking-call
+    detector honestly reports a stall that no code of the test caused. This thread ticks every
+    millisecond with the GIL released in between; a gap between two ticks longer than
+    ``min_gap_ms`` is a pause of the whole process. A ``time.sleep`` on the loop's thread (the
+    blocking the tests cause on purpose) releases the GIL, so it never shows up here.
+    """
+
+    def __init__(self, *, tick_s: float = 0.001, min_gap_ms: float = 15.0) -> None:
+        self.tick_s = tick_s
+        self.min_gap_ns = round(min_gap_ms * 1_000_000)
+        self.pauses: list[tuple[int, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="test-pause-watch", daemon=True)
+
+    def __enter__(self) -> ProcessPauses:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        previous = time.perf_counter_ns()
+        while not self._stop.wait(self.tick_s):
+            now = time.perf_counter_ns()
+            if now - previous > self.min_gap_ns:
+                self.pauses.append((previous, now))
+            previous = now
+
+    def paused_ns(self, start_ns: int, end_ns: int) -> int:
+        """How much of [start_ns, end_ns] the process spent paused."""
+        return sum(max(0, min(end, end_ns) - max(start, start_ns)) for start, end in self.pauses)
 
 
 def load_demo(module_name: str = "demo_app_under_test") -> ModuleType:
