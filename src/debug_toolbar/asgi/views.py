@@ -7,7 +7,6 @@ that error in its own place instead of breaking the page around it.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 from typing import TYPE_CHECKING, Any
@@ -56,9 +55,7 @@ def render_panel_fragment(
         return Markup(render_panel(panel, record, base_url, config))
     except Exception as exc:
         logger.warning("debug toolbar: rendering panel %s failed", panel.panel_id, exc_info=True)
-        failed = dataclasses.replace(
-            panel, error=f"rendering its template failed: {type(exc).__name__}: {exc}"
-        )
+        failed = panel.with_error(f"rendering its template failed: {type(exc).__name__}: {exc}")
         return Markup(render_panel(failed, record, base_url))
 
 

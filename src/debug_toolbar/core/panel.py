@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 if TYPE_CHECKING:
     from debug_toolbar.core.config import DebugToolbarConfig
     from debug_toolbar.core.context import RequestContext
-    from debug_toolbar.core.records import RequestRecord
+    from debug_toolbar.core.records import RequestRecord, StatsBuilder
     from debug_toolbar.core.toolbar import DebugToolbar
 
 __all__ = ("Panel",)
@@ -53,6 +53,8 @@ class Panel:
     def __init__(self, toolbar: DebugToolbar) -> None:
         self.toolbar = toolbar
         self._stats: dict[str, Any] = {}
+        self.deferred_stats: list[StatsBuilder] = []
+        """Builders of the stats left for later (``defer_stats``), in order."""
 
     @property
     def config(self) -> DebugToolbarConfig:
@@ -80,7 +82,19 @@ class Panel:
         self._stats.update(stats)
 
     def get_stats(self) -> dict[str, Any]:
+        """The stats recorded so far (not the deferred ones: they are built from the record)."""
         return self._stats
+
+    def defer_stats(self, build: StatsBuilder) -> None:
+        """Leave part of the stats to ``build``, run when someone first reads the record.
+
+        For stats that are costly to build and rarely all looked at: while the request is
+        being answered, a panel records what its nav subtitle and the toolbar need, and defers
+        the rest. ``build`` runs once, maybe in another thread and long after the request, so
+        it must only read data the panel no longer changes (call it from ``generate_stats``,
+        after collecting has stopped). Its dict is merged into the recorded stats.
+        """
+        self.deferred_stats.append(build)
 
     @classmethod
     def get_template_context(

@@ -58,13 +58,14 @@ def render_panel(
     context (``Panel.get_template_context``): heavy views are built when someone looks, not
     for every request.
     """
+    stats = panel.stats  # first: building deferred stats may fail, and that is an error too
     if panel.error is not None or not panel.enabled or not panel.template:
         return render_template(
             "panels/_unavailable.html", panel=panel, record=record, prefix=url_prefix
         )
     context: dict[str, Any] = {
         "panel": panel,
-        "stats": panel.stats,
+        "stats": stats,
         "record": record,
         "prefix": url_prefix,
     }
@@ -73,5 +74,5 @@ def render_panel(
             (cls for cls in config.panel_classes if cls.panel_id == panel.panel_id), None
         )
         if panel_class is not None:
-            context.update(panel_class.get_template_context(panel.stats, record, config))
+            context.update(panel_class.get_template_context(stats, record, config))
     return render_template(panel.template, **context)

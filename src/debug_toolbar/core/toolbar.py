@@ -99,6 +99,7 @@ class DebugToolbar:
                     enabled=is_enabled,
                     stats=panel.get_stats() if is_enabled and not failed else {},
                     error=self.errors.get(panel.panel_id),
+                    deferred=panel.deferred_stats if is_enabled and not failed else (),
                 )
             )
         context = self.context

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -113,3 +115,101 @@ class TestStandardPanelsAreJsonData:
         versions = record.panel("VersionsPanel")
         assert versions is not None
         assert versions.enabled is False
+
+
+class _CountingBuilder:
+    """A deferred-stats builder that counts its calls (and can be made slow or broken)."""
+
+    def __init__(self, result: dict[str, Any], *, delay_s: float = 0.0, fail: bool = False):
+        self.result = result
+        self.delay_s = delay_s
+        self.fail = fail
+        self.calls = 0
+
+    def __call__(self) -> dict[str, Any]:
+        self.calls += 1
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        if self.fail:
+            raise ValueError("no stats today")
+        return self.result
+
+
+def _deferred_panel(*builders: _CountingBuilder) -> PanelRecord:
+    return PanelRecord(
+        panel_id="lazy",
+        title="Lazy",
+        nav_title="Lazy",
+        nav_subtitle="3 things",
+        template="panels/lazy.html",
+        has_content=True,
+        enabled=True,
+        stats={"summary": 3},
+        deferred=builders,
+    )
+
+
+class TestDeferredStats:
+    def test_built_on_first_read_then_plain_data(self) -> None:
+        tasks = _CountingBuilder({"tasks": [1, 2, 3]})
+        extra = _CountingBuilder({"extra": True})
+        panel = _deferred_panel(tasks, extra)
+        assert (tasks.calls, extra.calls) == (0, 0)
+        assert panel.stats == {"summary": 3, "tasks": [1, 2, 3], "extra": True}
+        assert panel.stats is panel.stats
+        assert (tasks.calls, extra.calls) == (1, 1)
+
+    def test_reading_the_error_or_the_nav_does_not_build(self) -> None:
+        builder = _CountingBuilder({"tasks": []})
+        panel = _deferred_panel(builder)
+        assert panel.error is None
+        assert panel.nav_subtitle == "3 things"
+        assert builder.calls == 0
+
+    def test_the_api_view_includes_the_deferred_part(self) -> None:
+        record = _record(_deferred_panel(_CountingBuilder({"tasks": ["t"]})))
+        assert record.to_api_dict()["panels"]["lazy"] == {"summary": 3, "tasks": ["t"]}
+
+    def test_concurrent_first_reads_build_once(self) -> None:
+        builder = _CountingBuilder({"tasks": ["t"]}, delay_s=0.05)
+        panel = _deferred_panel(builder)
+        barrier = threading.Barrier(4)
+        seen: list[dict[str, Any]] = []
+
+        def read() -> None:
+            barrier.wait()
+            seen.append(panel.stats)
+
+        threads = [threading.Thread(target=read) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert builder.calls == 1
+        assert all(stats == {"summary": 3, "tasks": ["t"]} for stats in seen)
+
+    def test_a_failing_builder_becomes_the_panels_error(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        broken = _CountingBuilder({}, fail=True)
+        fine = _CountingBuilder({"tasks": []})
+        panel = _deferred_panel(broken, fine)
+        with caplog.at_level(logging.WARNING, logger="debug_toolbar"):
+            assert panel.stats == {"summary": 3, "tasks": []}
+        assert panel.error == "ValueError: no stats today"
+        assert "lazy failed building its stats" in caplog.text
+        assert panel.stats == {"summary": 3, "tasks": []}
+        assert broken.calls == 1  # not retried on every read
+
+    def test_with_error_keeps_everything_else(self) -> None:
+        panel = _deferred_panel(_CountingBuilder({"tasks": ["t"]}))
+        failed = panel.with_error("rendering its template failed: boom")
+        assert failed.error == "rendering its template failed: boom"
+        assert failed.stats == panel.stats == {"summary": 3, "tasks": ["t"]}
+        assert (failed.panel_id, failed.nav_subtitle) == ("lazy", "3 things")
+        assert panel.error is None
+
+    def test_frozen_even_while_pending(self) -> None:
+        panel = _deferred_panel(_CountingBuilder({"tasks": []}))
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            panel.stats = {}  # type: ignore[misc]

@@ -272,3 +272,63 @@ class TestBuildRecord:
         record = _toolbar().build_record()
         assert record.duration_ms == 0.0
         assert record.status_code is None
+
+
+class LazyPanel(Panel):
+    """Records a count now and defers the costly list (``Panel.defer_stats``)."""
+
+    title = "Lazy"
+    built: ClassVar[int] = 0
+    fail_in_generate: ClassVar[bool] = False
+
+    async def generate_stats(self, context: RequestContext) -> dict[str, Any]:
+        self.defer_stats(self._build)
+        if self.fail_in_generate:
+            raise RuntimeError("broke after deferring")
+        return {"count": 2}
+
+    def get_nav_subtitle(self) -> str:
+        return f"{self.get_stats()['count']} items"
+
+    @classmethod
+    def _build(cls) -> dict[str, Any]:
+        cls.built += 1
+        return {"items": ["a", "b"]}
+
+
+class TestDeferredStats:
+    @pytest.fixture(autouse=True)
+    def _reset(self) -> None:
+        LazyPanel.built = 0
+        LazyPanel.fail_in_generate = False
+
+    @staticmethod
+    async def _record(cookie: str | None = None) -> Any:
+        config = DebugToolbarConfig(panels=[LazyPanel])
+        toolbar = DebugToolbar(config, _context(cookie))
+        await _run(toolbar)
+        return toolbar.build_record()
+
+    @pytest.mark.asyncio
+    async def test_built_when_the_record_is_read_not_before(self) -> None:
+        record = await self._record()
+        (panel,) = record.panels
+        assert panel.nav_subtitle == "2 items"
+        assert LazyPanel.built == 0
+        assert panel.stats == {"count": 2, "items": ["a", "b"]}
+        assert LazyPanel.built == 1
+
+    @pytest.mark.asyncio
+    async def test_a_panel_failing_after_deferring_keeps_no_builder(self) -> None:
+        LazyPanel.fail_in_generate = True
+        (panel,) = (await self._record()).panels
+        assert panel.error == "RuntimeError: broke after deferring"
+        assert panel.stats == {}
+        assert LazyPanel.built == 0
+
+    @pytest.mark.asyncio
+    async def test_a_disabled_panel_defers_nothing(self) -> None:
+        (panel,) = (await self._record(f"{DISABLED_PANELS_COOKIE}=LazyPanel")).panels
+        assert panel.enabled is False
+        assert panel.stats == {}
+        assert LazyPanel.built == 0

@@ -36,5 +36,18 @@ class AsyncProfilerBackend(ABC):
         """Stop collecting; everything shared is released when the last user stops."""
 
     @abstractmethod
+    def get_summary(self) -> dict[str, Any]:
+        """The figures the panel needs while the response waits, cheap to read after ``stop``.
+
+        Keys: ``completed``, ``cancelled``, ``failed``, ``pending`` (task counts by state),
+        ``dropped`` (tasks beyond the cap) and ``overhead_ms`` (what profiling cost the request
+        itself). Nothing here may cost per task: the full stats are built later, on demand.
+        """
+
+    @abstractmethod
     def get_stats(self) -> dict[str, Any]:
-        """JSON-compatible stats of what was collected (call after ``stop``)."""
+        """JSON-compatible stats of what was collected (call after ``stop``).
+
+        May cost per task (the task list is built here): the panel calls it only when someone
+        reads the request's record. The data it reads must not change after ``stop``.
+        """

@@ -440,6 +440,22 @@ class TaskRecorder:
             name = self.names.get(index, name)  # the name it had at creation
         self.names[index] = name
 
+    def state_counts(self) -> dict[str, int]:
+        """How many recorded tasks are in each state, without building anything per task.
+
+        Finished tasks are in ``ends``; the cancelled and the failed among them are in their
+        own (disjoint) collections; the rest of the finished completed.
+        """
+        finished = len(self.ends)
+        cancelled = len(self.cancelled)
+        failed = len(self.exceptions)
+        return {
+            "completed": finished - cancelled - failed,
+            "cancelled": cancelled,
+            "failed": failed,
+            "pending": len(self.starts) - finished,
+        }
+
     def state(self, index: int) -> TaskState:
         if index not in self.ends:
             return "pending"

@@ -9,6 +9,7 @@ stats (``get_template_context``), only when someone opens the panel.
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import TYPE_CHECKING, Any
 
 from debug_toolbar.core.panel import Panel
@@ -131,42 +132,39 @@ class AsyncProfilerPanel(Panel):
                     self.backend.stop()
 
     async def generate_stats(self, context: RequestContext) -> dict[str, Any]:
+        """The summary, blocking calls and lag now; the task list when the record is read.
+
+        What the nav subtitle and the toolbar need is cheap (counts, the rare blocking calls,
+        the lag samples over the threshold). Turning every task into a dict, with its creation
+        stack resolved to file, line and source, costs about a microsecond per task: that is
+        deferred to the first read of the record (``Panel.defer_stats``), so a request nobody
+        inspects never pays it, and one that is inspected pays it on the toolbar's page.
+        """
         backend = self.backend
         if backend is None:
             return {}
         backend.stop()  # stats are only read from a stopped backend
-        collected = backend.get_stats()
         blocking = [] if self.detector is None else self.detector.get_stats()
         lag = None if self.lag_monitor is None else self.lag_monitor.get_stats()
-        summary = self._summary(collected)
+        summary = self._summary(backend.get_summary())
         summary["blocking_calls"] = sum(1 for call in blocking if call.culprit)
         summary["suffered_blocking_calls"] = len(blocking) - summary["blocking_calls"]
         summary["max_lag_ms"] = None if lag is None else lag.max_lag_ms
-        stats: dict[str, Any] = {
+        self.defer_stats(functools.partial(_backend_stats, backend))
+        return {
             "backend": backend.name,
             "backend_note": self.backend_note,
             "summary": summary,
-            "tasks": collected["tasks"],
             "blocking_calls": [call.to_dict() for call in blocking],
             "lag": None if lag is None else lag.to_dict(),
-            "overhead": collected.get("overhead", {}),
         }
-        if "functions" in collected:
-            stats["profile"] = {name: collected.get(key) for key, name in _PROFILE_KEYS.items()}
-        # Sections only one backend has pass through under their own name.
-        stats.update(
-            (key, value) for key, value in collected.items() if key not in _SUMMARIZED_KEYS
-        )
-        return stats
 
     @staticmethod
     def _summary(collected: dict[str, Any]) -> dict[str, Any]:
-        counts = dict.fromkeys(_STATES, 0)
-        for task in collected["tasks"]:
-            counts[task["state"]] += 1
+        counts = {state: int(collected[state]) for state in _STATES}
         dropped = int(collected.get("dropped", 0))
         return {
-            "total_tasks": len(collected["tasks"]) + dropped,
+            "total_tasks": sum(counts.values()) + dropped,
             **counts,
             "dropped": dropped,
             "profiling_overhead_ms": float(collected.get("overhead_ms", 0.0)),
@@ -197,3 +195,17 @@ class AsyncProfilerPanel(Panel):
             "yappi_available": YappiBackend.is_available(),
             "trace_url": f"{config.url_prefix}/requests/{record.request_id}/async-trace.json",
         }
+
+
+def _backend_stats(backend: AsyncProfilerBackend) -> dict[str, Any]:
+    """The deferred part of the panel's stats: the tasks, the overhead, the backend's extras."""
+    collected = backend.get_stats()
+    stats: dict[str, Any] = {
+        "tasks": collected["tasks"],
+        "overhead": collected.get("overhead", {}),
+    }
+    if "functions" in collected:
+        stats["profile"] = {name: collected.get(key) for key, name in _PROFILE_KEYS.items()}
+    # Sections only one backend has pass through under their own name.
+    stats.update((key, value) for key, value in collected.items() if key not in _SUMMARIZED_KEYS)
+    return stats

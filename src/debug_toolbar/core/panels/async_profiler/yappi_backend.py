@@ -353,6 +353,11 @@ class YappiBackend(AsyncProfilerBackend):
         self.functions, self.functions_total = summarize(stats, self.max_functions)
         self.profiler_ns += time.perf_counter_ns() - began
 
+    def get_summary(self) -> dict[str, Any]:
+        summary = self._tasks.get_summary()
+        summary["overhead_ms"] += self.profiler_ns / 1e6
+        return summary
+
     def get_stats(self) -> dict[str, Any]:
         stats = self._tasks.get_stats()
         profiler_ms = self.profiler_ns / 1e6

@@ -61,6 +61,14 @@ class TestContract:
         assert stats["dropped"] == 0
         assert stats["overhead"]["tracking_ms"] == 0
         assert stats["overhead"]["setup_ms"] == 0
+        assert backend.get_summary() == {
+            "completed": 0,
+            "cancelled": 0,
+            "failed": 0,
+            "pending": 0,
+            "dropped": 0,
+            "overhead_ms": 0.0,
+        }
 
 
 class TestTaskStates:
@@ -93,6 +101,15 @@ class TestTaskStates:
             "failing": "failed",
             "cancelled": "cancelled",
             "escaped": "pending",
+        }
+        # The summary counts the same states without building the task list.
+        assert backend.get_summary() | {"overhead_ms": None} == {
+            "completed": 1,
+            "cancelled": 1,
+            "failed": 1,
+            "pending": 1,
+            "dropped": 0,
+            "overhead_ms": None,
         }
         assert tasks["failing"]["exception"] == {
             "type": "LookupError",
@@ -245,6 +262,8 @@ class TestLimits:
         assert sorted(ran) == [0, 1, 2, 3, 4]
         assert len(stats["tasks"]) == 3
         assert stats["dropped"] == 2
+        summary = backend.get_summary()
+        assert (summary["completed"], summary["dropped"]) == (3, 2)
 
 
 class TestOverhead:
@@ -268,6 +287,10 @@ class TestOverhead:
         )
         # What ran while the request ran cannot exceed the request itself.
         assert parts["tracking_ms"] + parts["setup_ms"] < elapsed_ms
+        # The summary is what the request paid: building the stats came after it.
+        assert backend.get_summary()["overhead_ms"] == pytest.approx(
+            parts["tracking_ms"] + parts["setup_ms"]
+        )
 
 
 class TestLifecycle:

@@ -233,6 +233,12 @@ class TestFunctionStats:
         assert "slower" in stats["cost_note"]
         assert stats["overhead"]["profiler_ms"] > 0.0
         assert stats["overhead_ms"] == pytest.approx(sum(stats["overhead"].values()))
+        # The summary: the same counts as the task backend's, and yappi's cost in the overhead.
+        summary = backend.get_summary()
+        assert set(summary) == set(reference.get_summary())
+        assert summary["completed"] == sum(1 for t in stats["tasks"] if t["state"] == "completed")
+        paid = stats["overhead"]["tracking_ms"] + stats["overhead"]["setup_ms"]
+        assert summary["overhead_ms"] == pytest.approx(paid + stats["overhead"]["profiler_ms"])
 
 
 class TestIsolation:
