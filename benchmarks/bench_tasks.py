@@ -9,10 +9,15 @@ Only the handler's task work is timed: starting and stopping the request's track
 the end-to-end figure. Also printed: what the profiler's own accounting (``overhead_ns``, which
 the panel shows) measured per task, and what building the stats costs per task.
 
-End to end: one uvicorn server on 127.0.0.1 with one route that gathers 100 trivial tasks,
-mounted three times: without the toolbar, behind the toolbar without the Async panel, and behind
-the toolbar with it (task-factory backend). A keep-alive httpx client sends the requests one at
-a time, rotating between the three; the figures are the p50 latencies.
+End to end: one uvicorn server on 127.0.0.1, in a process of its own, with one route that
+gathers 100 trivial tasks, mounted four times: without the toolbar, behind the toolbar without
+the Async panel, behind the toolbar with it (task-factory backend, default options), and with
+it reduced to task tracking (blocking detection and lag monitoring off). One minimal keep-alive
+client (``HttpConnection``) sends the requests one at a time, rotating between the four; the
+figures are the p50 latencies. The server runs in its own process for the reason given in
+``_servers``: in the client's process, the server's work after it has answered would hold the
+GIL the client needs to read the answer. At the end the Async panel's record of the last
+request is fetched from the toolbar's JSON API, to check that it really tracked the 100 tasks.
 
 Goals (issue 3): at most 1.5x bare asyncio per trivial task with stacks off, 2.2x with the
 default stacks, and 1.3x end to end (panel on vs the toolbar without it).
@@ -27,10 +32,8 @@ import statistics
 import time
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from benchmarks import Result
-from benchmarks._servers import UvicornThread
+from benchmarks._servers import HttpConnection, UvicornProcess
 from debug_toolbar.asgi import DebugToolbarMiddleware
 from debug_toolbar.core.config import DebugToolbarConfig
 from debug_toolbar.core.panels.async_profiler import AsyncProfilerPanel
@@ -46,16 +49,19 @@ try:
 except ImportError:  # pragma: no cover - uvloop is a dev dependency on POSIX
     uvloop = None  # type: ignore[assignment]
 
-__all__ = ("run",)
+__all__ = ("gather_router", "run")
 
 GATHER_SIZE = 100
 TASKS_PER_SAMPLE = 1_000
 HANDLER_DEPTH = 8
 MICRO_ROUNDS = 60
 MICRO_BUDGET_S = 40.0
-E2E_ROUNDS = 400
-E2E_WARMUP = 40
+E2E_ROUNDS = 2_000
+E2E_WARMUP = 50
 E2E_BUDGET_S = 60.0
+REQUEST_ID_HEADER = "x-debug-toolbar-request-id"
+_MODULE = "benchmarks.bench_tasks"
+"""Importable name of this module (``__name__`` is ``__main__`` when it is run directly)."""
 GOAL_STACKS_OFF = 1.5
 GOAL_STACKS_ON = 2.2
 GOAL_END_TO_END = 1.3
@@ -184,7 +190,10 @@ async def _gather_app(scope: Scope, receive: Receive, send: Send) -> None:
         {
             "type": "http.response.start",
             "status": 200,
-            "headers": [(b"content-type", b"application/json")],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})
@@ -215,34 +224,80 @@ def _mounts() -> dict[str, ASGIApp]:
     }
 
 
-def _router() -> ASGIApp:
-    """One app serving the three mounts by path."""
+def gather_router() -> ASGIApp:
+    """One app serving the four mounts by path (a ``UvicornProcess`` factory).
+
+    The toolbar's own pages (``/_debug_toolbar/...``) go to the mount with the Async panel,
+    whose record the benchmark checks at the end.
+    """
     mounts = _mounts()
+    prefix = DebugToolbarConfig().url_prefix
 
     async def router(scope: Scope, receive: Receive, send: Send) -> None:
-        app = mounts.get(scope.get("path", ""), _gather_app)
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        path = scope.get("path", "")
+        app = mounts["/panel"] if path.startswith(prefix) else mounts.get(path, _gather_app)
         await app(scope, receive, send)
 
     return router
 
 
+async def _lifespan(receive: Receive, send: Send) -> None:
+    """Nothing to start or stop: acknowledge uvicorn's lifespan messages."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+PATHS = ("/bare", "/toolbar", "/panel", "/panel-tasks")
+
+
 async def _end_to_end(url: str) -> dict[str, list[float]]:
-    paths = ("/bare", "/toolbar", "/panel", "/panel-tasks")
-    latencies: dict[str, list[float]] = {path: [] for path in paths}
-    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+    latencies: dict[str, list[float]] = {path: [] for path in PATHS}
+    connection = await HttpConnection.open(url)
+    last_panel_request = ""
+
+    async def fetch(path: str) -> float:
+        nonlocal last_panel_request
+        started = time.perf_counter_ns()
+        status, headers, body = await connection.get(path)
+        elapsed_ms = (time.perf_counter_ns() - started) / 1e6
+        assert status == 200, (path, status)
+        assert json.loads(body) == {"tasks": GATHER_SIZE}, (path, body)
+        assert (REQUEST_ID_HEADER in headers) == (path != "/bare"), path
+        if path == "/panel":
+            last_panel_request = headers[REQUEST_ID_HEADER]
+        return elapsed_ms
+
+    try:
         for index in range(E2E_WARMUP):
-            (await client.get(paths[index % len(paths)])).raise_for_status()
+            await fetch(PATHS[index % len(PATHS)])
         deadline = time.perf_counter() + E2E_BUDGET_S / 2
         for round_index in range(E2E_ROUNDS):
-            shift = round_index % len(paths)
-            for path in paths[shift:] + paths[:shift]:
-                started = time.perf_counter_ns()
-                response = await client.get(path)
-                latencies[path].append((time.perf_counter_ns() - started) / 1e6)
-                response.raise_for_status()
+            shift = round_index % len(PATHS)
+            for path in PATHS[shift:] + PATHS[:shift]:
+                latencies[path].append(await fetch(path))
             if time.perf_counter() > deadline:
                 break
+        await _check_record(connection, last_panel_request)
+    finally:
+        await connection.close()
     return latencies
+
+
+async def _check_record(connection: HttpConnection, request_id: str) -> None:
+    """The Async panel of a measured request really tracked its tasks (no silent no-op)."""
+    prefix = DebugToolbarConfig().url_prefix
+    status, _headers, body = await connection.get(f"{prefix}/api/requests/{request_id}")
+    assert status == 200, (request_id, status)
+    summary = json.loads(body)["panels"]["AsyncProfilerPanel"]["summary"]
+    assert summary["completed"] == GATHER_SIZE, summary
 
 
 def _e2e_report(loop_name: str, latencies: dict[str, list[float]]) -> tuple[float, float]:
@@ -300,7 +355,7 @@ def run() -> list[Result]:
             results.append(Result(f"{loop_name} {short}, stacks on", on, GOAL_STACKS_ON))
     print(f"end to end: uvicorn on 127.0.0.1, a route gathering {GATHER_SIZE} tasks")
     for loop_name, _new_loop in _loops():
-        with UvicornThread(_router(), loop_name) as server:
+        with UvicornProcess(f"{_MODULE}:gather_router", loop_name) as server:
             latencies = asyncio.run(_end_to_end(server.url))
         ratio, tasks_ratio = _e2e_report(loop_name, latencies)
         results.append(Result(f"{loop_name} end to end (p50)", ratio, GOAL_END_TO_END))

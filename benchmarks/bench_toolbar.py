@@ -35,7 +35,7 @@ from typing import Any
 from litestar import Litestar, MediaType, get
 
 from benchmarks import Result
-from benchmarks._servers import UvicornProcess
+from benchmarks._servers import HttpConnection, UvicornProcess
 from debug_toolbar.core.config import DEFAULT_PANELS, DebugToolbarConfig
 from debug_toolbar.litestar import DebugToolbarPlugin
 
@@ -108,38 +108,9 @@ def toolbar_app() -> Litestar:
 # ------------------------------------------------------------------------------ end to end
 
 
-class _Connection:
-    """A minimal HTTP/1.1 keep-alive client: GET, read the head, read Content-Length bytes."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-
-    @classmethod
-    async def open(cls, url: str) -> _Connection:
-        host, port = url.removeprefix("http://").split(":")
-        reader, writer = await asyncio.open_connection(host, int(port))
-        return cls(reader, writer)
-
-    async def get(self, path: str) -> tuple[int, dict[str, str], bytes]:
-        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status_line, *lines = head.decode("latin-1").rstrip("\r\n").split("\r\n")
-        headers = {}
-        for line in lines:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        body = await self.reader.readexactly(int(headers["content-length"]))
-        return int(status_line.split()[1]), headers, body
-
-    async def close(self) -> None:
-        self.writer.close()
-        await self.writer.wait_closed()
-
-
 async def _measure(urls: dict[str, str]) -> dict[str, list[float]]:
     latencies: dict[str, list[float]] = {label: [] for label, _, _ in VARIANTS}
-    connections = {key: await _Connection.open(url) for key, url in urls.items()}
+    connections = {key: await HttpConnection.open(url) for key, url in urls.items()}
 
     async def fetch(key: str, path: str) -> float:
         started = time.perf_counter_ns()
