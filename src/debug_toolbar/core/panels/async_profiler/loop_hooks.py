@@ -25,7 +25,7 @@ import os
 import sys
 import threading
 import time
-from contextvars import ContextVar
+from contextvars import Context, ContextVar
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from debug_toolbar.core.panels.async_profiler.models import StackFrame, TaskEvent
@@ -222,20 +222,20 @@ class TaskRecorder:
         self,
         loop: asyncio.AbstractEventLoop,
         coro: Coroutine[Any, Any, Any],
-        create: TaskFactory | None,
         kwargs: dict[str, Any],
     ) -> asyncio.Future[Any]:
-        """Create the task (through ``create``, the chained factory, if any) and record it.
+        """Create the task (a plain ``asyncio.Task``) and record it.
 
-        Called by the loop's task factory, with frames: this method, the factory, asyncio's
-        callers (``create_task``, ``gather``, ...), then the code that created the task.
+        Called by the loop's task factory when no other factory is chained (``track_chained``
+        is the other case), with frames: this method, the factory, asyncio's callers
+        (``create_task``, ``gather``, ...), then the code that created the task.
         """
-        if create is not None:
-            return self._track_chained(loop, coro, create, kwargs)
         # A plain Task only schedules its first step, so nothing re-enters here while it is
         # created: create it first, then do all the bookkeeping in one measured piece. The
         # moment creation returns is the task's start.
-        task: asyncio.Future[Any] = _Task(coro, loop=loop, **kwargs)
+        task: asyncio.Future[Any] = (
+            _Task(coro, loop=loop, **kwargs) if kwargs else _Task(coro, loop=loop)
+        )
         start = _perf_ns()
         starts = self.starts
         index = len(starts)
@@ -243,7 +243,8 @@ class TaskRecorder:
             self.dropped += 1
             self.overhead_ns += _perf_ns() - start
             return task
-        self.parents.append(self.live.get(_current_task(loop), -1) + 1)  # type: ignore[arg-type]
+        live = self.live
+        self.parents.append(live.get(_current_task(loop), -1) + 1)  # type: ignore[arg-type]
         try:
             self.coro_names.append(coro.__qualname__)  # type: ignore[attr-defined]
         except AttributeError:
@@ -265,19 +266,20 @@ class TaskRecorder:
             self.stacks.append(self._site_stack if hit else self._walk(1))
         if _NAME_LOST_AFTER_FACTORY:
             self.names[index] = task.get_name()  # type: ignore[attr-defined]
-        self.live[task] = index
+        live[task] = index
         task.add_done_callback(self._on_done_callback)
         self.overhead_ns += _perf_ns() - start
         return task
 
-    def _track_chained(
+    def track_chained(
         self,
         loop: asyncio.AbstractEventLoop,
         coro: Coroutine[Any, Any, Any],
         create: TaskFactory,
         kwargs: dict[str, Any],
     ) -> asyncio.Future[Any]:
-        """``track`` through another factory, which may run the task's first step (eager)."""
+        """``track`` through another factory (``create``), which may run the task's first step
+        (eager): the bookkeeping is split around the call, so the step is not counted."""
         t0 = _perf_ns()
         starts = self.starts
         index = len(starts)
@@ -390,15 +392,15 @@ class TaskRecorder:
         self.ends[index] = now
         try:
             name = task.get_name()  # type: ignore[attr-defined]
-            if name == "None" and _NAME_LOST_AFTER_FACTORY:
-                name = self.names.get(index, name)
-            self.names[index] = name
             # The private slot: task.exception() would mark the exception as retrieved and
             # silence asyncio's "Task exception was never retrieved" for the app's own bugs.
             exc = task._exception
         except AttributeError:  # a Future-like object from a custom task factory
-            self._store_name(index, task)
+            name = _task_name(task)
             exc = getattr(task, "_exception", None)
+        if _NAME_LOST_AFTER_FACTORY and name == "None":
+            name = self.names.get(index, name)
+        self.names[index] = name
         if exc is not None:
             self.exceptions[index] = _describe(exc)
         elif task.cancelled():
@@ -637,13 +639,15 @@ class LoopTaskHooks:
         def tracking_task_factory(
             loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kwargs: Any
         ) -> asyncio.Future[Any]:
-            context = kwargs.get("context") if kwargs else None
+            context: Context | None = kwargs.get("context") if kwargs else None
             recorder = get_recorder() if context is None else context.get(recorder_var)
             if recorder is None or not recorder.active:
                 if previous is None:
                     return _Task(coro, loop=loop, **kwargs)
                 return previous(loop, coro, **kwargs)
-            return recorder.track(loop, coro, previous, kwargs)
+            if previous is None:
+                return recorder.track(loop, coro, kwargs)
+            return recorder.track_chained(loop, coro, previous, kwargs)
 
         self.previous = previous
         self.factory = tracking_task_factory
