@@ -55,21 +55,20 @@ class PanelRecord:
         deferred: Iterable[StatsBuilder] = (),
     ) -> None:
         pending = list(deferred)
-        values = {
-            "panel_id": panel_id,
-            "title": title,
-            "nav_title": nav_title,
-            "nav_subtitle": nav_subtitle,
-            "template": template,
-            "has_content": has_content,
-            "enabled": enabled,
-            "_error": error,
-            "_stats": stats,
-            "_pending": pending,
-            "_lock": threading.Lock() if pending else None,
-        }
-        for name, value in values.items():
-            object.__setattr__(self, name, value)
+        # Frozen: fill the instance's dict directly (one call, not one __setattr__ per field).
+        self.__dict__.update(
+            panel_id=panel_id,
+            title=title,
+            nav_title=nav_title,
+            nav_subtitle=nav_subtitle,
+            template=template,
+            has_content=has_content,
+            enabled=enabled,
+            _error=error,
+            _stats=stats,
+            _pending=pending,
+            _lock=threading.Lock() if pending else None,
+        )
 
     @property
     def error(self) -> str | None:
