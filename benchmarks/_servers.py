@@ -1,15 +1,10 @@
 """Real uvicorn servers for the end-to-end benchmarks, always on 127.0.0.1 and a free port.
 
-Two ways to run one:
+``UvicornProcess`` runs one in a process of its own, as a real server is. Not in a thread of
+the benchmark's process: there the server's work after it has answered would hold the GIL that
+the client needs to read the answer, and that waiting would be charged to the variant.
 
-* ``UvicornThread``: in a thread of the benchmark's own process. The client shares the process
-  (and its GIL) with the server, so absolute figures include the client's cost and the two
-  contend for the interpreter; fine for comparing variants served by the same server.
-* ``UvicornProcess``: in a process of its own, as a real server is. Needed where variants run
-  in different servers: a server thread's work after it has answered holds the GIL the client
-  needs to read the answer, and that would be charged to the variant.
-
-Either way the listening socket is bound with ``IPPROTO_TCP`` named, as a socket from
+The listening socket is bound with ``IPPROTO_TCP`` named, as a socket from
 ``getaddrinfo`` has it: asyncio only sets ``TCP_NODELAY`` on accepted sockets of that protocol,
 and without it Nagle's algorithm and delayed ACKs add 40 ms to every response. The socket is
 listening before the server starts, so requests can be sent at once (the kernel queues the
@@ -28,13 +23,12 @@ import importlib
 import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 
-__all__ = ("HttpConnection", "UvicornProcess", "UvicornThread")
+__all__ = ("HttpConnection", "UvicornProcess")
 
 _REPO = Path(__file__).parents[1]
 
@@ -55,31 +49,6 @@ def _server(app: Any, loop_name: str, **config: Any) -> uvicorn.Server:
     }
     options.update(config)
     return uvicorn.Server(uvicorn.Config(app, **options))
-
-
-class UvicornThread:
-    """uvicorn serving ``app`` (any ASGI app) in a thread of this process, as a context manager.
-
-    ``loop_name`` is uvicorn's ``loop`` option (``"asyncio"``, ``"uvloop"``); other keyword
-    arguments go to ``uvicorn.Config``.
-    """
-
-    def __init__(self, app: Any, loop_name: str = "asyncio", **config: Any) -> None:
-        self.socket = _listening_socket()
-        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
-        self.server = _server(app, loop_name, **config)
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True
-        )
-
-    def __enter__(self) -> UvicornThread:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.socket.close()
 
 
 class UvicornProcess:
