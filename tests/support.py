@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from debug_toolbar.core.panels.async_profiler.models import StackFrame, TaskEvent, TaskState
 
@@ -50,6 +51,8 @@ class ProcessPauses:
         self.tick_s = tick_s
         self.min_gap_ns = round(min_gap_ms * 1_000_000)
         self.pauses: list[tuple[int, int]] = []
+        """(start, end) of each pause, ``perf_counter_ns``."""
+        self._wall_offset_s = time.time() - time.perf_counter()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="test-pause-watch", daemon=True)
 
@@ -70,8 +73,20 @@ class ProcessPauses:
             previous = now
 
     def paused_ns(self, start_ns: int, end_ns: int) -> int:
-        """How much of [start_ns, end_ns] the process spent paused."""
+        """How much of [start_ns, end_ns] (``perf_counter_ns``) the process spent paused."""
         return sum(max(0, min(end, end_ns) - max(start, start_ns)) for start, end in self.pauses)
+
+    def paused_ms_at(self, started_at: float, start_ms: float, duration_ms: float) -> float:
+        """How much of a period the process spent paused, in ms; the period as a record has
+        it: ``started_at`` (``time.time()``) plus ``start_ms``, lasting ``duration_ms``."""
+        start_ns = round((started_at - self._wall_offset_s) * 1e9 + start_ms * 1e6)
+        return self.paused_ns(start_ns, start_ns + round(duration_ms * 1e6)) / 1e6
+
+    def explains(self, started_at: float, call: dict[str, Any], threshold_ms: float) -> bool:
+        """Whether a reported blocking call (``BlockingCall.to_dict()``) is the machine's:
+        without the time the process was paused, it would not have reached the threshold."""
+        paused = self.paused_ms_at(started_at, call["start_ms"], call["duration_ms"])
+        return bool(call["duration_ms"] - paused <= threshold_ms)
 
 
 def load_demo(module_name: str = "demo_app_under_test") -> ModuleType:
