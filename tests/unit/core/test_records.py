@@ -20,17 +20,27 @@ ScopeFactory = Callable[..., dict[str, Any]]
 Lifecycle = Callable[..., Any]
 
 
-def _panel(panel_id: str, *, enabled: bool = True, error: str | None = None) -> PanelRecord:
+def _panel(
+    panel_id: str,
+    *,
+    enabled: bool = True,
+    error: str | None = None,
+    stats: dict[str, Any] | None = None,
+    deferred: tuple[Callable[[], dict[str, Any]], ...] = (),
+) -> PanelRecord:
+    if stats is None:
+        stats = {} if error or not enabled else {"value": panel_id}
     return PanelRecord(
         panel_id=panel_id,
         title=panel_id.title(),
         nav_title=panel_id,
-        nav_subtitle="",
+        nav_subtitle=f"{panel_id} subtitle",
         template=f"panels/{panel_id}.html",
         has_content=True,
         enabled=enabled,
-        stats={} if error or not enabled else {"value": panel_id},
+        stats=stats,
         error=error,
+        deferred=deferred,
     )
 
 
@@ -136,17 +146,7 @@ class _CountingBuilder:
 
 
 def _deferred_panel(*builders: _CountingBuilder) -> PanelRecord:
-    return PanelRecord(
-        panel_id="lazy",
-        title="Lazy",
-        nav_title="Lazy",
-        nav_subtitle="3 things",
-        template="panels/lazy.html",
-        has_content=True,
-        enabled=True,
-        stats={"summary": 3},
-        deferred=builders,
-    )
+    return _panel("lazy", stats={"summary": 3}, deferred=builders)
 
 
 class TestDeferredStats:
@@ -163,7 +163,7 @@ class TestDeferredStats:
         builder = _CountingBuilder({"tasks": []})
         panel = _deferred_panel(builder)
         assert panel.error is None
-        assert panel.nav_subtitle == "3 things"
+        assert panel.nav_subtitle == "lazy subtitle"
         assert builder.calls == 0
 
     def test_the_api_view_includes_the_deferred_part(self) -> None:
@@ -206,7 +206,7 @@ class TestDeferredStats:
         failed = panel.with_error("rendering its template failed: boom")
         assert failed.error == "rendering its template failed: boom"
         assert failed.stats == panel.stats == {"summary": 3, "tasks": ["t"]}
-        assert (failed.panel_id, failed.nav_subtitle) == ("lazy", "3 things")
+        assert (failed.panel_id, failed.nav_subtitle) == ("lazy", "lazy subtitle")
         assert panel.error is None
 
     def test_frozen_even_while_pending(self) -> None:
