@@ -728,6 +728,7 @@ class TaskTracking:
             return
         started = _perf_ns()
         self._hooks = None
+        self._loop = None  # the recorder may outlive the loop (in a record's deferred stats)
         self.recorder.stop()
         hooks.recorders.discard(self.recorder)
         self._reset_context()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -271,6 +273,20 @@ class TestDeferredTaskList:
         for state in ("completed", "cancelled", "failed", "pending"):
             assert summary[state] == sum(1 for task in tasks if task["state"] == state)
         assert summary["total_tasks"] == len(tasks)
+
+    def test_a_record_waiting_to_be_read_keeps_no_loop_alive(self) -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            record = loop.run_until_complete(profile(spawning_app))[1]  # the toolbar is dropped
+        finally:
+            loop.close()
+        loop_ref = weakref.ref(loop)
+        del loop
+        gc.collect()
+        assert loop_ref() is None
+        panel = record.panel("AsyncProfilerPanel")
+        assert panel is not None
+        assert len(panel.stats["tasks"]) == 5  # built now, from the recorded columns only
 
 
 class TestRobustness:
