@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -37,6 +38,16 @@ class ExplodingPanel(Panel):
 
     async def generate_stats(self, context: RequestContext) -> dict[str, Any]:
         raise RuntimeError("stats <exploded>")
+
+
+class WeatherPanel(Panel):
+    """A panel of the app's own, with its template in the app's folder (``template_dirs``)."""
+
+    title = "Weather"
+    template = "panels/itest_weather.html"
+
+    async def generate_stats(self, context: RequestContext) -> dict[str, Any]:
+        return {"forecast": "<sunny>", "path": context.path}
 
 
 def config(**changes: Any) -> DebugToolbarConfig:
@@ -128,6 +139,23 @@ class TestPages:
         assert [r["request_id"] for r in listing.json()["requests"]] == [second, first]
         # The pages themselves were not recorded.
         assert len(sample.plugin.history) == 2
+
+    def test_a_panel_of_the_apps_own_with_its_template_folder(
+        self, sample_app: Any, tmp_path: Path
+    ) -> None:
+        (tmp_path / "panels").mkdir()
+        (tmp_path / "panels" / "itest_weather.html").write_text(
+            '<p class="weather">{{ stats.forecast }} on {{ stats.path }}</p>'
+        )
+        sample = sample_app(config(extra_panels=[WeatherPanel], template_dirs=[tmp_path]))
+        with TestClient(sample.app) as client:
+            request_id = client.get("/").headers[REQUEST_ID_HEADER]
+            fragment = client.get(f"{PREFIX}/requests/{request_id}/panels/WeatherPanel")
+            detail = client.get(f"{PREFIX}/requests/{request_id}")
+        expected = '<p class="weather">&lt;sunny&gt; on /</p>'
+        assert fragment.status_code == 200
+        assert fragment.text == expected
+        assert expected in detail.text
 
     def test_unknown_ids_and_panels(self, sample_app: Any) -> None:
         sample = sample_app(config())

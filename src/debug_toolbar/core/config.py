@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib
 import ipaddress
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, get_args
 
@@ -90,6 +92,21 @@ def _at_least(name: str, value: int, minimum: int) -> None:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
+def _directories(name: str, value: object) -> tuple[str, ...]:
+    """Existing directories, as absolute paths; a clear error for anything else."""
+    if isinstance(value, (str, bytes, os.PathLike)) or not isinstance(value, Iterable):
+        raise ValueError(f"{name} must be a sequence of directory paths, got {value!r}")
+    directories = []
+    for entry in value:
+        if not isinstance(entry, (str, os.PathLike)):
+            raise ValueError(f"{name}: {entry!r} is not a path")
+        path = os.path.abspath(os.fspath(entry))
+        if not os.path.isdir(path):
+            raise ValueError(f"{name}: {os.fspath(entry)!r} is not an existing directory")
+        directories.append(path)
+    return tuple(directories)
+
+
 def _boolean(name: str, value: object) -> None:
     if not isinstance(value, bool):
         raise ValueError(f"{name} must be True or False, got {value!r}")
@@ -127,6 +144,10 @@ class DebugToolbarConfig:
 
     insert_before: str = "</body>"
     """The toolbar is inserted before the last occurrence of this string in HTML responses."""
+
+    template_dirs: Sequence[str | os.PathLike[str]] = ()
+    """Folders where your own panels' templates live, searched after the toolbar's own
+    templates (which they cannot replace). Each must be an existing directory."""
 
     async_profiler_backend: AsyncProfilerBackendName = "auto"
     """Async Profiler backend: ``"taskfactory"``, ``"yappi"`` or ``"auto"``."""
@@ -194,6 +215,7 @@ class DebugToolbarConfig:
             raise ValueError(
                 f"insert_before must be a non-empty string, got {self.insert_before!r}"
             )
+        self.template_dirs = _directories("template_dirs", self.template_dirs)
         backends = get_args(AsyncProfilerBackendName)
         if self.async_profiler_backend not in backends:
             raise ValueError(

@@ -1,6 +1,7 @@
 """The Jinja2 environment: package templates, autoescaping always on.
 
-No HTML is built in Python; everything a person sees comes from ``debug_toolbar/templates``.
+No HTML is built in Python; everything a person sees comes from ``debug_toolbar/templates``,
+or, for panels of your own, from the folders in ``DebugToolbarConfig.template_dirs``.
 """
 
 from __future__ import annotations
@@ -9,7 +10,14 @@ import functools
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
+from jinja2 import (
+    BaseLoader,
+    ChoiceLoader,
+    Environment,
+    FileSystemLoader,
+    PackageLoader,
+    StrictUndefined,
+)
 
 if TYPE_CHECKING:
     from debug_toolbar.core.config import DebugToolbarConfig
@@ -29,9 +37,18 @@ def _format_timestamp(value: float) -> str:
 
 
 @functools.cache
-def get_environment() -> Environment:
+def get_environment(template_dirs: tuple[str, ...] = ()) -> Environment:
+    """The environment for the toolbar's templates, then those in ``template_dirs``.
+
+    One per distinct tuple of folders (``DebugToolbarConfig.template_dirs``), cached: Jinja2
+    compiles each template once per environment. The toolbar's own templates come first, so a
+    panel's folder can add templates (and extend or import the toolbar's) but not replace them.
+    """
+    loader: BaseLoader = PackageLoader("debug_toolbar", "templates")
+    if template_dirs:
+        loader = ChoiceLoader([loader, FileSystemLoader(list(template_dirs))])
     env = Environment(
-        loader=PackageLoader("debug_toolbar", "templates"),
+        loader=loader,
         autoescape=True,
         undefined=StrictUndefined,
         trim_blocks=True,
@@ -42,8 +59,8 @@ def get_environment() -> Environment:
     return env
 
 
-def render_template(name: str, **context: Any) -> str:
-    return get_environment().get_template(name).render(**context)
+def render_template(name: str, template_dirs: tuple[str, ...] = (), **context: Any) -> str:
+    return get_environment(template_dirs).get_template(name).render(**context)
 
 
 def render_panel(
@@ -75,4 +92,5 @@ def render_panel(
         )
         if panel_class is not None:
             context.update(panel_class.get_template_context(stats, record, config))
-    return render_template(panel.template, **context)
+    template_dirs = () if config is None else tuple(map(str, config.template_dirs))
+    return render_template(panel.template, template_dirs=template_dirs, **context)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -85,11 +86,21 @@ class TestInvalidValues:
             ({"panels": "debug_toolbar.core.panels.timer.TimerPanel"}, "panels"),
             ({"extra_panels": "x.Y"}, "extra_panels"),
             ({"exclude_panels": "TimerPanel"}, "exclude_panels"),
+            ({"template_dirs": "templates"}, "template_dirs"),
+            ({"template_dirs": [42]}, "template_dirs"),
+            ({"template_dirs": ["/no/such/folder/anywhere"]}, "template_dirs"),
+            ({"template_dirs": [__file__]}, "template_dirs"),
         ],
     )
     def test_error_names_the_field(self, kwargs: dict[str, Any], field: str) -> None:
         with pytest.raises(ValueError, match=rf"^{field}\b"):
             DebugToolbarConfig(**kwargs)
+
+    def test_template_dirs_must_exist_and_are_kept_absolute(self, tmp_path: Path) -> None:
+        with pytest.raises(ValueError, match="'missing' is not an existing directory"):
+            DebugToolbarConfig(template_dirs=["missing"])
+        config = DebugToolbarConfig(template_dirs=[tmp_path, str(tmp_path)])
+        assert config.template_dirs == (str(tmp_path), str(tmp_path))
 
     def test_backend_error_lists_the_choices(self) -> None:
         with pytest.raises(ValueError, match="'auto', 'taskfactory', 'yappi'"):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
-from jinja2 import StrictUndefined, UndefinedError
+from pathlib import Path
 
+import pytest
+from jinja2 import StrictUndefined, TemplateNotFound, UndefinedError
+
+from debug_toolbar.core.config import DebugToolbarConfig
 from debug_toolbar.core.records import PanelRecord, RequestRecord
 from debug_toolbar.core.rendering import get_environment, render_panel, render_template
 
@@ -152,3 +155,47 @@ class TestRenderTimeContext:
         panel = _panel(stats=RESPONSE_STATS)
         html = render_panel(panel, _record(panel), "/_dt", DebugToolbarConfig(panels=()))
         assert ESCAPED in html
+
+
+class TestTemplateDirs:
+    """Panels of your own keep their templates in folders given as ``template_dirs``."""
+
+    @staticmethod
+    def _folder(tmp_path: Path, files: dict[str, str]) -> Path:
+        for name, text in files.items():
+            path = tmp_path / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        return tmp_path
+
+    def test_a_panel_template_from_a_folder_of_its_own(self, tmp_path: Path) -> None:
+        folder = self._folder(
+            tmp_path,
+            {
+                "panels/myapp_clock.html": (
+                    '{% import "_macros.html" as m %}<p class="clock">{{ stats.wall_ms|ms }}</p>'
+                    "<p>{{ stats.note }}</p>"
+                )
+            },
+        )
+        config = DebugToolbarConfig(panels=(), template_dirs=[folder])
+        panel = _panel(template="panels/myapp_clock.html", stats={"wall_ms": 1.5, "note": XSS})
+        html = render_panel(panel, _record(panel), "/_debug_toolbar", config)
+        assert '<p class="clock">1.5 ms</p>' in html  # the toolbar's filters work there too
+        assert ESCAPED in html  # and autoescaping
+        with pytest.raises(TemplateNotFound):
+            render_panel(panel, _record(panel), "/_debug_toolbar")  # not without the folder
+
+    def test_the_toolbars_own_templates_cannot_be_replaced(self, tmp_path: Path) -> None:
+        folder = self._folder(tmp_path, {"panels/response.html": "<p>impostor</p>"})
+        config = DebugToolbarConfig(panels=(), template_dirs=[folder])
+        panel = _panel(stats=RESPONSE_STATS)
+        html = render_panel(panel, _record(panel), "/_debug_toolbar", config)
+        assert "impostor" not in html
+        assert "x-note" in html
+
+    def test_one_environment_per_set_of_folders(self, tmp_path: Path) -> None:
+        folder = str(tmp_path)
+        assert get_environment((folder,)) is get_environment((folder,))
+        assert get_environment((folder,)) is not get_environment()
+        assert get_environment((folder,)).filters["ms"] is get_environment().filters["ms"]
