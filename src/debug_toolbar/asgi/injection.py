@@ -69,6 +69,20 @@ def is_injectable(method: str, status: int, headers: Iterable[Sequence[bytes]]) 
     return media_type == "text/html"
 
 
+def compressed_page_encoding(headers: Iterable[Sequence[bytes]]) -> str | None:
+    """The Content-Encoding of an HTML response that is compressed, else None.
+
+    Such a page gets no toolbar (see ``is_injectable``): worth telling the developer, who
+    otherwise sees the toolbar vanish as soon as the app turns compression on.
+    """
+    header_list = list(headers)
+    encoding = get_header(header_list, b"content-encoding")
+    if encoding in (None, b"", b"identity"):
+        return None
+    media_type, _ = parse_content_type(get_header(header_list, b"content-type"))
+    return encoding.decode("latin-1") if media_type == "text/html" else None
+
+
 def insert_before_last(document: str, fragment: str, marker: str) -> str | None:
     """``document`` with ``fragment`` before the last ``marker`` (case-insensitive), or None.
 

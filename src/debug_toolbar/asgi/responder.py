@@ -24,10 +24,12 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import enum
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
 from debug_toolbar.asgi.injection import (
+    compressed_page_encoding,
     get_header,
     inject_toolbar,
     is_injectable,
@@ -39,6 +41,8 @@ if TYPE_CHECKING:
     from debug_toolbar.core.context import RequestContext
 
 __all__ = ("MAX_BUFFERED_BYTES", "REQUEST_ID_HEADER", "ToolbarResponder")
+
+logger = logging.getLogger("debug_toolbar")
 
 REQUEST_ID_HEADER = "X-Debug-Toolbar-Request-Id"
 """Added to every profiled response; its value is the id of the request's record."""
@@ -165,6 +169,7 @@ class ToolbarResponder:
             self._start = start
             self._mode = _Mode.PENDING
         else:
+            _warn_once_if_compressed(headers)
             self._mode = _Mode.STREAMING
             await self._inner_send(start)
 
@@ -236,3 +241,21 @@ class ToolbarResponder:
             start = {**start, "headers": with_content_length(start["headers"], len(body))}
         await self._inner_send(start)
         await self._inner_send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+_compression_warnings: set[str] = set()
+"""Content-Encodings already warned about: the warning is said once per process."""
+
+
+def _warn_once_if_compressed(headers: list[tuple[bytes, bytes]]) -> None:
+    """Say once why HTML pages lost their toolbar when the app compresses them."""
+    encoding = compressed_page_encoding(headers)
+    if encoding is None or encoding in _compression_warnings:
+        return
+    _compression_warnings.add(encoding)
+    logger.warning(
+        "debug toolbar: not inserted into an HTML page the app compressed (Content-Encoding: "
+        "%s); the page is sent untouched. Turn response compression off while developing "
+        "to see the toolbar; the toolbar's history page still lists the request.",
+        encoding,
+    )

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import gzip
+import logging
 from typing import Any
 
 import pytest
 
+from debug_toolbar.asgi import responder as responder_module
 from debug_toolbar.asgi.responder import MAX_BUFFERED_BYTES, REQUEST_ID_HEADER, ToolbarResponder
 from debug_toolbar.core.context import RequestContext
 
@@ -167,6 +169,24 @@ class TestPassThrough:
         await responder.finish(TOOLBAR, "</body>")
         assert gzip.decompress(server.body) == PAGE
         assert server.headers[b"content-encoding"] == b"gzip"
+
+    @pytest.mark.asyncio
+    async def test_a_compressed_page_is_explained_once_in_the_log(
+        self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        monkeypatch.setattr(responder_module, "_compression_warnings", set())
+        with caplog.at_level(logging.WARNING, logger="debug_toolbar"):
+            for content_type, encoding in (
+                (b"text/html; charset=utf-8", b"br"),
+                (b"text/html", b"br"),  # the same again: already said
+                (b"application/json", b"gzip"),  # not a page: nothing to explain
+                (b"text/html", b"identity"),  # not compressed: it gets the toolbar
+            ):
+                responder, _server, _ = make()
+                await responder.send(start(content_type, (b"content-encoding", encoding)))
+        messages = [r.getMessage() for r in caplog.records if r.name == "debug_toolbar"]
+        assert len(messages) == 1, messages
+        assert "compressed (Content-Encoding: br)" in messages[0]
 
     @pytest.mark.asyncio
     async def test_json_streams_as_it_comes(self) -> None:
