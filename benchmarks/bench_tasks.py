@@ -188,18 +188,7 @@ async def _gather_app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] != "http":
         return
     await asyncio.gather(*(_trivial() for _ in range(GATHER_SIZE)))
-    body = json.dumps({"tasks": GATHER_SIZE}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await _send_json(send, {"tasks": GATHER_SIZE})
 
 
 def _mounts() -> dict[str, ASGIApp]:
@@ -227,24 +216,56 @@ def _mounts() -> dict[str, ASGIApp]:
     }
 
 
+SERVER_TIMES_PATH = "/_bench/server-times"
+
+
 def gather_router() -> ASGIApp:
     """One app serving the four mounts by path (a ``UvicornProcess`` factory).
 
     The toolbar's own pages (``/_debug_toolbar/...``) go to the mount with the Async panel,
-    whose record the benchmark checks at the end.
+    whose record the benchmark checks at the end. Each measured request's time in the server,
+    from the call to its return (the work after the response left included: stopping the
+    panels, storing the record), is kept per path and served as JSON at ``SERVER_TIMES_PATH``
+    (``?reset`` empties it, after the warm-up).
     """
     mounts = _mounts()
     prefix = DebugToolbarConfig().url_prefix
+    server_ms: dict[str, list[float]] = {path: [] for path in mounts}
 
     async def router(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
             return
         path = scope.get("path", "")
-        app = mounts["/panel"] if path.startswith(prefix) else mounts.get(path, _gather_app)
-        await app(scope, receive, send)
+        if path == SERVER_TIMES_PATH:
+            if scope.get("query_string") == b"reset":
+                for times in server_ms.values():
+                    times.clear()
+            await _send_json(send, server_ms)
+            return
+        if path.startswith(prefix):
+            await mounts["/panel"](scope, receive, send)
+            return
+        started = time.perf_counter_ns()
+        await mounts[path](scope, receive, send)
+        server_ms[path].append((time.perf_counter_ns() - started) / 1e6)
 
     return router
+
+
+async def _send_json(send: Send, value: Any) -> None:
+    body = json.dumps(value).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
@@ -261,7 +282,8 @@ async def _lifespan(receive: Receive, send: Send) -> None:
 PATHS = ("/bare", "/toolbar", "/panel", "/panel-tasks")
 
 
-async def _end_to_end(url: str) -> dict[str, list[float]]:
+async def _end_to_end(url: str) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Client-side latencies and server-side times (ms) of every measured request."""
     latencies: dict[str, list[float]] = {path: [] for path in PATHS}
     connection = await HttpConnection.open(url)
     last_panel_request = ""
@@ -281,6 +303,7 @@ async def _end_to_end(url: str) -> dict[str, list[float]]:
     try:
         for index in range(E2E_WARMUP):
             await fetch(PATHS[index % len(PATHS)])
+        await connection.get(SERVER_TIMES_PATH + "?reset")
         deadline = time.perf_counter() + E2E_BUDGET_S / 2
         order = random.Random(SEED)
         for _ in range(E2E_ROUNDS):
@@ -292,10 +315,12 @@ async def _end_to_end(url: str) -> dict[str, list[float]]:
                 latencies[path].append(await fetch(path))
             if time.perf_counter() > deadline:
                 break
+        _status, _headers, body = await connection.get(SERVER_TIMES_PATH)
+        server_ms: dict[str, list[float]] = json.loads(body)
         await _check_record(connection, last_panel_request)
     finally:
         await connection.close()
-    return latencies
+    return latencies, server_ms
 
 
 async def _check_record(connection: HttpConnection, request_id: str) -> None:
@@ -307,20 +332,31 @@ async def _check_record(connection: HttpConnection, request_id: str) -> None:
     assert summary["completed"] == GATHER_SIZE, summary
 
 
-def _e2e_report(loop_name: str, latencies: dict[str, list[float]]) -> tuple[float, float]:
+def _e2e_report(
+    loop_name: str, latencies: dict[str, list[float]], server_ms: dict[str, list[float]]
+) -> tuple[float, float]:
     p50 = {path: statistics.median(values) for path, values in latencies.items()}
+    server = {path: statistics.median(values) for path, values in server_ms.items()}
     rounds = len(latencies["/bare"])
-    print(f"  {loop_name} ({rounds} requests per variant, p50):")
-    print(f"    no toolbar              {p50['/bare']:6.3f} ms")
-    print(f"    toolbar without Async   {p50['/toolbar']:6.3f} ms")
-    ratio = p50["/panel"] / p50["/toolbar"]
-    print(f"    toolbar with Async      {p50['/panel']:6.3f} ms  {ratio:4.2f}x toolbar without it")
-    tasks_ratio = p50["/panel-tasks"] / p50["/toolbar"]
     print(
-        f"    Async, tasks only       {p50['/panel-tasks']:6.3f} ms  {tasks_ratio:4.2f}x"
-        " toolbar without it (blocking detection and lag off)"
+        f"  {loop_name} ({rounds} requests per variant; p50 latency, and p50 time in the "
+        "server including its work after the response left):"
     )
-    return ratio, tasks_ratio
+    labels = {
+        "/bare": "no toolbar",
+        "/toolbar": "toolbar without Async",
+        "/panel": "toolbar with Async",
+        "/panel-tasks": "Async, tasks only",
+    }
+    for path, label in labels.items():
+        line = f"    {label:<23} {p50[path]:6.3f} ms   server {server[path]:6.3f} ms"
+        if path in ("/panel", "/panel-tasks"):
+            latency_ratio = p50[path] / p50["/toolbar"]
+            server_ratio = server[path] / server["/toolbar"]
+            line += f"   {latency_ratio:4.2f}x / {server_ratio:4.2f}x the toolbar without it"
+        print(line)
+    print("    (tasks only: blocking detection and lag monitoring off)")
+    return p50["/panel"] / p50["/toolbar"], p50["/panel-tasks"] / p50["/toolbar"]
 
 
 # ------------------------------------------------------------------------------ run
@@ -363,8 +399,8 @@ def run() -> list[Result]:
     print(f"end to end: uvicorn on 127.0.0.1, a route gathering {GATHER_SIZE} tasks")
     for loop_name, _new_loop in _loops():
         with UvicornProcess(f"{_MODULE}:gather_router", loop_name) as server:
-            latencies = asyncio.run(_end_to_end(server.url))
-        ratio, tasks_ratio = _e2e_report(loop_name, latencies)
+            latencies, server_ms = asyncio.run(_end_to_end(server.url))
+        ratio, tasks_ratio = _e2e_report(loop_name, latencies, server_ms)
         results.append(Result(f"{loop_name} end to end (p50)", ratio, GOAL_END_TO_END))
         results.append(
             Result(f"{loop_name} end to end, tasks only (p50)", tasks_ratio, GOAL_END_TO_END)
