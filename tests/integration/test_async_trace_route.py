@@ -12,6 +12,7 @@ import pytest
 from debug_toolbar.asgi import DebugToolbarMiddleware
 from debug_toolbar.core.config import DebugToolbarConfig
 from debug_toolbar.core.panels.async_profiler import AsyncProfilerPanel
+from debug_toolbar.core.panels.async_profiler.taskfactory import TaskFactoryBackend
 
 PREFIX = "/_debug_toolbar"
 
@@ -78,6 +79,25 @@ class TestAsyncTraceDownload:
         assert "error" in missing.json()
         assert without.status_code == 404
         assert "no async profile" in without.json()["error"]
+
+    @pytest.mark.asyncio
+    async def test_a_task_list_that_fails_to_build_is_an_error_not_a_traceback(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        def broken_get_stats(self: TaskFactoryBackend) -> dict[str, Any]:
+            raise RuntimeError("columns <gone>")
+
+        monkeypatch.setattr(TaskFactoryBackend, "get_stats", broken_get_stats)
+        async with client() as http:
+            response = await http.get("/work")
+            request_id = response.headers["x-debug-toolbar-request-id"]
+            trace = await http.get(f"{PREFIX}/requests/{request_id}/async-trace.json")
+            fragment = await http.get(f"{PREFIX}/requests/{request_id}/panels/AsyncProfilerPanel")
+        assert response.status_code == 200  # the request itself never built the list
+        assert trace.status_code == 404
+        assert "no async profile" in trace.json()["error"]
+        assert fragment.status_code == 200
+        assert "RuntimeError: columns &lt;gone&gt;" in fragment.text
 
 
 class TestTimelineInThePages:

@@ -181,12 +181,14 @@ class ToolbarPages:
         if record is None:
             return json_response({"error": f"no request {request_id!r} in the history"}, 404)
         panel = record.panel(ASYNC_PANEL_ID)
-        if panel is None or not panel.enabled or panel.error is not None or not panel.stats:
+        # Stats first: building the deferred part may fail, and then the panel has an error.
+        stats = {} if panel is None or not panel.enabled else panel.stats
+        if panel is None or panel.error is not None or not stats:
             return json_response(
                 {"error": f"request {request_id!r} has no async profile to export"}, 404
             )
         trace = chrome_trace_from_stats(
-            panel.stats,
+            stats,
             duration_ms=record.duration_ms,
             request_id=record.request_id,
             method=record.method,
