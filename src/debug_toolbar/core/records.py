@@ -137,6 +137,8 @@ class RequestRecord:
 
     def to_api_dict(self) -> dict[str, Any]:
         """The JSON API's view: stats of the panels that ran, errors of those that failed."""
+        # Read every stats first: building a deferred part may fail, and that is an error too.
+        stats = {p.panel_id: p.stats for p in self.panels if p.enabled}
         return {
             "request_id": self.request_id,
             "method": self.method,
@@ -145,6 +147,8 @@ class RequestRecord:
             "status_code": self.status_code,
             "duration_ms": self.duration_ms,
             "started_at": self.started_at,
-            "panels": {p.panel_id: p.stats for p in self.panels if p.enabled and p.error is None},
+            "panels": {
+                p.panel_id: stats[p.panel_id] for p in self.panels if p.enabled and p.error is None
+            },
             "panel_errors": {p.panel_id: p.error for p in self.panels if p.error is not None},
         }

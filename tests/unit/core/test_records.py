@@ -201,6 +201,12 @@ class TestDeferredStats:
         assert panel.stats == {"summary": 3, "tasks": []}
         assert broken.calls == 1  # not retried on every read
 
+    def test_the_api_view_lists_a_failed_build_as_an_error(self) -> None:
+        record = _record(_deferred_panel(_CountingBuilder({}, fail=True)))
+        view = record.to_api_dict()
+        assert view["panels"] == {}
+        assert view["panel_errors"] == {"lazy": "ValueError: no stats today"}
+
     def test_with_error_keeps_everything_else(self) -> None:
         panel = _deferred_panel(_CountingBuilder({"tasks": ["t"]}))
         failed = panel.with_error("rendering its template failed: boom")
