@@ -26,6 +26,7 @@ process-wide and costly, which shapes everything here:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import itertools
 import os
@@ -67,6 +68,17 @@ YAPPI_COST_NOTE = (
 
 _request_tag: ContextVar[int] = ContextVar("debug_toolbar_yappi_tag", default=0)
 """The profiled request's yappi tag; 0 (yappi's own default) for everything else."""
+
+_CONTEXT_NAME = functools.partial(str, "thread")
+"""yappi's thread-name callback while the toolbar runs it: C code only, like the tag callback.
+
+yappi calls these callbacks from inside its profile hook, where it keeps the running thread's
+context in a global. Its default name callback is Python code, and the interpreter may switch
+threads in the middle of it: another thread's hook then replaces that global, or the last
+request's stop clears the contexts, and the first thread resumes on the wrong context or freed
+memory (yappi's "Internal Error 15", and crashes). A C callable never gives up the GIL there.
+The toolbar reads function stats by tag, never thread names, so a constant name loses nothing.
+"""
 
 _OWN_DIR = os.path.dirname(debug_toolbar.__file__) + os.sep
 _COROUTINE_FLAGS = inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE
@@ -142,6 +154,7 @@ class YappiSession:
         self._saved_thread_profile = threading.getprofile()
         yappi.set_clock_type("wall")
         yappi.set_tag_callback(_request_tag.get)
+        yappi.set_context_name_callback(_CONTEXT_NAME)
         try:
             yappi.start(builtins=False, profile_threads=True)
         except BaseException:
@@ -175,6 +188,7 @@ class YappiSession:
     def _restore(self, yappi: Any) -> None:
         yappi.clear_stats()
         yappi.set_tag_callback(None)
+        yappi.set_context_name_callback(None)  # yappi's default
         if self._saved_clock_type is not None:
             yappi.set_clock_type(self._saved_clock_type)
         # yappi.stop() sets every new thread's profile hook to None: put back what was there.

@@ -359,6 +359,29 @@ class TestSharedRun:
         assert tags == {0}
 
     @pytest.mark.asyncio
+    async def test_thread_names_come_from_c_code_during_the_run_only(self, yappi: Any) -> None:
+        # yappi calls its thread-name callback inside its profile hook; a Python one could
+        # switch threads there (see _CONTEXT_NAME). During the toolbar's run it is C code.
+        names_during: list[str] = []
+
+        async def handler() -> None:
+            sync_helper()
+            names_during.extend(stat.name for stat in yappi.get_thread_stats())
+
+        await in_request(YappiBackend(), handler)
+        assert names_during
+        assert set(names_during) == {"thread"}
+
+        yappi.start()  # afterwards: yappi's own default (the thread's class name) is back
+        try:
+            sync_helper()
+        finally:
+            yappi.stop()
+        names_after = {stat.name for stat in yappi.get_thread_stats()}
+        yappi.clear_stats()
+        assert "_MainThread" in names_after
+
+    @pytest.mark.asyncio
     @pytest.mark.parametrize("clock_type", ["cpu", "wall"])
     async def test_the_clock_type_and_thread_hook_are_put_back(
         self, yappi: Any, clock_type: str
