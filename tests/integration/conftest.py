@@ -123,6 +123,7 @@ class SampleApp:
             ],
             plugins=[self.plugin] if with_plugin else [],
             on_startup=[_mark_started],
+            logging_config=None,  # Litestar's default starts a queue thread per app, never stopped
             state=State({"rendezvous": Rendezvous(expected_concurrency)}),
             debug=False,
         )

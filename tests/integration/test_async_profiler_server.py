@@ -104,6 +104,7 @@ def build_app() -> tuple[Litestar, DebugToolbarPlugin]:
         on_startup=[install_app_factory],
         state=State({"all_in_flight": Rendezvous(CONCURRENCY), "app_factory": app_factory}),
         debug=False,
+        logging_config=None,  # Litestar's default starts a queue thread per app, never stopped
     )
     return app, plugin
 
