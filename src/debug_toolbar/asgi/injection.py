@@ -69,17 +69,17 @@ def is_injectable(method: str, status: int, headers: Iterable[Sequence[bytes]]) 
     return media_type == "text/html"
 
 
-def compressed_page_encoding(headers: Iterable[Sequence[bytes]]) -> str | None:
+def compressed_page_encoding(headers: Sequence[Sequence[bytes]]) -> str | None:
     """The Content-Encoding of an HTML response that is compressed, else None.
 
     Such a page gets no toolbar (see ``is_injectable``): worth telling the developer, who
-    otherwise sees the toolbar vanish as soon as the app turns compression on.
+    otherwise sees the toolbar vanish as soon as the app turns compression on. Called for
+    every response that gets no toolbar (every JSON one): one header scan, no copy.
     """
-    header_list = list(headers)
-    encoding = get_header(header_list, b"content-encoding")
+    encoding = get_header(headers, b"content-encoding")
     if encoding in (None, b"", b"identity"):
         return None
-    media_type, _ = parse_content_type(get_header(header_list, b"content-type"))
+    media_type, _ = parse_content_type(get_header(headers, b"content-type"))
     return encoding.decode("latin-1") if media_type == "text/html" else None
 
 
