@@ -50,6 +50,15 @@ class Panel:
         if "nav_title" not in cls.__dict__ and "title" in cls.__dict__:
             cls.nav_title = cls.title
 
+    @classmethod
+    def check_config(cls, config: DebugToolbarConfig) -> None:
+        """Raise ``ValueError`` naming the option if this panel cannot run with ``config``.
+
+        Called once, when a config that lists the panel is built: what cannot work in this
+        environment (an optional dependency that is not installed) is reported at start-up
+        instead of as this panel's error on every request.
+        """
+
     def __init__(self, toolbar: DebugToolbar) -> None:
         self.toolbar = toolbar
         self._stats: dict[str, Any] = {}

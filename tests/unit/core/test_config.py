@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -22,6 +23,8 @@ from debug_toolbar.core.panels import (
     TimerPanel,
     VersionsPanel,
 )
+from debug_toolbar.core.panels.async_profiler.backends import BackendUnavailableError
+from debug_toolbar.core.panels.async_profiler.panel import AsyncProfilerPanel
 
 
 class ExtraPanel(Panel):
@@ -30,6 +33,10 @@ class ExtraPanel(Panel):
 
 class NotAPanel:
     pass
+
+
+INF = float("inf")
+NAN = float("nan")
 
 
 class TestDefaults:
@@ -90,6 +97,59 @@ class TestInvalidValues:
             ({"template_dirs": [42]}, "template_dirs"),
             ({"template_dirs": ["/no/such/folder/anywhere"]}, "template_dirs"),
             ({"template_dirs": [__file__]}, "template_dirs"),
+            # Not finite, or outside the documented range.
+            ({"async_blocking_threshold_ms": INF}, "async_blocking_threshold_ms"),
+            ({"async_blocking_threshold_ms": NAN}, "async_blocking_threshold_ms"),
+            ({"async_blocking_threshold_ms": -INF}, "async_blocking_threshold_ms"),
+            ({"async_blocking_threshold_ms": 0.5}, "async_blocking_threshold_ms"),
+            ({"async_blocking_threshold_ms": 3_600_001}, "async_blocking_threshold_ms"),
+            ({"async_event_loop_lag_threshold_ms": INF}, "async_event_loop_lag_threshold_ms"),
+            ({"async_event_loop_lag_threshold_ms": NAN}, "async_event_loop_lag_threshold_ms"),
+            ({"async_event_loop_lag_threshold_ms": 10**400}, "async_event_loop_lag_threshold_ms"),
+            ({"async_lag_sample_interval_ms": INF}, "async_lag_sample_interval_ms"),
+            ({"async_lag_sample_interval_ms": NAN}, "async_lag_sample_interval_ms"),
+            ({"async_lag_sample_interval_ms": 1e-6}, "async_lag_sample_interval_ms"),
+            ({"async_lag_sample_interval_ms": 0.999}, "async_lag_sample_interval_ms"),
+            ({"async_lag_sample_interval_ms": 60_001}, "async_lag_sample_interval_ms"),
+            ({"max_request_history": 10_001}, "max_request_history"),
+            ({"max_request_history": 10**12}, "max_request_history"),
+            ({"async_max_stack_depth": 1_001}, "async_max_stack_depth"),
+            ({"async_max_tasks": 100_001}, "async_max_tasks"),
+            ({"async_max_tasks": INF}, "async_max_tasks"),
+            ({"async_max_timeline_rows": 10_001}, "async_max_timeline_rows"),
+            # None or a single object where a sequence belongs.
+            ({"exclude_paths": None}, "exclude_paths"),
+            ({"exclude_paths": [None]}, "exclude_paths"),
+            ({"exclude_paths": ["/health?full=1"]}, "exclude_paths"),
+            ({"exclude_paths": ["/docs#top"]}, "exclude_paths"),
+            ({"panels": None}, "panels"),
+            ({"panels": TimerPanel}, "panels"),
+            ({"extra_panels": None}, "extra_panels"),
+            ({"extra_panels": ExtraPanel}, "extra_panels"),
+            ({"extra_panels": [42]}, "extra_panels"),
+            ({"extra_panels": ["no_such_pkg.mod.Panel"]}, "extra_panels"),
+            ({"exclude_panels": None}, "exclude_panels"),
+            ({"exclude_panels": [1]}, "exclude_panels"),
+            ({"exclude_panels": [""]}, "exclude_panels"),
+            ({"exclude_panels": [TimerPanel]}, "exclude_panels"),
+            ({"exclude_panels": ["VersionPanel"]}, "exclude_panels"),
+            # Characters a URL path segment does not carry unchanged.
+            ({"url_prefix": "/a b?x=1#f"}, "url_prefix"),
+            ({"url_prefix": "/debug?x=1"}, "url_prefix"),
+            ({"url_prefix": "/debug#frag"}, "url_prefix"),
+            ({"url_prefix": "/de bug"}, "url_prefix"),
+            ({"url_prefix": "/debug\n"}, "url_prefix"),
+            ({"url_prefix": "/debug\t/x"}, "url_prefix"),
+            ({"url_prefix": "/.."}, "url_prefix"),
+            ({"url_prefix": "/../admin"}, "url_prefix"),
+            ({"url_prefix": "/a/./b"}, "url_prefix"),
+            ({"url_prefix": "/a//b"}, "url_prefix"),
+            ({"url_prefix": "/a%20b"}, "url_prefix"),
+            ({"url_prefix": "/a;b=1"}, "url_prefix"),
+            ({"url_prefix": "/{id}"}, "url_prefix"),
+            ({"url_prefix": "/débug"}, "url_prefix"),
+            ({"url_prefix": "/a\\b"}, "url_prefix"),
+            ({"url_prefix": b"/debug"}, "url_prefix"),
         ],
     )
     def test_error_names_the_field(self, kwargs: dict[str, Any], field: str) -> None:
@@ -106,10 +166,73 @@ class TestInvalidValues:
         with pytest.raises(ValueError, match="'auto', 'taskfactory', 'yappi'"):
             DebugToolbarConfig(async_profiler_backend="cprofile")  # type: ignore[arg-type]
 
-    def test_positive_thresholds_accept_small_floats(self) -> None:
-        config = DebugToolbarConfig(async_blocking_threshold_ms=0.5, async_max_stack_depth=1)
-        assert config.async_blocking_threshold_ms == 0.5
-        assert config.async_max_stack_depth == 1
+    def test_range_errors_say_what_is_accepted(self) -> None:
+        with pytest.raises(ValueError, match=r"from 1 to 3600000, got inf$"):
+            DebugToolbarConfig(async_blocking_threshold_ms=INF)
+        with pytest.raises(ValueError, match=r"from 1 to 60000, got 1e-06$"):
+            DebugToolbarConfig(async_lag_sample_interval_ms=1e-6)
+        with pytest.raises(ValueError, match=r"greater than 0 and at most 3600000, got nan$"):
+            DebugToolbarConfig(async_event_loop_lag_threshold_ms=NAN)
+        with pytest.raises(ValueError, match=r"an integer from 1 to 100000, got 10000000000$"):
+            DebugToolbarConfig(async_max_tasks=10**10)
+
+    def test_sequence_errors_name_the_option_and_what_it_holds(self) -> None:
+        with pytest.raises(
+            ValueError,
+            match=r"^extra_panels must be a sequence of panel classes or dotted paths, "
+            r"got <class '.*ExtraPanel'>$",
+        ):
+            DebugToolbarConfig(extra_panels=ExtraPanel)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match=r"^exclude_paths must be a sequence .* got None$"):
+            DebugToolbarConfig(exclude_paths=None)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match=r"^exclude_panels: 1 is not a panel id"):
+            DebugToolbarConfig(exclude_panels=[1])  # type: ignore[list-item]
+
+
+class TestRanges:
+    """Each number's documented range: both ends are accepted, ints and floats alike."""
+
+    @pytest.mark.parametrize(
+        ("option", "lowest", "highest"),
+        [
+            ("async_blocking_threshold_ms", 1, 3_600_000),
+            ("async_event_loop_lag_threshold_ms", 0.001, 3_600_000),
+            ("async_lag_sample_interval_ms", 1, 60_000),
+            ("max_request_history", 1, 10_000),
+            ("async_max_stack_depth", 1, 1_000),
+            ("async_max_tasks", 1, 100_000),
+            ("async_max_timeline_rows", 1, 10_000),
+        ],
+    )
+    def test_both_ends_are_accepted(self, option: str, lowest: float, highest: float) -> None:
+        for value in (lowest, highest):
+            options: dict[str, Any] = {option: value}
+            assert getattr(DebugToolbarConfig(**options), option) == value
+
+    @pytest.mark.parametrize(
+        "option",
+        [
+            "async_blocking_threshold_ms",
+            "async_event_loop_lag_threshold_ms",
+            "async_lag_sample_interval_ms",
+        ],
+    )
+    def test_milliseconds_take_ints_and_floats(self, option: str) -> None:
+        for value in (25, 2.5):
+            options: dict[str, Any] = {option: value}
+            assert getattr(DebugToolbarConfig(**options), option) == value
+
+    def test_defaults_are_inside_the_ranges(self) -> None:
+        config = DebugToolbarConfig()
+        assert (
+            config.async_blocking_threshold_ms,
+            config.async_event_loop_lag_threshold_ms,
+            config.async_lag_sample_interval_ms,
+            config.max_request_history,
+            config.async_max_stack_depth,
+            config.async_max_tasks,
+            config.async_max_timeline_rows,
+        ) == (100.0, 10.0, 10.0, 50, 10, 1000, 500)
 
 
 class TestPanelResolution:
@@ -166,6 +289,128 @@ class TestPanelResolution:
         assert ExtraPanel.panel_id == "ExtraPanel"
         assert ExtraPanel.nav_title == "Extra"
 
+    def test_errors_in_extra_panels_name_extra_panels(self) -> None:
+        with pytest.raises(ValueError, match=r"^extra_panels: 'TimerPanel' is not a dotted path"):
+            DebugToolbarConfig(extra_panels=["TimerPanel"])
+        with pytest.raises(ValueError, match=r"^extra_panels: cannot import module 'nope\.mod'"):
+            DebugToolbarConfig(extra_panels=["nope.mod.Panel"])
+
+    def test_generators_are_read_once_and_kept(self) -> None:
+        config = DebugToolbarConfig(
+            panels=(p for p in [TimerPanel, RequestPanel]),  # type: ignore[arg-type]
+            exclude_panels=(p for p in ["RequestPanel"]),  # type: ignore[arg-type]
+            exclude_paths=(p for p in ["/health"]),  # type: ignore[arg-type]
+        )
+        assert config.panel_classes == (TimerPanel,)
+        assert config.exclude_paths == ("/health",)
+        assert config.is_excluded_path("/health/db")
+
+    def test_unknown_excluded_id_is_named_with_the_known_ones(self) -> None:
+        with pytest.raises(
+            ValueError,
+            match=r"^exclude_panels: 'VersionPanel' is not the id of a panel in panels or "
+            r"extra_panels \('RequestPanel', 'TimerPanel'\)$",
+        ):
+            DebugToolbarConfig(panels=[TimerPanel, RequestPanel], exclude_panels=["VersionPanel"])
+
+    def test_excluding_every_panel_is_allowed(self) -> None:
+        config = DebugToolbarConfig(panels=[TimerPanel], exclude_panels=["TimerPanel"])
+        assert config.panel_classes == ()
+
+
+class CheckedPanel(Panel):
+    """Refuses configs whose history is shorter than 10 (as a panel needing an option would)."""
+
+    title = "Checked"
+    checked: ClassVar[list[DebugToolbarConfig]] = []
+
+    @classmethod
+    def check_config(cls, config: DebugToolbarConfig) -> None:
+        cls.checked.append(config)
+        if config.max_request_history < 10:
+            raise ValueError("max_request_history must be at least 10 for CheckedPanel")
+
+
+class TestPanelCheckConfig:
+    """Panels are asked once, when the config is built, whether they can run with it."""
+
+    def test_each_configured_panel_is_asked_once(self) -> None:
+        CheckedPanel.checked.clear()
+        config = DebugToolbarConfig(panels=[TimerPanel, CheckedPanel], extra_panels=[CheckedPanel])
+        assert CheckedPanel.checked == [config]
+
+    def test_its_error_stops_the_config(self) -> None:
+        with pytest.raises(ValueError, match=r"^max_request_history must be at least 10"):
+            DebugToolbarConfig(panels=[CheckedPanel], max_request_history=5)
+
+    def test_an_excluded_panel_is_not_asked(self) -> None:
+        CheckedPanel.checked.clear()
+        DebugToolbarConfig(
+            panels=[CheckedPanel], exclude_panels=["CheckedPanel"], max_request_history=5
+        )
+        assert CheckedPanel.checked == []
+
+
+class TestYappiBackendAtStartUp:
+    """``async_profiler_backend="yappi"`` that cannot run fails when the config is built.
+
+    Before, the config was accepted and every request's Async panel failed with the same
+    error (and a logged traceback).
+    """
+
+    def test_missing_yappi_is_a_start_up_error_naming_the_extra(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setitem(sys.modules, "yappi", None)  # `import yappi` now fails
+        with pytest.raises(
+            ValueError, match=r"^async_profiler_backend='yappi' needs the yappi"
+        ) as e:
+            DebugToolbarConfig(extra_panels=[AsyncProfilerPanel], async_profiler_backend="yappi")
+        assert str(e.value).endswith("install the extra: pip install 'debug-toolbar[yappi]'")
+        assert isinstance(e.value.__cause__, BackendUnavailableError)
+
+    def test_a_dotted_path_to_the_panel_is_checked_too(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setitem(sys.modules, "yappi", None)
+        with pytest.raises(ValueError, match=r"pip install 'debug-toolbar\[yappi\]'"):
+            DebugToolbarConfig(
+                panels=["debug_toolbar.core.panels.async_profiler.panel.AsyncProfilerPanel"],
+                async_profiler_backend="yappi",
+            )
+
+    def test_missing_yappi_with_auto_falls_back_quietly(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setitem(sys.modules, "yappi", None)
+        for backend in ("auto", "taskfactory"):
+            config = DebugToolbarConfig(
+                extra_panels=[AsyncProfilerPanel],
+                async_profiler_backend=backend,
+            )
+            assert config.panel_classes[-1] is AsyncProfilerPanel
+
+    def test_missing_yappi_without_the_async_panel_is_no_error(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setitem(sys.modules, "yappi", None)
+        config = DebugToolbarConfig(async_profiler_backend="yappi")
+        assert AsyncProfilerPanel not in config.panel_classes
+        excluded = DebugToolbarConfig(
+            extra_panels=[AsyncProfilerPanel],
+            exclude_panels=["AsyncProfilerPanel"],
+            async_profiler_backend="yappi",
+        )
+        assert AsyncProfilerPanel not in excluded.panel_classes
+
+    def test_yappi_installed_is_accepted(self) -> None:
+        pytest.importorskip("yappi")
+        config = DebugToolbarConfig(
+            extra_panels=[AsyncProfilerPanel], async_profiler_backend="yappi"
+        )
+        assert config.panel_classes[-1] is AsyncProfilerPanel
+        assert config.async_profiler_backend == "yappi"
+
 
 class TestUrlPrefixAndExcludedPaths:
     @pytest.mark.parametrize(
@@ -174,6 +419,20 @@ class TestUrlPrefixAndExcludedPaths:
     )
     def test_trailing_slash_stripped(self, given: str, expected: str) -> None:
         assert DebugToolbarConfig(url_prefix=given).url_prefix == expected
+
+    @pytest.mark.parametrize(
+        "prefix", ["/_debug_toolbar", "/debug-toolbar.v2", "/~dev/Tool_bar-1", "/a/b.c/d~e", "/..a"]
+    )
+    def test_unreserved_characters_are_accepted(self, prefix: str) -> None:
+        assert DebugToolbarConfig(url_prefix=prefix).url_prefix == prefix
+
+    def test_url_prefix_error_says_what_is_allowed(self) -> None:
+        with pytest.raises(
+            ValueError,
+            match=r"^url_prefix must be '/'-separated segments of ASCII letters, digits, "
+            r"'-', '\.', '_' and '~' .*, got '/a b\?x=1#f'$",
+        ):
+            DebugToolbarConfig(url_prefix="/a b?x=1#f")
 
     def test_own_pages_are_excluded(self) -> None:
         config = DebugToolbarConfig()

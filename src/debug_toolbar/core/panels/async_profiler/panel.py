@@ -66,6 +66,21 @@ class AsyncProfilerPanel(Panel):
         self.detector: BlockingCallDetector | None = None
         self.lag_monitor: EventLoopLagMonitor | None = None
 
+    @classmethod
+    def check_config(cls, config: DebugToolbarConfig) -> None:
+        """A backend asked for by name that cannot run here fails at start-up, naming the extra.
+
+        ``auto`` is not checked: it falls back to the task factory by design. The per-browser
+        cookie is not either: a stale one falls back quietly, request by request.
+        """
+        name = config.async_profiler_backend
+        if name == "auto":
+            return
+        try:
+            select_backend(name)
+        except BackendUnavailableError as exc:
+            raise ValueError(str(exc)) from exc
+
     def _backend_class(self, context: RequestContext) -> type[AsyncProfilerBackend]:
         """The config's backend, unless this browser chose one with the panel's switch."""
         chosen = context.cookies.get(BACKEND_COOKIE)

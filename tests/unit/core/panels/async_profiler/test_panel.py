@@ -68,11 +68,16 @@ async def profile(
     *,
     headers: list[tuple[str, str]] | None = None,
     panels: tuple[type[Any], ...] = (AsyncProfilerPanel,),
+    config: DebugToolbarConfig | None = None,
     **options: Any,
 ) -> tuple[DebugToolbar, RequestRecord]:
-    """One request through the toolbar, in its own task, the way the middleware runs it."""
-    options.setdefault("async_profiler_backend", "taskfactory")
-    config = DebugToolbarConfig(panels=panels, **options)
+    """One request through the toolbar, in its own task, the way the middleware runs it.
+
+    ``config`` replaces the one built from ``panels`` and ``options``.
+    """
+    if config is None:
+        options.setdefault("async_profiler_backend", "taskfactory")
+        config = DebugToolbarConfig(panels=panels, **options)
     context = RequestContext(
         method="GET", path="/spawn", client_host="127.0.0.1", headers=headers or []
     )
@@ -373,6 +378,10 @@ class TestBackendSelection:
     async def test_yappi_requested_without_yappi_fails_the_panel_not_the_request(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
+        # Such a config is refused when it is built (test_config); this is the panel's own
+        # guard, for a config changed after it was checked.
+        config = DebugToolbarConfig(panels=[TimerPanel, AsyncProfilerPanel])
+        config.async_profiler_backend = "yappi"
         monkeypatch.setitem(sys.modules, "yappi", None)
         served: list[bool] = []
 
@@ -380,9 +389,7 @@ class TestBackendSelection:
             await asyncio.create_task(noop())
             served.append(True)
 
-        _toolbar, record = await profile(
-            app, panels=(TimerPanel, AsyncProfilerPanel), async_profiler_backend="yappi"
-        )
+        _toolbar, record = await profile(app, config=config)
         panel = record.panel("AsyncProfilerPanel")
         assert panel is not None
         assert panel.error is not None
