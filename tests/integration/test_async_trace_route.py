@@ -42,7 +42,7 @@ def client(**options: Any) -> httpx.AsyncClient:
     )
     app = DebugToolbarMiddleware(spawning_app, config=config)
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5000))
-    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+    return httpx.AsyncClient(transport=transport, base_url="http://localhost")
 
 
 class TestAsyncTraceDownload:

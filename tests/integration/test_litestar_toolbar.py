@@ -52,6 +52,8 @@ class WeatherPanel(Panel):
 
 def config(**changes: Any) -> DebugToolbarConfig:
     changes.setdefault("show_toolbar", allow_all)
+    # Litestar's test clients send Host: testserver.local; allowed as any name of the app's own.
+    changes.setdefault("allowed_hosts", ["testserver.local"])
     return DebugToolbarConfig(**changes)
 
 
@@ -276,7 +278,7 @@ class TestConcurrentRequests:
         count = 8
         sample = sample_app(config(), expected_concurrency=count)
         transport = httpx.ASGITransport(app=sample.app, client=("127.0.0.1", 4000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             responses = await asyncio.gather(*(client.get(f"/log/{n}") for n in range(count)))
         for n, response in enumerate(responses):
             assert response.json() == {"n": n}
@@ -317,7 +319,7 @@ class TestHeldPages:
         plugin = DebugToolbarPlugin(config())
         app = Litestar([chunked], plugins=[plugin])
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 4000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             response = await asyncio.wait_for(client.get("/chunked"), 10)
         assert response.status_code == 200
         assert TOOLBAR_BLOCK.sub(b"", response.content) == page
@@ -335,7 +337,7 @@ class TestHeldPages:
             plugins=[plugin],
         )
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 4000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             html = await asyncio.wait_for(client.get("/files/index.html"), 10)
         assert TOOLBAR_BLOCK.sub(b"", html.content) == page
         assert int(html.headers["content-length"]) == len(html.content)

@@ -56,6 +56,9 @@ class RequestContext:
     headers: list[tuple[str, str]] = field(default_factory=list)
     client_host: str | None = None
     client_port: int | None = None
+    server_host: str | None = None
+    """The address the request came in on (the scope's ``server``); the Host check falls back
+    to it only for a request without a ``Host`` header."""
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     start_ns: int = field(default_factory=time.perf_counter_ns)
     started_at: float = field(default_factory=time.time)
@@ -70,6 +73,7 @@ class RequestContext:
     def from_scope(cls, scope: dict[str, Any]) -> RequestContext:
         """Build the context from an ASGI HTTP scope."""
         client = scope.get("client") or (None, None)
+        server = scope.get("server") or (None, None)
         return cls(
             method=str(scope.get("method", "GET")),
             path=str(scope.get("path", "/")),
@@ -80,6 +84,7 @@ class RequestContext:
             headers=[(_decode(k), _decode(v)) for k, v in scope.get("headers", [])],
             client_host=client[0],
             client_port=client[1],
+            server_host=server[0],
         )
 
     def header(self, name: str) -> str | None:

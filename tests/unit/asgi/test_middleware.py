@@ -92,7 +92,7 @@ def make(app: Any, **config: Any) -> DebugToolbarMiddleware:
 
 def client(app: Any, peer: tuple[str, int] = LOOPBACK, **kwargs: Any) -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=app, client=peer, **kwargs)
-    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+    return httpx.AsyncClient(transport=transport, base_url="http://localhost")
 
 
 class Messages:
@@ -119,9 +119,9 @@ def http_scope(path: str = "/", **extra: Any) -> dict[str, Any]:
         "raw_path": path.encode(),
         "root_path": "",
         "query_string": b"",
-        "headers": [(b"host", b"testserver")],
+        "headers": [(b"host", b"localhost")],
         "client": LOOPBACK,
-        "server": ("testserver", 80),
+        "server": ("localhost", 80),
     }
     scope.update(extra)
     return scope

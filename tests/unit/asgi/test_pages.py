@@ -84,7 +84,7 @@ def config() -> DebugToolbarConfig:
 
 def client(app: Any, peer: tuple[str, int] = LOOPBACK, root_path: str = "") -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=app, client=peer, root_path=root_path)
-    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+    return httpx.AsyncClient(transport=transport, base_url="http://localhost")
 
 
 class TestHistoryPage:
