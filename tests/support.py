@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import socket
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from debug_toolbar.core.panels.async_profiler.models import StackFrame, TaskEvent, TaskState
 
-__all__ = ("REPO", "ProcessPauses", "Rendezvous", "load_demo", "task_event")
+__all__ = (
+    "REPO",
+    "ProcessPauses",
+    "RawResponse",
+    "Rendezvous",
+    "load_demo",
+    "raw_request",
+    "task_event",
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -127,3 +137,69 @@ def task_event(
         exception_message=None if exception is None else exception[1],
         stack=list(stack or []),
     )
+
+
+@dataclass(frozen=True)
+class RawResponse:
+    """What a raw HTTP/1.x client received, byte for byte: for what an HTTP library would
+    refuse to hand over (a truncated chunked body) or rewrite (the Host header)."""
+
+    status: int
+    headers: dict[str, str]
+    """Lowercase names; the last value of a repeated name."""
+    body: bytes
+    """The body as received; chunked transfer coding is decoded."""
+    complete: bool
+    """False when the connection closed before the body's announced end."""
+
+
+def _dechunk(data: bytes) -> tuple[bytes, bool]:
+    body = b""
+    while True:
+        size_line, crlf, rest = data.partition(b"\r\n")
+        if not crlf:
+            return body, False
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            return body, True
+        if len(rest) < size + 2:
+            return body + rest[:size], False
+        body += rest[:size]
+        data = rest[size + 2 :]
+
+
+def raw_request(
+    url: str,
+    path: str,
+    host: str | None,
+    headers: tuple[tuple[str, str], ...] = (),
+    *,
+    http_version: str = "1.1",
+) -> RawResponse:
+    """Send one GET exactly as written (``host`` None: no Host header at all) to the server at
+    ``url`` (``http://127.0.0.1:PORT``) and read the response until the server closes."""
+    address = url.removeprefix("http://")
+    server_host, _, port = address.rpartition(":")
+    lines = [f"GET {path} HTTP/{http_version}"]
+    if host is not None:
+        lines.append(f"Host: {host}")
+    lines += [f"{name}: {value}" for name, value in headers]
+    lines.append("Connection: close")
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    received = bytearray()
+    with socket.create_connection((server_host, int(port)), timeout=10) as connection:
+        connection.sendall(request)
+        while chunk := connection.recv(65536):
+            received += chunk
+    head, _, body = bytes(received).partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    parsed = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        parsed[name.strip().lower()] = value.strip()
+    complete = True
+    if parsed.get("transfer-encoding", "").lower() == "chunked":
+        body, complete = _dechunk(body)
+    elif "content-length" in parsed:
+        complete = len(body) == int(parsed["content-length"])
+    return RawResponse(int(status_line.split()[1]), parsed, body, complete)

@@ -171,7 +171,7 @@ def _normalize_pattern(entry: object) -> str:
         return "." + domain
     bare = pattern[1:-1] if pattern.startswith("[") and pattern.endswith("]") else pattern
     address = _ip(bare)
-    if address is not None:
+    if address is not None and (bare == pattern or ":" in bare):  # brackets for IPv6 only
         return _spelled(address)
     name = pattern.removesuffix(".")
     if _NAME.fullmatch(name) is not None:

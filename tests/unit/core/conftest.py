@@ -66,7 +66,9 @@ async def _no_app(context: RequestContext) -> None:
 
 @pytest.fixture
 def run_lifecycle() -> Lifecycle:
-    """Run panels the way the middleware does, in the calling task: request → app → response."""
+    """Run panels the way the middleware does, in the calling task: request → app → response.
+
+    Keyword arguments other than the response's are config options (``mask_secrets=False``)."""
 
     async def run(
         panels: list[type[Panel] | str],
@@ -75,8 +77,9 @@ def run_lifecycle() -> Lifecycle:
         *,
         status_code: int | None = 200,
         response_headers: list[tuple[str, str]] | None = None,
+        **options: Any,
     ) -> tuple[DebugToolbar, RequestRecord]:
-        toolbar = DebugToolbar(DebugToolbarConfig(panels=panels), context)
+        toolbar = DebugToolbar(DebugToolbarConfig(panels=panels, **options), context)
         await toolbar.process_request()
         await app(context)
         if status_code is not None:

@@ -476,3 +476,34 @@ class TestIsLoopbackClient:
     def test_loopback_only(self, host: str | None, expected: bool) -> None:
         context = RequestContext(method="GET", path="/", client_host=host)
         assert is_loopback_client(context) is expected
+
+
+class TestAllowedHostsAndMasking:
+    def test_defaults(self) -> None:
+        config = DebugToolbarConfig()
+        assert config.allowed_hosts == ()
+        assert config.mask_secrets is True
+
+    def test_allowed_hosts_are_kept_in_one_spelling(self) -> None:
+        config = DebugToolbarConfig(allowed_hosts=["MyApp.Test.", ".Dev.Test", "::1", "*"])
+        assert config.allowed_hosts == ("myapp.test", ".dev.test", "[::1]", "*")
+
+    @pytest.mark.parametrize(
+        ("value", "message"),
+        [
+            ("myapp.test", "allowed_hosts must be a sequence of host names"),
+            (["localhost:8000"], "allowed_hosts: 'localhost:8000' names a port"),
+            (["*.myapp.test"], "write '.myapp.test' for a domain and its subdomains"),
+            (["http://myapp.test/"], "allowed_hosts: 'http://myapp.test/' is not a host"),
+            ([None], "allowed_hosts: None is not a string"),
+        ],
+    )
+    def test_bad_allowed_hosts(self, value: Any, message: str) -> None:
+        with pytest.raises(ValueError) as raised:
+            DebugToolbarConfig(allowed_hosts=value)
+        assert message in str(raised.value)
+
+    @pytest.mark.parametrize("value", ["yes", 1, None])
+    def test_mask_secrets_is_a_boolean(self, value: Any) -> None:
+        with pytest.raises(ValueError, match="mask_secrets must be True or False"):
+            DebugToolbarConfig(mask_secrets=value)

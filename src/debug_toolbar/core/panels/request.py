@@ -1,14 +1,15 @@
 """RequestPanel: what the client sent, as the ASGI server handed it to the app.
 
-Nothing is masked: this is a local debugging tool, served to loopback clients by default, and a
-value hidden without saying so would mislead more than it protects. Header and cookie values
-(``Authorization`` included) are shown exactly as received.
+With ``mask_secrets`` (the default), credential headers and cookie values are masked in the
+record (``core.masking``): the history keeps them long after the request, and the panel says
+that they are masked, so that a hidden value does not pass for the value received.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from debug_toolbar.core.masking import mask_cookies, mask_headers
 from debug_toolbar.core.panel import Panel
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ class RequestPanel(Panel):
     template = "panels/request.html"
 
     async def generate_stats(self, context: RequestContext) -> dict[str, Any]:
+        mask = self.config.mask_secrets
         # Pairs, not dicts: a query string or a header may legitimately repeat a name.
         return {
             "method": context.method,
@@ -38,8 +40,9 @@ class RequestPanel(Panel):
             "root_path": context.root_path,
             "query_string": context.query_string,
             "query_params": [[name, value] for name, value in context.query_params],
-            "headers": [[name, value] for name, value in context.headers],
-            "cookies": [[name, value] for name, value in context.cookies.items()],
+            "headers": mask_headers(context.headers, mask=mask),
+            "cookies": mask_cookies(context.cookies.items(), mask=mask),
+            "masked": mask,
             "client_host": context.client_host,
             "client_port": context.client_port,
             "scheme": context.scheme,

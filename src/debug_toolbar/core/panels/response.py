@@ -2,6 +2,7 @@
 
 Both come from the ``http.response.start`` message the middleware saw, so they are what the
 client received, including headers added by middleware running inside the toolbar's.
+``Set-Cookie`` values are masked with ``mask_secrets``.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
+from debug_toolbar.core.masking import mask_headers
 from debug_toolbar.core.panel import Panel
 
 if TYPE_CHECKING:
@@ -38,11 +40,13 @@ class ResponsePanel(Panel):
             (value for name, value in context.response_headers if name.lower() == "content-type"),
             None,
         )
+        mask = self.config.mask_secrets
         return {
             "status_code": context.status_code,
             "reason": reason_phrase(context.status_code),
             "content_type": content_type,
-            "headers": [[name, value] for name, value in context.response_headers],
+            "headers": mask_headers(context.response_headers, mask=mask),
+            "masked": mask,
         }
 
     def get_nav_subtitle(self) -> str:

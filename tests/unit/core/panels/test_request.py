@@ -1,4 +1,5 @@
-"""RequestPanel: the request exactly as received, nothing masked, everything escaped."""
+"""RequestPanel: the request as received, credentials masked unless told not to, everything
+escaped."""
 
 from __future__ import annotations
 
@@ -22,6 +23,16 @@ HEADERS = [
     (b"x-forwarded-for", b"10.0.0.2"),
     (b"cookie", b"sessionid=abc123; theme=dark"),
 ]
+SCOPE = {
+    "method": "POST",
+    "path": "/orders/7",
+    "query_string": b"tag=a&tag=b&empty=&q=caf%C3%A9",
+    "headers": HEADERS,
+    "scheme": "https",
+    "http_version": "2",
+    "root_path": "/api",
+    "client": ("127.0.0.1", 51234),
+}
 
 
 class TestStats:
@@ -29,17 +40,10 @@ class TestStats:
     async def test_everything_the_client_sent(
         self, make_scope: ScopeFactory, run_lifecycle: Lifecycle
     ) -> None:
-        scope = make_scope(
-            method="POST",
-            path="/orders/7",
-            query_string=b"tag=a&tag=b&empty=&q=caf%C3%A9",
-            headers=HEADERS,
-            scheme="https",
-            http_version="2",
-            root_path="/api",
-            client=("127.0.0.1", 51234),
+        scope = make_scope(**SCOPE)
+        _, record = await run_lifecycle(
+            [RequestPanel], RequestContext.from_scope(scope), mask_secrets=False
         )
-        _, record = await run_lifecycle([RequestPanel], RequestContext.from_scope(scope))
         panel = record.panel("RequestPanel")
         assert panel is not None
         assert panel.error is None
@@ -58,6 +62,7 @@ class TestStats:
                 ["cookie", "sessionid=abc123; theme=dark"],
             ],
             "cookies": [["sessionid", "abc123"], ["theme", "dark"]],
+            "masked": False,
             "client_host": "127.0.0.1",
             "client_port": 51234,
             "scheme": "https",
@@ -65,6 +70,36 @@ class TestStats:
         }
         assert panel.nav_subtitle == "POST /orders/7"
         assert panel.title == "Request"
+
+    @pytest.mark.asyncio
+    async def test_credentials_are_masked_in_the_record_by_default(
+        self, make_scope: ScopeFactory, run_lifecycle: Lifecycle
+    ) -> None:
+        headers = [*HEADERS, (b"cookie", b"debug_toolbar_disabled=TimerPanel")]
+        context = RequestContext.from_scope(make_scope(**{**SCOPE, "headers": headers}))
+        _, record = await run_lifecycle([RequestPanel], context)
+        panel = record.panel("RequestPanel")
+        assert panel is not None
+        assert panel.stats["headers"] == [
+            ["host", "127.0.0.1:8000"],
+            ["accept", "application/json"],
+            ["authorization", "Bearer ********"],
+            ["x-forwarded-for", "10.0.0.1"],
+            ["x-forwarded-for", "10.0.0.2"],
+            ["cookie", "sessionid=********; theme=********"],
+            ["cookie", "debug_toolbar_disabled=TimerPanel"],
+        ]
+        assert panel.stats["cookies"] == [
+            ["sessionid", "********"],
+            ["theme", "********"],
+            ["debug_toolbar_disabled", "TimerPanel"],
+        ]
+        assert panel.stats["masked"] is True
+        assert "s3cr3t" not in repr(record.to_api_dict())
+        assert "abc123" not in repr(record.to_api_dict())
+        # The live context keeps what was received: panels and the app read it while running.
+        assert context.header("authorization") == "Bearer s3cr3t-token"
+        assert context.cookies["sessionid"] == "abc123"
 
     @pytest.mark.asyncio
     async def test_long_paths_are_shortened_in_the_nav_only(
@@ -107,7 +142,9 @@ class TestTemplate:
             query_string=b"next=%3Cscript%3Ealert(1)%3C/script%3E",
             headers=[*HEADERS, (b"x-evil", b"<img src=x onerror=alert(1)>")],
         )
-        _, record = await run_lifecycle([RequestPanel], RequestContext.from_scope(scope))
+        _, record = await run_lifecycle(
+            [RequestPanel], RequestContext.from_scope(scope), mask_secrets=False
+        )
         panel = record.panel("RequestPanel")
         assert panel is not None
         html = render_panel(panel, record, "/_debug_toolbar")
@@ -119,4 +156,19 @@ class TestTemplate:
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
         assert "<img" not in html
         assert "&lt;img src=x onerror=alert(1)&gt;" in html
-        assert "nothing is masked" in html
+        assert "mask_secrets</code> is off" in html
+
+    @pytest.mark.asyncio
+    async def test_masked_values_say_so(
+        self, make_scope: ScopeFactory, run_lifecycle: Lifecycle
+    ) -> None:
+        scope = make_scope(headers=HEADERS)
+        _, record = await run_lifecycle([RequestPanel], RequestContext.from_scope(scope))
+        panel = record.panel("RequestPanel")
+        assert panel is not None
+        html = render_panel(panel, record, "/_debug_toolbar")
+        assert "s3cr3t" not in html
+        assert "abc123" not in html
+        assert '<code class="dt-code">sessionid</code>' in html
+        assert "Bearer ********" in html
+        assert "are masked in what the toolbar records" in html

@@ -49,12 +49,32 @@ class TestStats:
             "content_type": "application/json",
             "headers": [
                 ["Content-Type", "application/json"],
-                ["set-cookie", "a=1"],
-                ["set-cookie", "b=2"],
+                ["set-cookie", "a=********"],
+                ["set-cookie", "b=********"],
             ],
+            "masked": True,
         }
         assert panel.nav_subtitle == "404 Not Found"
         assert panel.title == "Response"
+
+    @pytest.mark.asyncio
+    async def test_set_cookie_attributes_stay_and_the_option_shows_values(
+        self, make_scope: ScopeFactory, run_lifecycle: Lifecycle
+    ) -> None:
+        headers = [("set-cookie", "sid=s3cr3t; Path=/; HttpOnly; SameSite=Lax")]
+        for mask, shown in (
+            (True, "sid=********; Path=/; HttpOnly; SameSite=Lax"),
+            (False, headers[0][1]),
+        ):
+            _, record = await run_lifecycle(
+                [ResponsePanel],
+                RequestContext.from_scope(make_scope()),
+                response_headers=headers,
+                mask_secrets=mask,
+            )
+            panel = record.panel("ResponsePanel")
+            assert panel is not None
+            assert panel.stats["headers"] == [["set-cookie", shown]]
 
     @pytest.mark.asyncio
     async def test_ok(self, make_scope: ScopeFactory, run_lifecycle: Lifecycle) -> None:
@@ -90,6 +110,7 @@ class TestStats:
             "reason": "",
             "content_type": None,
             "headers": [],
+            "masked": True,
         }
         assert panel.nav_subtitle == "no response"
         html = render_panel(panel, record, "/_debug_toolbar")
