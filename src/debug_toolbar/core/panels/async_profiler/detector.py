@@ -9,6 +9,9 @@ request's ``start_ns``) so that stalls and lag line up with its tasks.
 A stall is attributed when the watchdog samples it: the request whose task was running is the
 culprit (its record says ``culprit=True``); every other request in flight records it as
 suffered, naming the culprit, or no one when the loop was blocked outside any profiled request.
+A stall that changed hands is cut where the running request changed, and each request is blamed
+for its own part only; where the evidence is missing, the answer is "unknown" (not sampled),
+never another request.
 
 Neither class turns on asyncio debug mode, sets ``slow_callback_duration``, touches the loop's
 exception handler or the logging configuration.
@@ -17,9 +20,10 @@ exception handler or the logging configuration.
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import TYPE_CHECKING, Any
 
-from debug_toolbar.core.panels.async_profiler.heartbeat import heartbeats
+from debug_toolbar.core.panels.async_profiler.heartbeat import UNKNOWN_CULPRIT, heartbeats
 from debug_toolbar.core.panels.async_profiler.loop_hooks import resolve_stack
 from debug_toolbar.core.panels.async_profiler.models import BlockingCall, LagSample, LagStats
 from debug_toolbar.core.panels.async_profiler.sampling import stack_window
@@ -39,8 +43,12 @@ _MS = 1_000_000
 
 
 def _ns(name: str, value_ms: float) -> int:
-    if isinstance(value_ms, bool) or not isinstance(value_ms, (int, float)) or not value_ms > 0:
-        raise ValueError(f"{name} must be a number greater than 0, got {value_ms!r}")
+    if (
+        isinstance(value_ms, bool)
+        or not isinstance(value_ms, (int, float))
+        or not 0 < value_ms < math.inf
+    ):
+        raise ValueError(f"{name} must be a finite number greater than 0, got {value_ms!r}")
     return max(1, round(value_ms * _MS))
 
 
@@ -109,19 +117,32 @@ class BlockingCallDetector:
         return self.owner if self.owner is not None else self
 
     def on_stall(self, stall: Stall) -> None:
-        """Keep the part of ``stall`` that falls in this request's window, if still a stall.
+        """Keep the parts of ``stall`` that fall in this request's window and are stalls.
+
+        A stall that changed hands (several requests blocking back to back, with no beat in
+        between) is cut where the running request changed, and each part over the threshold
+        is kept with its own culprit. When no part reaches the threshold on its own but the
+        whole does, the stall is kept once, unattributed: several short blocks added up, and
+        blaming one of them would be a guess.
 
         A request that starts right after a block (in the same loop iteration, before the next
         beat) sees the stall's start clipped to its own start, and so does not report a stall
         that happened before it existed.
         """
-        start = max(stall.start_ns, self._joined_ns)
-        if stall.end_ns - start <= self._threshold_ns:
+        joined, threshold = self._joined_ns, self._threshold_ns
+        start = max(stall.start_ns, joined)
+        if stall.end_ns - start <= threshold:
             return
-        if len(self._stalls) >= self.max_calls:
-            self.dropped += 1
-            return
-        self._stalls.append((start, stall.end_ns, stall.sample))
+        kept = [
+            (max(part_start, joined), part_end, sample)
+            for part_start, part_end, sample in stall.parts()
+            if part_end - max(part_start, joined) > threshold
+        ]
+        for part in kept or [(start, stall.end_ns, None)]:
+            if len(self._stalls) >= self.max_calls:
+                self.dropped += 1
+            else:
+                self._stalls.append(part)
 
     # Lifecycle
 
@@ -178,7 +199,7 @@ class BlockingCallDetector:
     ) -> BlockingCall:
         start_ms = (start_ns - origin_ns) / _MS
         duration_ms = (end_ns - start_ns) / _MS
-        if sample is None:
+        if sample is None or sample.culprit is UNKNOWN_CULPRIT:
             return BlockingCall(
                 start_ms=start_ms,
                 duration_ms=duration_ms,

@@ -12,6 +12,12 @@ loop's current task, which names the request that is blocking. Sampling at half 
 rather than at the threshold means that any stall long enough to be reported was still going on
 when it was sampled, even if it ends a moment after crossing the threshold.
 
+The watchdog goes on sampling while the stall lasts, because one stall without a beat may be
+several blocking calls back to back: the handlers of requests released together run one after
+the other in one loop iteration, and the timer that beats comes after all of them. Each change
+of the running request starts a new segment of the stall (``StallSample``), so that each request
+is blamed for its own part only (see ``Stall.parts``).
+
 A stall ends with the next beat: its duration is from the last beat before it to that beat (see
 ``Stall``). Everything is shared by every request in flight on the loop (a ``PerLoopRegistry``):
 the first user installs, the last removes, and each request keeps what falls in its own window.
@@ -24,12 +30,13 @@ the loop thread takes only when a stall closes.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from debug_toolbar.core.panels.async_profiler.loop_hooks import PerLoopRegistry, task_hooks
@@ -47,6 +54,7 @@ if TYPE_CHECKING:
 
 __all__ = (
     "DEFAULT_INTERVAL_NS",
+    "UNKNOWN_CULPRIT",
     "WATCHDOG_THREAD_NAME",
     "Clock",
     "LagListener",
@@ -71,7 +79,11 @@ _NEVER = 1 << 62
 _WAKE_SLACK_S = 0.001
 """Wake a little after the deadline, so the heartbeat is surely overdue when we look."""
 _MAX_IDLE_WAIT_S = 1.0
-_MAX_RESAMPLE_WAIT_S = 0.025
+_MAX_RESAMPLE_WAIT_S = 0.005
+"""Resampling period cap during a stall: where the running request changes, the stall is cut
+within half of it. A sample costs the watchdog some 10-50 µs, only while the loop is stalled."""
+_MAX_SEGMENTS = 64
+"""Segments kept per stall; a stall that changes hands more often ends in an unknown part."""
 _JOIN_TIMEOUT_S = 2.0
 
 _current_task = asyncio.current_task
@@ -80,20 +92,36 @@ _installed: weakref.WeakSet[LoopHeartbeat] = weakref.WeakSet()
 
 @dataclass(slots=True, frozen=True)
 class StallSample:
-    """What the watchdog saw on the loop's thread while the heartbeat was overdue."""
+    """One segment of a stall: what the watchdog saw while the same request held the loop.
+
+    Consecutive samples that find the same culprit are merged into one segment (its first and
+    last sighting, and the first stack that showed an application frame); a sample naming
+    another culprit starts a new segment.
+    """
 
     beat_ns: int
     """The last beat before the stall: identifies which stall this sample belongs to."""
     taken_ns: int
+    """When this culprit was first seen holding the loop."""
     stack: RawStack
     """The loop thread's stack, innermost first (code, line) pairs; empty if unreadable."""
     app_index: int | None
     """Index in ``stack`` of the innermost application frame (None: none was on the stack)."""
     culprit: object | None
     """The owner (a RequestContext) of the request whose task was running; None when the loop
-    was blocked outside any profiled request."""
+    was blocked outside any profiled request; ``UNKNOWN_CULPRIT`` past the segment cap."""
     count: int = 1
-    """Samples taken during this stall until one found an application frame."""
+    """Samples merged into this segment."""
+    last_ns: int = 0
+    """When this culprit was last seen holding the loop (``taken_ns`` if seen once)."""
+
+    @property
+    def seen_until_ns(self) -> int:
+        return max(self.last_ns, self.taken_ns)
+
+
+UNKNOWN_CULPRIT: object = object()
+"""The culprit of a stall's tail once it changed hands more than ``_MAX_SEGMENTS`` times."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -108,10 +136,31 @@ class Stall:
 
     start_ns: int
     end_ns: int
-    sample: StallSample | None
-    """None when the watchdog could not sample it (it ended before the watchdog got to run)."""
+    samples: tuple[StallSample, ...] = ()
+    """The segments the watchdog saw, in order; empty when it could not sample the stall (it
+    ended before the watchdog got to run)."""
     open: bool = False
     """Still going on: closed early for a request that stopped during it."""
+
+    def parts(self) -> list[tuple[int, int, StallSample | None]]:
+        """The stall cut where the running request changed: ``(start, end, segment)``.
+
+        The cut between two segments is halfway between the last sighting of one culprit and
+        the first sighting of the next: the switch happened somewhere in that resampling
+        period, so the error is at most half of it. The first segment begins with the stall
+        and the last one ends with it.
+        """
+        samples = self.samples
+        if not samples:
+            return [(self.start_ns, self.end_ns, None)]
+        parts: list[tuple[int, int, StallSample | None]] = []
+        start = self.start_ns
+        for current, following in itertools.pairwise(samples):
+            cut = min(max((current.seen_until_ns + following.taken_ns) // 2, start), self.end_ns)
+            parts.append((start, cut, current))
+            start = cut
+        parts.append((start, self.end_ns, samples[-1]))
+        return parts
 
 
 class LagListener(Protocol):
@@ -178,7 +227,8 @@ class LoopHeartbeat:
         self._handle: asyncio.TimerHandle | None = None
         self._lag_listeners: list[LagListener] = []
         self._stall_listeners: list[StallListener] = []
-        self._sample: StallSample | None = None
+        self._segments: list[StallSample] = []
+        """The segments of the stall going on (all of one ``beat_ns``), under ``_lock``."""
         self._lock = threading.Lock()
 
     @property
@@ -203,7 +253,8 @@ class LoopHeartbeat:
         self._stop_watchdog()
         self._lag_listeners.clear()
         self._stall_listeners.clear()
-        self._sample = None
+        with self._lock:
+            self._segments = []
         _installed.discard(self)
 
     def _schedule(self, now_ns: int) -> None:
@@ -219,19 +270,17 @@ class LoopHeartbeat:
         self.last_beat_ns = now
         self.beats += 1
         self._schedule(now)  # first: whatever happens below, the heartbeat goes on
-        if self._sample is not None or now - previous > self.stall_threshold_ns:
+        if self._segments or now - previous > self.stall_threshold_ns:
             self._close_stall(previous, now)
         for listener in self._lag_listeners:
             listener.on_beat(now, due)
 
     def _close_stall(self, previous: int, now: int) -> None:
         with self._lock:
-            sample, self._sample = self._sample, None
+            segments, self._segments = self._segments, []
         if now - previous <= self.stall_threshold_ns:
             return  # the watchdog sampled a slow moment that did not become a stall
-        if sample is not None and sample.beat_ns != previous:
-            sample = None
-        stall = Stall(start_ns=previous, end_ns=now, sample=sample)
+        stall = Stall(start_ns=previous, end_ns=now, samples=_of_stall(segments, previous))
         for listener in tuple(self._stall_listeners):
             listener.on_stall(stall)
 
@@ -240,16 +289,15 @@ class LoopHeartbeat:
 
         Called on the loop's thread by a request that stops while the loop has not beaten
         since it was blocked (a block in the handler's last step), so the request can close
-        the stall at that moment instead of losing it.
+        the stall at that moment instead of losing it. The stall goes on for the others: the
+        next request to block before the next beat is a new segment of it.
         """
         last = self.last_beat_ns
         if now_ns - last <= self.stall_threshold_ns:
             return None
         with self._lock:
-            sample = self._sample
-        if sample is not None and sample.beat_ns != last:
-            sample = None
-        return Stall(start_ns=last, end_ns=now_ns, sample=sample, open=True)
+            segments = tuple(self._segments)
+        return Stall(start_ns=last, end_ns=now_ns, samples=_of_stall(segments, last), open=True)
 
     # Listeners (loop thread only)
 
@@ -311,33 +359,36 @@ class LoopHeartbeat:
 
     # Watchdog side (any thread)
 
-    def needs_sample(self, beat_ns: int) -> bool:
-        """Whether the stall that began at ``beat_ns`` still lacks an application frame."""
-        sample = self._sample
-        return sample is None or sample.beat_ns != beat_ns or sample.app_index is None
-
     def publish(self, sample: StallSample) -> bool:
-        """Keep ``sample`` if its stall is still going on; the loop thread reads it at the beat.
+        """Add ``sample`` to the stall it belongs to, if that stall is still going on.
 
-        The check and the store happen under the lock that the beat takes to read the sample,
-        after it has moved ``last_beat_ns``: a sample is either seen by that beat or discarded.
+        The check and the store happen under the lock that the beat takes to read the
+        segments, after it has moved ``last_beat_ns``: a sample is either seen by that beat or
+        discarded. A sample of the culprit already holding the loop extends its segment (and
+        brings the application's line if the segment had none); another culprit starts a new
+        segment.
         """
         with self._lock:
             if self.last_beat_ns != sample.beat_ns:
                 return False
-            current = self._sample
-            if current is not None and current.beat_ns == sample.beat_ns:
-                if current.app_index is not None:
-                    return False  # keep the first sample that found the application's line
-                sample = StallSample(
-                    beat_ns=sample.beat_ns,
-                    taken_ns=sample.taken_ns,
-                    stack=sample.stack,
-                    app_index=sample.app_index,
-                    culprit=sample.culprit,
+            segments = self._segments
+            if segments and segments[0].beat_ns != sample.beat_ns:
+                segments.clear()  # left over from a stall that a beat did not close
+            current = segments[-1] if segments else None
+            if current is not None and current.culprit is sample.culprit:
+                found_line = current.app_index is None and sample.app_index is not None
+                segments[-1] = replace(
+                    sample if found_line else current,
+                    taken_ns=current.taken_ns,
                     count=current.count + 1,
+                    last_ns=sample.taken_ns,
                 )
-            self._sample = sample
+            elif current is not None and current.culprit is UNKNOWN_CULPRIT:
+                return False
+            elif len(segments) >= _MAX_SEGMENTS:
+                segments.append(replace(sample, stack=(), app_index=None, culprit=UNKNOWN_CULPRIT))
+            else:
+                segments.append(replace(sample, last_ns=sample.taken_ns))
             return True
 
     def identify(self, task: asyncio.Future[Any] | None) -> object | None:
@@ -369,12 +420,17 @@ def _recorder_creating_a_task(hooks: LoopTaskHooks) -> TaskRecorder | None:
     return None
 
 
+def _of_stall(segments: Iterable[StallSample], beat_ns: int) -> tuple[StallSample, ...]:
+    """The segments that belong to the stall that began at ``beat_ns``."""
+    return tuple(segment for segment in segments if segment.beat_ns == beat_ns)
+
+
 class Watchdog:
     """The thread that samples the loop's thread when its heartbeat is overdue.
 
     It sleeps until the moment the heartbeat would become overdue (so a healthy loop wakes it
     about once per half threshold, not once per interval), then checks: if no beat came, it
-    samples; while the stall lasts without an application frame found, it samples again.
+    samples, and samples again every quarter threshold (at most 5 ms) while the stall lasts.
     """
 
     def __init__(self, heartbeat: LoopHeartbeat) -> None:
@@ -425,8 +481,8 @@ class Watchdog:
         age = self.clock() - last
         if age <= sample_after:
             return min((sample_after - age) / 1e9 + _WAKE_SLACK_S, _MAX_IDLE_WAIT_S)
-        if heartbeat.needs_sample(last) and heartbeat.loop.is_running():
-            self.sample(last)
+        if heartbeat.loop.is_running():
+            self.sample(last)  # again and again while it lasts: the culprit may change
         return min(sample_after / 2e9, _MAX_RESAMPLE_WAIT_S)
 
     def sample(self, beat_ns: int) -> bool:

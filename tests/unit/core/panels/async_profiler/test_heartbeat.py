@@ -394,7 +394,7 @@ class TestStalls:
             line = _next_line()
             delay = watchdog.poll()
             assert watchdog.samples_taken == 1
-            assert delay == pytest.approx(0.025)  # then checks again every 25 ms
+            assert delay == pytest.approx(0.005)  # then checks again every 5 ms
             clock.advance(70)
             heartbeat.beat()  # the loop is back: 130 ms without a beat
             detector.uninstall()
@@ -491,10 +491,15 @@ class TestStalls:
         clock.advance(120)
         heartbeat.beat()
         assert watchdog.sample(stalled_since) is False
-        assert heartbeat.needs_sample(heartbeat.last_beat_ns)
+        clock.advance(150)
+        heartbeat.beat()  # the next stall was not sampled: the late sample is not its
         detector.uninstall()
+        assert [(c.duration_ms, c.sampled) for c in detector.get_stats()] == [
+            (120.0, False),
+            (150.0, False),
+        ]
 
-    def test_the_first_sample_with_an_application_frame_is_kept(
+    def test_a_segment_keeps_the_first_application_line_of_its_culprit(
         self,
         loop: asyncio.AbstractEventLoop,
         registry: PerLoopRegistry[LoopHeartbeat],
@@ -506,14 +511,15 @@ class TestStalls:
         beat = heartbeat.last_beat_ns
         app_code = sys._getframe().f_code
         library = StallSample(beat, beat, ((threading.Event.wait.__code__, 1),), None, None)
-        first_app = StallSample(beat, beat, ((app_code, 11),), 0, None)
-        second_app = StallSample(beat, beat, ((app_code, 22),), 0, None)
-        assert heartbeat.publish(library) is True
-        assert heartbeat.needs_sample(beat)
-        assert heartbeat.publish(first_app) is True
-        assert not heartbeat.needs_sample(beat)
-        assert heartbeat.publish(second_app) is False
+        first_app = StallSample(beat, beat + 5 * MS, ((app_code, 11),), 0, None)
+        second_app = StallSample(beat, beat + 10 * MS, ((app_code, 22),), 0, None)
+        for sample in (library, first_app, second_app):
+            assert heartbeat.publish(sample) is True
         clock.advance(150)
+        stall = heartbeat.open_stall(clock())
+        assert stall is not None
+        [segment] = stall.samples
+        assert (segment.taken_ns, segment.last_ns, segment.count) == (beat, beat + 10 * MS, 3)
         heartbeat.beat()
         detector.uninstall()
         [call] = detector.get_stats()
@@ -702,6 +708,98 @@ class TestStalls:
         assert (call.start_ms, call.duration_ms) == (8.0, 120.0)
         assert [c.duration_ms for c in first.get_stats()] == [128.0]
 
+    def test_back_to_back_blocks_of_two_requests_are_cut_where_the_culprit_changed(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registry: PerLoopRegistry[LoopHeartbeat],
+        clock: FakeClock,
+    ) -> None:
+        """Two requests block one after the other with no beat between them (released together,
+        they run in one loop iteration): each is blamed for its own block only."""
+        first_request, second_request = context("/first"), context("/second")
+        first = self.detector(registry, first_request, origin_ns=START_NS)
+        second = self.detector(registry, second_request, origin_ns=START_NS)
+        first.install(loop)
+        second.install(loop)
+        heartbeat = registry.get(loop)
+        assert heartbeat is not None
+        beat = heartbeat.last_beat_ns
+        code = sys._getframe().f_code
+
+        def seen(at_ms: int, owner: RequestContext, line: int) -> None:
+            sample = StallSample(beat, START_NS + at_ms * MS, ((code, line),), 0, owner)
+            assert heartbeat.publish(sample) is True
+
+        for at_ms in range(50, 151, 5):  # the first request blocks from 0 to ~150 ms
+            seen(at_ms, first_request, 1)
+        clock.advance(152)
+        first.uninstall()  # its request ends between the two blocks: its own part so far
+        for at_ms in range(155, 301, 5):  # then the second blocks until ~300 ms
+            seen(at_ms, second_request, 2)
+        clock.advance(150)
+        heartbeat.beat()
+        second.uninstall()
+
+        [own_first] = first.get_stats()
+        assert (own_first.culprit, own_first.lineno) == (True, 1)
+        assert (own_first.start_ms, own_first.duration_ms) == (0.0, 152.0)
+        suffered, own_second = second.get_stats()
+        assert (suffered.culprit, suffered.culprit_path, suffered.lineno) == (False, "/first", 1)
+        # Cut halfway between the last sighting of the first and the first of the second.
+        assert (suffered.start_ms, suffered.duration_ms) == (0.0, 152.5)
+        assert (own_second.culprit, own_second.lineno) == (True, 2)
+        assert (own_second.start_ms, own_second.duration_ms) == (152.5, 149.5)
+
+    def test_a_stall_of_short_blocks_adding_up_is_not_blamed_on_any(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registry: PerLoopRegistry[LoopHeartbeat],
+        clock: FakeClock,
+    ) -> None:
+        one, other = context("/one"), context("/other")
+        detector = self.detector(registry, one)
+        detector.install(loop)
+        heartbeat = registry.get(loop)
+        assert heartbeat is not None
+        beat = heartbeat.last_beat_ns
+        code = sys._getframe().f_code
+        for at_ms, owner in ((50, one), (55, one), (65, other), (70, other), (85, one)):
+            heartbeat.publish(StallSample(beat, START_NS + at_ms * MS, ((code, 1),), 0, owner))
+        clock.advance(130)  # 130 ms without a beat, but no request held the loop for 100
+        heartbeat.beat()
+        detector.uninstall()
+        [call] = detector.get_stats()
+        assert (call.duration_ms, call.sampled, call.culprit) == (130.0, False, False)
+        assert call.to_dict()["culprit"] is None
+
+    def test_a_stall_changing_hands_too_often_ends_unknown(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registry: PerLoopRegistry[LoopHeartbeat],
+        clock: FakeClock,
+    ) -> None:
+        requests = [context("/a"), context("/b")]
+        detector = self.detector(registry, requests[0], threshold_ms=1)
+        detector.install(loop)
+        heartbeat = registry.get(loop)
+        assert heartbeat is not None
+        beat = heartbeat.last_beat_ns
+        code = sys._getframe().f_code
+        for n in range(200):  # culprits alternate every 5 ms, far past the segment cap
+            sample = StallSample(beat, START_NS + n * 5 * MS, ((code, n),), 0, requests[n % 2])
+            heartbeat.publish(sample)
+        clock.advance(1000)
+        stall = heartbeat.open_stall(clock())
+        assert stall is not None
+        assert len(stall.samples) == 65  # 64 segments, then one unknown tail
+        heartbeat.beat()
+        detector.uninstall()
+        calls = detector.get_stats()
+        assert [c.culprit for c in calls[:32]] == [True, False] * 16
+        tail = calls[-1]
+        assert (tail.sampled, tail.lineno, tail.start_ms) == (False, None, 317.5)
+        assert tail.start_ms + tail.duration_ms == 1000.0
+
     def test_the_threshold_is_per_request(
         self,
         loop: asyncio.AbstractEventLoop,
@@ -818,6 +916,8 @@ class TestStalls:
         [
             ({"threshold_ms": 0}, "threshold_ms"),
             ({"threshold_ms": "100"}, "threshold_ms"),
+            ({"threshold_ms": float("inf")}, "threshold_ms"),
+            ({"threshold_ms": float("nan")}, "threshold_ms"),
             ({"interval_ms": 0}, "interval_ms"),
             ({"max_stack_depth": 0}, "max_stack_depth"),
             ({"max_calls": -1}, "max_calls"),
