@@ -103,16 +103,18 @@ class DebugToolbarMiddleware:
             await toolbar.process_request()
             try:
                 await self.app(scope, responder.receive, responder.send)
-            except Exception:
+            except Exception as exc:
+                context.error = _describe(exc)
                 await self._record(toolbar, responder)
                 try:
                     await responder.finish(None, self.config.insert_before)
                 except Exception:
                     logger.warning("debug toolbar: releasing the response failed", exc_info=True)
                 raise
-            except BaseException:
+            except BaseException as exc:
                 # Cancelled (client gone, timeout) or interrupted: the panels must still stop,
                 # so that nothing they installed outlives the request.
+                context.error = _describe(exc)
                 await self._record(toolbar, responder)
                 raise
             record = await self._record(toolbar, responder)
@@ -148,3 +150,39 @@ class DebugToolbarMiddleware:
         except Exception:
             logger.exception("debug toolbar: rendering the toolbar failed; page left untouched")
             return None
+
+
+_MAX_CAUSES = 8
+"""How far an exception's ``__cause__`` chain is followed (a chain can be a cycle)."""
+
+
+def _one(exc: BaseException) -> str:
+    try:
+        message = str(exc)
+    except Exception:  # a broken __str__ must not break recording
+        message = "<message unavailable>"
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The exception at the end of the ``raise ... from`` chain, and the first one inside an
+    exception group: what the app's own code raised."""
+    for _ in range(_MAX_CAUSES):
+        inner = exc.__cause__
+        group = getattr(exc, "exceptions", None)
+        if inner is None and isinstance(group, tuple) and group:
+            inner = group[0]
+        if not isinstance(inner, BaseException):
+            break
+        exc = inner
+    return exc
+
+
+def _describe(exc: BaseException) -> str:
+    """``"RuntimeError: boom"``; a framework's wrapper names what it wraps (Litestar raises
+    "Exception caught after response started" from the handler's exception). The record
+    shortens a long one, like every value it keeps."""
+    root = _root_cause(exc)
+    if root is exc:
+        return _one(exc)
+    return f"{_one(exc)} (caused by {_one(root)})"

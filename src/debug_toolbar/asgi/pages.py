@@ -64,6 +64,9 @@ def _summary(record: RequestRecord) -> dict[str, Any]:
         "status_code": record.status_code,
         "duration_ms": record.duration_ms,
         "started_at": record.started_at,
+        "error": record.error,
+        "body_cut_at": record.body_cut_at,
+        "client_disconnected": record.client_disconnected,
     }
 
 

@@ -110,8 +110,16 @@ class ToolbarResponder:
         if self.app_response_complete:
             return _disconnect()
         if self._mode not in _HOLDING:
-            return await self._inner_receive()
-        return await self._receive_while_holding()
+            message = await self._inner_receive()
+        else:
+            message = await self._receive_while_holding()
+        if message.get("type") == "http.disconnect" and not self.app_response_complete:
+            # The server's word that the client went away mid-response: what the app sends
+            # from now on is dropped, so the body the client got ends here.
+            context = self.context
+            if context.client_disconnected_at is None:
+                context.client_disconnected_at = context.response_body_bytes
+        return message
 
     async def _receive_while_holding(self) -> Message:
         """The server's next message, or ``http.disconnect`` once the app's response is complete.
@@ -152,6 +160,11 @@ class ToolbarResponder:
                 await self._release_untouched()
                 self._mode = _Mode.STREAMING
             await self._inner_send(message)
+            # A file the server sends in one go ends the body as a last body message does.
+            if kind == "http.response.pathsend" or (
+                kind == "http.response.zerocopysend" and not message.get("more_body", False)
+            ):
+                self._mark_complete()
 
     async def _on_start(self, message: Message) -> None:
         self.response_started = True
@@ -175,6 +188,7 @@ class ToolbarResponder:
 
     async def _on_body(self, message: Message) -> None:
         more_body = bool(message.get("more_body", False))
+        self.context.response_body_bytes += len(message.get("body", b""))
         if self._mode is _Mode.PENDING:
             self._mode = self._choose_mode(more_body)
             if self._mode is _Mode.STREAMING:
@@ -190,6 +204,7 @@ class ToolbarResponder:
 
     def _mark_complete(self) -> None:
         self.app_response_complete = True
+        self.context.response_complete = True
         if self._completed is not None and not self._completed.done():
             self._completed.set_result(None)
 

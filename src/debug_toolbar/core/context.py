@@ -66,6 +66,16 @@ class RequestContext:
     response_headers: list[tuple[str, str]] = field(default_factory=list)
     response_start_ns: int | None = None
     end_ns: int | None = None
+    response_body_bytes: int = 0
+    """Body bytes the app sent (before the toolbar is inserted)."""
+    response_complete: bool = False
+    """True once the app sent its last body message: a started response without it ended
+    early (the app raised, returned or was cancelled in the middle of the body)."""
+    error: str | None = None
+    """What the app raised, as ``"Type: message"`` (``CancelledError`` when cancelled)."""
+    client_disconnected_at: int | None = None
+    """Body bytes sent when the server said the client had gone, before the response was
+    complete (servers drop what is sent after that); None when it did not happen."""
     state: dict[str, Any] = field(default_factory=dict)
     """Scratch space for panels that need to share per-request objects."""
 
@@ -124,6 +134,16 @@ class RequestContext:
     def ms_since_start(self, ns: int) -> float:
         """Milliseconds from the request's start to ``ns`` (a perf_counter_ns value)."""
         return (ns - self.start_ns) / 1_000_000
+
+    @property
+    def body_cut_at(self) -> int | None:
+        """Body bytes the client got of a started response that ended early (the app raised,
+        returned or was cancelled mid-body, or the client went away); None when it did not."""
+        if self.response_start_ns is None:
+            return None
+        if self.client_disconnected_at is not None:
+            return min(self.client_disconnected_at, self.response_body_bytes)
+        return None if self.response_complete else self.response_body_bytes
 
     @property
     def duration_ms(self) -> float | None:

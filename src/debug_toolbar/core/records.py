@@ -131,9 +131,23 @@ class RequestRecord:
     started_at: float
     """Wall-clock time (``time.time()``) at which the request started, for display."""
     panels: tuple[PanelRecord, ...]
+    error: str | None = None
+    """What the app raised while answering (``"Type: message"``); the status alone hides a
+    failure that came after the response started."""
+    body_cut_at: int | None = None
+    """The response ended early: the body was cut after this many bytes (the client got a
+    truncated body under a status that looks fine). None when the body was complete."""
+    client_disconnected: bool = False
+    """The server said the client went away before the response was complete."""
 
     def panel(self, panel_id: str) -> PanelRecord | None:
         return next((p for p in self.panels if p.panel_id == panel_id), None)
+
+    @property
+    def failed(self) -> bool:
+        """The response did not end as its status says: the app raised, the body was cut, or
+        the client went away before the end."""
+        return self.error is not None or self.body_cut_at is not None or self.client_disconnected
 
     def to_api_dict(self) -> dict[str, Any]:
         """The JSON API's view: stats of the panels that ran, errors of those that failed."""
@@ -147,6 +161,9 @@ class RequestRecord:
             "status_code": self.status_code,
             "duration_ms": self.duration_ms,
             "started_at": self.started_at,
+            "error": self.error,
+            "body_cut_at": self.body_cut_at,
+            "client_disconnected": self.client_disconnected,
             "panels": {
                 p.panel_id: stats[p.panel_id] for p in self.panels if p.enabled and p.error is None
             },

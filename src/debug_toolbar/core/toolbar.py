@@ -112,4 +112,7 @@ class DebugToolbar:
             duration_ms=context.duration_ms or 0.0,
             started_at=context.started_at,
             panels=tuple(panel_records),
+            error=context.error,
+            body_cut_at=context.body_cut_at,
+            client_disconnected=context.client_disconnected_at is not None,
         )

@@ -208,6 +208,9 @@ class TestApi:
             "status_code": 200,
             "duration_ms": 12.5,
             "started_at": 1_700_000_000.0,
+            "error": None,
+            "body_cut_at": None,
+            "client_disconnected": False,
         }
         assert data["max_size"] == 10
         assert data["evicted"] == 0

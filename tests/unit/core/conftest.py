@@ -88,6 +88,7 @@ def run_lifecycle() -> Lifecycle:
                 response_headers or [("content-type", "text/html; charset=utf-8")]
             )
             context.response_start_ns = time.perf_counter_ns()
+            context.response_complete = True
         await toolbar.process_response()
         await toolbar.generate_stats()
         return toolbar, toolbar.build_record()

@@ -499,7 +499,7 @@ class TestAllowedHostsAndMasking:
         ],
     )
     def test_bad_allowed_hosts(self, value: Any, message: str) -> None:
-        with pytest.raises(ValueError) as raised:
+        with pytest.raises(ValueError, match="allowed_hosts") as raised:
             DebugToolbarConfig(allowed_hosts=value)
         assert message in str(raised.value)
 

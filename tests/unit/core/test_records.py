@@ -83,6 +83,9 @@ class TestRecords:
             "status_code": 200,
             "duration_ms": 3.5,
             "started_at": 1_700_000_000.0,
+            "error": None,
+            "body_cut_at": None,
+            "client_disconnected": False,
             "panels": {"ok": {"value": "ok"}},
             "panel_errors": {"broken": "KeyError: 'x'"},
         }

@@ -1,8 +1,11 @@
 """ResponsePanel: the status and headers the app sent back.
 
 Both come from the ``http.response.start`` message the middleware saw, so they are what the
-client received, including headers added by middleware running inside the toolbar's.
-``Set-Cookie`` values are masked with ``mask_secrets``.
+client received, including headers added by middleware running inside the toolbar's. A status
+alone does not say whether the body arrived whole: a handler that fails halfway through it
+leaves the client a 200 with a truncated body, so the panel also records how the response
+ended (``body_bytes``, ``body_cut_at``, ``error``, ``client_disconnected``). ``Set-Cookie``
+values are masked with ``mask_secrets``.
 """
 
 from __future__ import annotations
@@ -47,6 +50,10 @@ class ResponsePanel(Panel):
             "content_type": content_type,
             "headers": mask_headers(context.response_headers, mask=mask),
             "masked": mask,
+            "body_bytes": context.response_body_bytes,
+            "body_cut_at": context.body_cut_at,
+            "error": context.error,
+            "client_disconnected": context.client_disconnected_at is not None,
         }
 
     def get_nav_subtitle(self) -> str:
@@ -55,4 +62,5 @@ class ResponsePanel(Panel):
             return ""
         if stats["status_code"] is None:
             return "no response"
-        return f"{stats['status_code']} {stats['reason']}".rstrip()
+        status = f"{stats['status_code']} {stats['reason']}".rstrip()
+        return f"{status}, ended early" if stats.get("body_cut_at") is not None else status

@@ -1,4 +1,5 @@
-"""ResponsePanel: status, reason phrase and headers as sent to the client."""
+"""ResponsePanel: status, reason phrase and headers as sent to the client, and whether the
+body arrived whole."""
 
 from __future__ import annotations
 
@@ -53,6 +54,10 @@ class TestStats:
                 ["set-cookie", "b=********"],
             ],
             "masked": True,
+            "body_bytes": 0,
+            "body_cut_at": None,
+            "error": None,
+            "client_disconnected": False,
         }
         assert panel.nav_subtitle == "404 Not Found"
         assert panel.title == "Response"
@@ -75,6 +80,37 @@ class TestStats:
             panel = record.panel("ResponsePanel")
             assert panel is not None
             assert panel.stats["headers"] == [["set-cookie", shown]]
+
+    @pytest.mark.asyncio
+    async def test_a_body_cut_short_by_an_error(
+        self, make_scope: ScopeFactory, run_lifecycle: Lifecycle
+    ) -> None:
+        async def fails_halfway(context: RequestContext) -> None:
+            # What the middleware notes of an app that sent 16 bytes of its body, then raised.
+            context.status_code = 200
+            context.response_headers = [("content-type", "text/html")]
+            context.response_start_ns = context.start_ns
+            context.response_body_bytes = 16
+            context.error = "RuntimeError: failed halfway"
+
+        _, record = await run_lifecycle(
+            [ResponsePanel],
+            RequestContext.from_scope(make_scope()),
+            fails_halfway,
+            status_code=None,
+        )
+        panel = record.panel("ResponsePanel")
+        assert panel is not None
+        assert panel.stats["body_bytes"] == 16
+        assert panel.stats["body_cut_at"] == 16
+        assert panel.stats["client_disconnected"] is False
+        assert panel.stats["error"] == "RuntimeError: failed halfway"
+        assert panel.nav_subtitle == "200 OK, ended early"
+        assert record.body_cut_at == 16
+        assert record.error == "RuntimeError: failed halfway"
+        html = render_panel(panel, record, "/_debug_toolbar")
+        assert "the body was cut after 16 bytes" in html
+        assert "RuntimeError: failed halfway" in html
 
     @pytest.mark.asyncio
     async def test_ok(self, make_scope: ScopeFactory, run_lifecycle: Lifecycle) -> None:
@@ -111,6 +147,10 @@ class TestStats:
             "content_type": None,
             "headers": [],
             "masked": True,
+            "body_bytes": 0,
+            "body_cut_at": None,
+            "error": None,
+            "client_disconnected": False,
         }
         assert panel.nav_subtitle == "no response"
         html = render_panel(panel, record, "/_debug_toolbar")
