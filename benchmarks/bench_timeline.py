@@ -120,7 +120,7 @@ def build_stats() -> dict[str, Any]:
         BlockingCall(640.0, 35.0, "/srv/shop/app/repo.py", 12, "load", "rows = cur.fetchall()",
                      stack=_stack(rng, 2)),
         BlockingCall(900.0, 60.0, "/srv/shop/app/export.py", 40, "build_csv", "csv.writerows(r)",
-                     culprit=False, culprit_request_id="5e1f0c9a7b3d4e2f",
+                     relation="suffered", culprit_request_id="5e1f0c9a7b3d4e2f",
                      culprit_method="GET", culprit_path="/export.csv"),
     ]  # fmt: skip
     samples = [

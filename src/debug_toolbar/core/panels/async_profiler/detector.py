@@ -24,9 +24,8 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from debug_toolbar.core.panels.async_profiler.heartbeat import UNKNOWN_CULPRIT, heartbeats
-from debug_toolbar.core.panels.async_profiler.loop_hooks import resolve_stack
 from debug_toolbar.core.panels.async_profiler.models import BlockingCall, LagSample, LagStats
-from debug_toolbar.core.panels.async_profiler.sampling import stack_window
+from debug_toolbar.core.panels.async_profiler.stacks import resolve_stack, stack_window
 
 if TYPE_CHECKING:
     from debug_toolbar.core.panels.async_profiler.heartbeat import (
@@ -207,8 +206,7 @@ class BlockingCallDetector:
                 lineno=None,
                 function=None,
                 code=None,
-                culprit=False,
-                sampled=False,
+                relation="unknown",
             )
         location: StackFrame | None = None
         stack: list[StackFrame] = []
@@ -228,7 +226,7 @@ class BlockingCallDetector:
             function=None if location is None else location.function,
             code=None if location is None else location.code,
             stack=stack,
-            culprit=own,
+            relation="own" if own else "suffered",
             culprit_request_id=_text(culprit, "request_id"),
             culprit_method=_text(culprit, "method"),
             culprit_path=_text(culprit, "path"),

@@ -116,9 +116,9 @@ def _task_event(row: TimelineRow, tid: int) -> dict[str, Any]:
 
 def _blocking_event(band: BlockingBand) -> dict[str, Any]:
     culprit: str | dict[str, str | None] | None
-    if band.kind == "own":
+    if band.relation == "own":
         culprit = "this request"
-    elif band.kind == "unknown":
+    elif band.relation == "unknown":
         culprit = None
     else:
         culprit = {
@@ -129,8 +129,8 @@ def _blocking_event(band: BlockingBand) -> dict[str, Any]:
         }
     start = _us(band.bar_start_ms)
     return {
-        "name": _BLOCKING_NAMES[band.kind],
-        "cat": f"blocking,{band.kind}",
+        "name": _BLOCKING_NAMES[band.relation],
+        "cat": f"blocking,{band.relation}",
         "ph": "X",
         "ts": start,
         "dur": round(max(_us(band.bar_end_ms) - start, 0.0), 3),
@@ -141,8 +141,9 @@ def _blocking_event(band: BlockingBand) -> dict[str, Any]:
             "function": band.function,
             "code": band.code,
             "culprit": culprit,
-            "own": band.own,
-            "sampled": band.kind != "unknown",
+            "relation": band.relation,
+            "own": band.relation == "own",
+            "sampled": band.relation != "unknown",
             "start_ms": band.start_ms,
             "duration_ms": band.duration_ms,
             "clipped": band.clipped,

@@ -40,17 +40,14 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from debug_toolbar.core.panels.async_profiler.loop_hooks import PerLoopRegistry, task_hooks
-from debug_toolbar.core.panels.async_profiler.sampling import (
+from debug_toolbar.core.panels.async_profiler.stacks import (
     innermost_app_frame,
     sample_thread_stack,
 )
 
 if TYPE_CHECKING:
-    from debug_toolbar.core.panels.async_profiler.loop_hooks import (
-        LoopTaskHooks,
-        RawStack,
-        TaskRecorder,
-    )
+    from debug_toolbar.core.panels.async_profiler.loop_hooks import LoopTaskHooks, TaskRecorder
+    from debug_toolbar.core.panels.async_profiler.stacks import RawStack
 
 __all__ = (
     "DEFAULT_INTERVAL_NS",

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import linecache
 import logging
 import os
 import sys
@@ -29,6 +28,7 @@ from contextvars import Context, ContextVar
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from debug_toolbar.core.panels.async_profiler.models import StackFrame, TaskEvent
+from debug_toolbar.core.panels.async_profiler.stacks import RawStack, resolve_stack
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -42,17 +42,12 @@ __all__ = (
     "LoopHook",
     "LoopTaskHooks",
     "PerLoopRegistry",
-    "RawStack",
     "TaskRecorder",
     "TaskTracking",
-    "resolve_stack",
     "task_hooks",
 )
 
 logger = logging.getLogger("debug_toolbar.async_profiler")
-
-RawStack = tuple[tuple["CodeType", int], ...]
-"""A creation stack as captured on the hot path: (code object, line) pairs, innermost first."""
 
 _perf_ns = time.perf_counter_ns
 _getframe = sys._getframe
@@ -88,36 +83,6 @@ def _is_machinery(code: CodeType) -> bool:
             _is_machinery_cache.clear()
         known = _is_machinery_cache[code] = code.co_filename.startswith(_MACHINERY_DIRS)
     return known
-
-
-_resolved_frames: dict[tuple[CodeType, int], StackFrame] = {}
-_RESOLVED_FRAMES_LIMIT = 4096
-
-
-def resolve_stack(raw: RawStack) -> list[StackFrame]:
-    """Turn captured (code, line) pairs into readable frames; done at render time, not per task.
-
-    Each distinct frame is resolved once per process (a bounded cache, like ``linecache``'s own
-    file cache): requests to the same routes share their frames, and reading source lines is
-    the expensive part of a report.
-    """
-    frames = []
-    for key in raw:
-        frame = _resolved_frames.get(key)
-        if frame is None:
-            code, lineno = key
-            source = linecache.getline(code.co_filename, lineno).strip() if lineno else ""
-            frame = StackFrame(
-                filename=code.co_filename,
-                lineno=lineno,
-                function=getattr(code, "co_qualname", code.co_name),
-                code=source or None,
-            )
-            if len(_resolved_frames) >= _RESOLVED_FRAMES_LIMIT:
-                _resolved_frames.clear()
-            _resolved_frames[key] = frame
-        frames.append(frame)
-    return frames
 
 
 def _describe(exc: BaseException) -> tuple[str, str]:

@@ -12,12 +12,26 @@ from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ("BlockingCall", "LagSample", "LagStats", "StackFrame", "TaskEvent", "TaskState")
+__all__ = (
+    "BlockingCall",
+    "BlockingRelation",
+    "LagSample",
+    "LagStats",
+    "StackFrame",
+    "TaskEvent",
+    "TaskState",
+)
 
 TaskState = Literal["pending", "completed", "cancelled", "failed"]
 """``pending``: still running when the response ended (it escaped the request)."""
 
 _TASK_STATES: frozenset[str] = frozenset(get_args(TaskState))
+
+BlockingRelation = Literal["own", "suffered", "unknown"]
+"""How a stall relates to the request. ``own``: its own code blocked the loop. ``suffered``:
+another request's code did, or code outside any profiled request. ``unknown``: the stall is
+real but nobody can be named (the watchdog could not look in time, or several requests' short
+steps added up)."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -129,22 +143,19 @@ class BlockingCall:
     function: str | None
     code: str | None
     stack: list[StackFrame] = field(default_factory=list)
-    culprit: bool = True
-    """True when this request's own code blocked the loop."""
+    relation: BlockingRelation = "own"
     culprit_request_id: str | None = None
     culprit_method: str | None = None
     culprit_path: str | None = None
-    """For a stall this request suffered: the request that caused it (all None when the loop
-    was blocked outside any profiled request)."""
-    sampled: bool = True
-    """False when the watchdog could not look at the loop during the stall (it ended before the
-    watchdog got to run): the stall is real, but where and by whom is unknown."""
+    """For a ``suffered`` stall: the request that caused it (all None when the loop was
+    blocked outside any profiled request)."""
 
     def to_dict(self) -> dict[str, Any]:
+        # ``culprit`` and ``sampled`` are the API's older spelling of ``relation``: kept.
         culprit: bool | dict[str, str | None] | None
-        if not self.sampled:
+        if self.relation == "unknown":
             culprit = None
-        elif self.culprit:
+        elif self.relation == "own":
             culprit = True
         else:
             culprit = {
@@ -160,16 +171,22 @@ class BlockingCall:
             "function": self.function,
             "code": self.code,
             "stack": [frame.to_dict() for frame in self.stack],
+            "relation": self.relation,
             "culprit": culprit,
-            "sampled": self.sampled,
+            "sampled": self.relation != "unknown",
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BlockingCall:
-        """Rebuild from ``to_dict()`` output: ``culprit`` is True, the culprit's details, or
-        None when the stall was not sampled."""
+        """Rebuild from ``to_dict()`` output (or its older form, without ``relation``)."""
         culprit = data.get("culprit", True)
         details: Mapping[str, Any] = culprit if isinstance(culprit, dict) else {}
+        relation = data.get("relation")
+        if relation is None:
+            sampled = bool(data.get("sampled", culprit is not None))
+            relation = "unknown" if not sampled else "own" if culprit is True else "suffered"
+        elif relation not in ("own", "suffered", "unknown"):
+            raise ValueError(f"unknown blocking-call relation {relation!r}")
         lineno = data.get("lineno")
         return cls(
             start_ms=float(data["start_ms"]),
@@ -179,11 +196,10 @@ class BlockingCall:
             function=data.get("function"),
             code=data.get("code"),
             stack=[StackFrame.from_dict(frame) for frame in data.get("stack") or ()],
-            culprit=culprit is True,
+            relation=cast("BlockingRelation", relation),
             culprit_request_id=details.get("request_id"),
             culprit_method=details.get("method"),
             culprit_path=details.get("path"),
-            sampled=bool(data.get("sampled", culprit is not None)),
         )
 
 

@@ -162,7 +162,7 @@ class AsyncProfilerPanel(Panel):
         blocking = [] if self.detector is None else self.detector.get_stats()
         lag = None if self.lag_monitor is None else self.lag_monitor.get_stats()
         summary = self._summary(backend.get_summary())
-        summary["blocking_calls"] = sum(1 for call in blocking if call.culprit)
+        summary["blocking_calls"] = sum(1 for call in blocking if call.relation == "own")
         summary["suffered_blocking_calls"] = len(blocking) - summary["blocking_calls"]
         summary["max_lag_ms"] = None if lag is None else lag.max_lag_ms
         self.defer_stats(functools.partial(_backend_stats, backend))

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from debug_toolbar.core.panels.async_profiler.models import (
     BlockingCall,
+    BlockingRelation,
     LagSample,
     StackFrame,
     TaskEvent,
@@ -125,10 +126,9 @@ class BlockingBand:
     left_pct: float
     width_pct: float
     clipped: bool
-    own: bool
-    """True when this request's code blocked the loop; False when it suffered another's stall."""
-    kind: Literal["own", "suffered", "unknown"]
-    """``unknown``: the stall ended before the watchdog could look, so nobody is named."""
+    relation: BlockingRelation
+    """``own``: this request's code blocked the loop; ``suffered``: another's; ``unknown``:
+    nobody can be named (see ``BlockingRelation``)."""
     filename: str | None
     lineno: int | None
     function: str | None
@@ -403,9 +403,9 @@ def _row(
 
 
 def _culprit_label(call: BlockingCall) -> str:
-    if not call.sampled:
-        return "unknown (the stall ended before it could be sampled)"
-    if call.culprit:
+    if call.relation == "unknown":
+        return "unknown (not sampled in time, or several requests' short steps added up)"
+    if call.relation == "own":
         return "this request"
     if call.culprit_request_id is None:
         return "code outside any profiled request"
@@ -423,14 +423,11 @@ def _band(call: BlockingCall, window_ms: float) -> BlockingBand:
     where = _short_location(call.filename, call.lineno)
     if call.function:
         where = f"{where} in {call.function}"
-    kind: Literal["own", "suffered", "unknown"] = (
-        "unknown" if not call.sampled else "own" if call.culprit else "suffered"
-    )
     cause = {
         "own": "by this request",
         "suffered": f"suffered, caused by {culprit}",
-        "unknown": "culprit unknown: not sampled in time",
-    }[kind]
+        "unknown": "culprit unknown",
+    }[call.relation]
     return BlockingBand(
         start_ms=call.start_ms,
         duration_ms=call.duration_ms,
@@ -440,8 +437,7 @@ def _band(call: BlockingCall, window_ms: float) -> BlockingBand:
         left_pct=left,
         width_pct=width,
         clipped=end > window_ms or call.start_ms > window_ms,
-        own=kind == "own",
-        kind=kind,
+        relation=call.relation,
         filename=call.filename,
         lineno=call.lineno,
         function=call.function,
@@ -561,8 +557,8 @@ def _build(
         if lag_threshold_ms is not None and scale > 0
         else None
     )
-    own = sum(1 for band in bands if band.kind == "own")
-    unknown = sum(1 for band in bands if band.kind == "unknown")
+    own = sum(1 for band in bands if band.relation == "own")
+    unknown = sum(1 for band in bands if band.relation == "unknown")
     return Timeline(
         duration_ms=0.0 if duration_ms is None else float(duration_ms),
         window_ms=window,

@@ -208,8 +208,8 @@ class TestBlockingStatementIsNamed:
         assert (call.filename, call.lineno) == (__file__, line_of("block: handler middle"))
         assert call.function == function_name(handler.__qualname__)
         assert call.code == "time.sleep(BLOCK_S)  # block: handler middle"
-        assert call.culprit is True
-        assert call.sampled is True
+        assert call.relation == "own"
+        assert call.relation != "unknown"
         assert BLOCK_MS - 1 <= call.duration_ms < BLOCK_MS + 500
         assert call.start_ms >= 5.0  # after the first await (minus a heartbeat interval)
         assert call.stack[0].lineno == call.lineno
@@ -222,7 +222,7 @@ class TestBlockingStatementIsNamed:
         request = run(new_loop, lambda: Request().run(handler))
         call = only_call(request)
         assert (call.filename, call.lineno) == (__file__, line_of("block: last step"))
-        assert call.culprit is True
+        assert call.relation == "own"
         assert BLOCK_MS - 1 <= call.duration_ms < BLOCK_MS + 500
         # The lag monitor saw it too, although the delayed beat ran after the request.
         assert request.lag is not None
@@ -235,7 +235,7 @@ class TestBlockingStatementIsNamed:
         request = run(new_loop, lambda: Request().run(handler))
         call = only_call(request)
         assert (call.lineno, call.function) == (line_of("block: child task"), "child_job")
-        assert call.culprit is True  # the child belongs to the request (task hooks)
+        assert call.relation == "own"  # the child belongs to the request (task hooks)
 
     @pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks need Python 3.12")
     def test_sleep_in_an_eager_tasks_first_step(self, new_loop: LoopFactory) -> None:
@@ -260,7 +260,7 @@ class TestBlockingStatementIsNamed:
         request = run(eager_loop, lambda: Request().run(handler))
         call = only_call(request)
         assert call.lineno == line_of("block: eager first step")
-        assert call.culprit is True  # it ran inside the request's create_task call
+        assert call.relation == "own"  # it ran inside the request's create_task call
 
     def test_sleep_in_a_sync_helper_called_by_the_handler(
         self, new_loop: LoopFactory, function_name: Callable[[str], str]
@@ -316,7 +316,7 @@ class TestACallHoldingTheGil:
         request = run(new_loop, lambda: Request().run(handler))
         call = only_call(request)
         assert call.lineno == line_of("block: gil")
-        assert call.culprit is True
+        assert call.relation == "own"
 
 
 class TestWhatIsNotReported:
@@ -365,8 +365,8 @@ class TestConcurrentRequests:
         run(new_loop, main)
         own = only_call(blocker)
         suffered = only_call(waiter)
-        assert own.culprit is True
-        assert suffered.culprit is False
+        assert own.relation == "own"
+        assert suffered.relation == "suffered"
         assert suffered.to_dict()["culprit"] == {
             "request_id": blocker.context.request_id,
             "method": "POST",
@@ -392,7 +392,7 @@ class TestConcurrentRequests:
 
         run(new_loop, main)
         call = only_call(victim)
-        assert call.culprit is False
+        assert call.relation == "suffered"
         assert call.to_dict()["culprit"] == {"request_id": None, "method": None, "path": None}
         assert call.lineno == line_of("block: background")
 

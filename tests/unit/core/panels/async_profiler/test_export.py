@@ -44,7 +44,7 @@ SUFFERED_STALL = BlockingCall(
     lineno=7,
     function="build_csv",
     code="rows = list(cursor)",
-    culprit=False,
+    relation="suffered",
     culprit_request_id="1a2b3c4d5e6f",
     culprit_method="GET",
     culprit_path="/export",
@@ -270,7 +270,7 @@ class TestBlockingTrack:
         }
 
     def test_stall_that_was_not_sampled_blames_nobody(self) -> None:
-        stall = BlockingCall(40.0, 25.0, None, None, None, None, culprit=False, sampled=False)
+        stall = BlockingCall(40.0, 25.0, None, None, None, None, relation="unknown")
         trace = full_trace(blocking_calls=[stall])
         validate_trace(trace)
         (event,) = [event for event in phase(trace, "X") if event["tid"] == LOOP_TID]

@@ -415,8 +415,8 @@ class TestStalls:
             function_name(handler_name()),
             line,
         )
-        assert call.culprit is True
-        assert call.sampled is True
+        assert call.relation == "own"
+        assert call.relation != "unknown"
         assert call.to_dict()["culprit"] is True
 
     def test_a_short_gap_is_not_a_stall_even_if_sampled(
@@ -441,7 +441,7 @@ class TestStalls:
         run(loop, handler)
         [call] = detector.get_stats()
         assert call.duration_ms == 150.0
-        assert call.sampled is False
+        assert call.relation == "unknown"
         assert (call.filename, call.lineno, call.stack) == (None, None, [])
         assert call.to_dict()["culprit"] is None
 
@@ -494,9 +494,9 @@ class TestStalls:
         clock.advance(150)
         heartbeat.beat()  # the next stall was not sampled: the late sample is not its
         detector.uninstall()
-        assert [(c.duration_ms, c.sampled) for c in detector.get_stats()] == [
-            (120.0, False),
-            (150.0, False),
+        assert [(c.duration_ms, c.relation) for c in detector.get_stats()] == [
+            (120.0, "unknown"),
+            (150.0, "unknown"),
         ]
 
     def test_a_segment_keeps_the_first_application_line_of_its_culprit(
@@ -552,8 +552,8 @@ class TestStalls:
         run(loop, slow_handler)
         [own] = culprit.get_stats()
         [suffered] = victim.get_stats()
-        assert own.culprit is True
-        assert suffered.culprit is False
+        assert own.relation == "own"
+        assert suffered.relation == "suffered"
         assert (suffered.culprit_request_id, suffered.culprit_method, suffered.culprit_path) == (
             slow.request_id,
             "POST",
@@ -591,8 +591,8 @@ class TestStalls:
 
         run(loop, background_job)
         [call] = detector.get_stats()
-        assert call.culprit is False
-        assert call.sampled is True
+        assert call.relation == "suffered"
+        assert call.relation != "unknown"
         assert call.to_dict()["culprit"] == {"request_id": None, "method": None, "path": None}
         assert call.function == function_name(
             "TestStalls.test_outside_any_request.<locals>.background_job"
@@ -629,7 +629,7 @@ class TestStalls:
 
         run(loop, handler)
         [call] = detector.get_stats()
-        assert call.culprit is True
+        assert call.relation == "own"
         assert (call.lineno, call.function) == (lines[0], function_name(child.__qualname__))
 
     def test_a_stall_open_when_the_request_stops_is_closed_then(
@@ -660,9 +660,9 @@ class TestStalls:
         run(loop, handler)
         [closed_early] = stopping.get_stats()
         [closed_by_beat] = staying.get_stats()
-        assert (closed_early.duration_ms, closed_early.culprit) == (150.0, True)
+        assert (closed_early.duration_ms, closed_early.relation) == (150.0, "own")
         assert closed_early.lineno is not None
-        assert (closed_by_beat.duration_ms, closed_by_beat.culprit) == (155.0, False)
+        assert (closed_by_beat.duration_ms, closed_by_beat.relation) == (155.0, "suffered")
         assert closed_by_beat.culprit_path == "/ending"
 
     def test_a_request_that_starts_after_a_block_does_not_report_it(
@@ -741,13 +741,17 @@ class TestStalls:
         second.uninstall()
 
         [own_first] = first.get_stats()
-        assert (own_first.culprit, own_first.lineno) == (True, 1)
+        assert (own_first.relation, own_first.lineno) == ("own", 1)
         assert (own_first.start_ms, own_first.duration_ms) == (0.0, 152.0)
         suffered, own_second = second.get_stats()
-        assert (suffered.culprit, suffered.culprit_path, suffered.lineno) == (False, "/first", 1)
+        assert (suffered.relation, suffered.culprit_path, suffered.lineno) == (
+            "suffered",
+            "/first",
+            1,
+        )
         # Cut halfway between the last sighting of the first and the first of the second.
         assert (suffered.start_ms, suffered.duration_ms) == (0.0, 152.5)
-        assert (own_second.culprit, own_second.lineno) == (True, 2)
+        assert (own_second.relation, own_second.lineno) == ("own", 2)
         assert (own_second.start_ms, own_second.duration_ms) == (152.5, 149.5)
 
     def test_a_stall_of_short_blocks_adding_up_is_not_blamed_on_any(
@@ -769,7 +773,7 @@ class TestStalls:
         heartbeat.beat()
         detector.uninstall()
         [call] = detector.get_stats()
-        assert (call.duration_ms, call.sampled, call.culprit) == (130.0, False, False)
+        assert (call.duration_ms, call.relation) == (130.0, "unknown")
         assert call.to_dict()["culprit"] is None
 
     def test_a_stall_changing_hands_too_often_ends_unknown(
@@ -795,9 +799,9 @@ class TestStalls:
         heartbeat.beat()
         detector.uninstall()
         calls = detector.get_stats()
-        assert [c.culprit for c in calls[:32]] == [True, False] * 16
+        assert [c.relation for c in calls[:32]] == ["own", "suffered"] * 16
         tail = calls[-1]
-        assert (tail.sampled, tail.lineno, tail.start_ms) == (False, None, 317.5)
+        assert (tail.relation, tail.lineno, tail.start_ms) == ("unknown", None, 317.5)
         assert tail.start_ms + tail.duration_ms == 1000.0
 
     def test_the_threshold_is_per_request(
@@ -933,5 +937,5 @@ def handler_name() -> str:
 
 
 def test_blocking_call_round_trips_through_its_dict() -> None:
-    call = BlockingCall(1.0, 150.0, None, None, None, None, culprit=False, sampled=False)
+    call = BlockingCall(1.0, 150.0, None, None, None, None, relation="unknown")
     assert BlockingCall.from_dict(call.to_dict()) == call

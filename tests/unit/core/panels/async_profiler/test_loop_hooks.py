@@ -20,9 +20,9 @@ from debug_toolbar.core.panels.async_profiler.loop_hooks import (
     PerLoopRegistry,
     TaskRecorder,
     TaskTracking,
-    resolve_stack,
     task_hooks,
 )
+from debug_toolbar.core.panels.async_profiler.stacks import resolve_stack
 
 THIS_FILE = __file__
 

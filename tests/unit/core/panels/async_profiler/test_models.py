@@ -98,7 +98,7 @@ class TestBlockingCall:
             None,
             None,
             None,
-            culprit=False,
+            relation="suffered",
             culprit_request_id="abc",
             culprit_method="POST",
             culprit_path="/slow",
@@ -108,14 +108,37 @@ class TestBlockingCall:
             "method": "POST",
             "path": "/slow",
         }
-        unsampled = BlockingCall(1.0, 150.0, None, None, None, None, sampled=False)
+        unsampled = BlockingCall(1.0, 150.0, None, None, None, None, relation="unknown")
         assert unsampled.to_dict()["culprit"] is None
         for call in (own, victim):
             assert BlockingCall.from_dict(json.loads(json.dumps(call.to_dict()))) == call
         # Unsampled, "who" is unknown: the dict round-trips, culprit stays unknown.
         rebuilt = BlockingCall.from_dict(json.loads(json.dumps(unsampled.to_dict())))
-        assert rebuilt.to_dict() == unsampled.to_dict()
-        assert rebuilt.sampled is False
+        assert rebuilt == unsampled
+        assert [c.to_dict()["relation"] for c in (own, victim, unsampled)] == [
+            "own",
+            "suffered",
+            "unknown",
+        ]
+        assert [c.to_dict()["sampled"] for c in (own, victim, unsampled)] == [True, True, False]
+
+    @pytest.mark.parametrize(
+        ("culprit", "sampled", "relation"),
+        [
+            (True, True, "own"),
+            ({"request_id": "abc", "method": "GET", "path": "/"}, True, "suffered"),
+            (None, False, "unknown"),
+        ],
+    )
+    def test_records_stored_before_relation_existed_still_load(
+        self, culprit: object, sampled: bool, relation: str
+    ) -> None:
+        data = {"start_ms": 1.0, "duration_ms": 150.0, "culprit": culprit, "sampled": sampled}
+        assert BlockingCall.from_dict(data).relation == relation
+
+    def test_an_unknown_relation_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="relation 'blamed'"):
+            BlockingCall.from_dict({"start_ms": 1.0, "duration_ms": 2.0, "relation": "blamed"})
 
 
 class TestLag:

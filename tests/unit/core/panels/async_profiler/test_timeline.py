@@ -368,7 +368,7 @@ SUFFERED_STALL = BlockingCall(
     lineno=7,
     function="build_csv",
     code="rows = list(cursor)",
-    culprit=False,
+    relation="suffered",
     culprit_request_id="1a2b3c4d5e6f",
     culprit_method="GET",
     culprit_path="/export",
@@ -381,8 +381,7 @@ class TestBlockingOverlays:
             duration_ms=100.0, tasks=[], blocking_calls=[SUFFERED_STALL, OWN_STALL]
         )
         own, suffered = timeline.blocking
-        assert (own.own, suffered.own) == (True, False)
-        assert (own.kind, suffered.kind) == ("own", "suffered")
+        assert (own.relation, suffered.relation) == ("own", "suffered")
         assert (timeline.own_blocking, timeline.suffered_blocking) == (1, 1)
         assert timeline.unknown_blocking == 0
         assert (own.left_pct, own.width_pct) == (20.0, 30.0)
@@ -400,21 +399,23 @@ class TestBlockingOverlays:
         )
 
     def test_stall_outside_any_profiled_request(self) -> None:
-        call = BlockingCall(5.0, 12.0, None, None, None, None, culprit=False)
+        call = BlockingCall(5.0, 12.0, None, None, None, None, relation="suffered")
         (band,) = generate_timeline(duration_ms=100.0, tasks=[], blocking_calls=[call]).blocking
         assert band.culprit_label == "code outside any profiled request"
         assert band.location is None
         assert "unknown location" in band.label
 
     def test_stall_nobody_could_sample_names_no_culprit(self) -> None:
-        call = BlockingCall(40.0, 25.0, None, None, None, None, culprit=False, sampled=False)
+        call = BlockingCall(40.0, 25.0, None, None, None, None, relation="unknown")
         timeline = generate_timeline(duration_ms=100.0, tasks=[], blocking_calls=[call])
         (band,) = timeline.blocking
-        assert (band.kind, band.own) == ("unknown", False)
-        assert band.culprit_label == "unknown (the stall ended before it could be sampled)"
+        assert band.relation == "unknown"
+        assert band.culprit_label == (
+            "unknown (not sampled in time, or several requests' short steps added up)"
+        )
         assert band.label == (
             "loop blocked 25.0 ms · start 40.0 ms · unknown location"
-            " · culprit unknown: not sampled in time"
+            " · culprit unknown"
         )
         assert (timeline.own_blocking, timeline.suffered_blocking) == (0, 0)
         assert timeline.unknown_blocking == 1
@@ -514,8 +515,8 @@ STATS_TASKS = [
 STATS_CALLS = [
     OWN_STALL,
     SUFFERED_STALL,
-    BlockingCall(85.0, 3.0, None, None, None, None, culprit=False),
-    BlockingCall(95.0, 4.0, None, None, None, None, culprit=False, sampled=False),
+    BlockingCall(85.0, 3.0, None, None, None, None, relation="suffered"),
+    BlockingCall(95.0, 4.0, None, None, None, None, relation="unknown"),
 ]
 STATS_SAMPLES = [LagSample(at_ms=50.0, lag_ms=31.5), LagSample(at_ms=60.0, lag_ms=1.25)]
 
@@ -561,7 +562,7 @@ class TestFromStats:
         assert (from_stats.own_blocking, from_stats.suffered_blocking) == (1, 2)
         assert from_stats.unknown_blocking == 1
         assert from_stats.blocking[2].culprit_label == "code outside any profiled request"
-        assert from_stats.blocking[3].kind == "unknown"
+        assert from_stats.blocking[3].relation == "unknown"
 
     def test_missing_optional_keys(self) -> None:
         stats = {"tasks": [{"task_id": 1, "start_ms": 2.0, "name": "t"}]}

@@ -1,4 +1,4 @@
-"""sampling: reading another thread's stack and telling the application's frames from the rest."""
+"""stacks: reading another thread's stack and telling the application's frames from the rest."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from types import CodeType
 import pytest
 
 import debug_toolbar.core.panels.async_profiler.heartbeat as heartbeat_module
-from debug_toolbar.core.panels.async_profiler.sampling import (
+from debug_toolbar.core.panels.async_profiler.stacks import (
     innermost_app_frame,
     is_app_code,
     sample_thread_stack,

@@ -1,4 +1,11 @@
-"""Reading another thread's Python stack, and telling the application's frames from the rest.
+"""Stacks: capturing them cheaply, telling the application's frames from the rest, resolving.
+
+Every stack the async profiler keeps (a task's creation stack, a blocked loop's sample) is kept
+as (code object, line) pairs, innermost first (``RawStack``), and resolved into file, line,
+function and source only when someone reads it (``resolve_stack``). "Application frame" has one
+definition here (``is_app_code``), used wherever a stack is reduced to the line to show.
+
+Reading another thread's stack:
 
 The blocking-call watchdog runs in its own thread and looks at the event loop's thread while the
 loop is stuck. What it keeps must be cheap to take (it holds the GIL, so the loop waits for it)
@@ -14,24 +21,28 @@ this toolbar. The innermost application frame is where the developer can act: th
 
 from __future__ import annotations
 
+import linecache
 import os
 import site
 import sys
 import sysconfig
-from typing import TYPE_CHECKING
+from types import CodeType
+from typing import TypeAlias
 
-if TYPE_CHECKING:
-    from types import CodeType
-
-    from debug_toolbar.core.panels.async_profiler.loop_hooks import RawStack
+from debug_toolbar.core.panels.async_profiler.models import StackFrame
 
 __all__ = (
     "MAX_SAMPLED_FRAMES",
+    "RawStack",
     "innermost_app_frame",
     "is_app_code",
+    "resolve_stack",
     "sample_thread_stack",
     "stack_window",
 )
+
+RawStack: TypeAlias = tuple[tuple[CodeType, int], ...]
+"""A stack as captured on the hot path: (code object, line) pairs, innermost first."""
 
 MAX_SAMPLED_FRAMES = 256
 """Frames read per sample: far deeper than any real handler, but a bound for runaway recursion."""
@@ -116,3 +127,33 @@ def stack_window(stack: RawStack, index: int, depth: int) -> RawStack:
     inner = min(index, (depth - 1) // 3)
     start = index - inner
     return stack[start : start + depth]
+
+
+_resolved_frames: dict[tuple[CodeType, int], StackFrame] = {}
+_RESOLVED_FRAMES_LIMIT = 4096
+
+
+def resolve_stack(raw: RawStack) -> list[StackFrame]:
+    """Turn captured (code, line) pairs into readable frames; done at render time, not per task.
+
+    Each distinct frame is resolved once per process (a bounded cache, like ``linecache``'s own
+    file cache): requests to the same routes share their frames, and reading source lines is
+    the expensive part of a report.
+    """
+    frames = []
+    for key in raw:
+        frame = _resolved_frames.get(key)
+        if frame is None:
+            code, lineno = key
+            source = linecache.getline(code.co_filename, lineno).strip() if lineno else ""
+            frame = StackFrame(
+                filename=code.co_filename,
+                lineno=lineno,
+                function=getattr(code, "co_qualname", code.co_name),
+                code=source or None,
+            )
+            if len(_resolved_frames) >= _RESOLVED_FRAMES_LIMIT:
+                _resolved_frames.clear()
+            _resolved_frames[key] = frame
+        frames.append(frame)
+    return frames
