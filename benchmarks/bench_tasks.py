@@ -39,7 +39,7 @@ from benchmarks._servers import HttpConnection, UvicornProcess
 from debug_toolbar.asgi import DebugToolbarMiddleware
 from debug_toolbar.core.config import DebugToolbarConfig
 from debug_toolbar.core.panels.async_profiler import AsyncProfilerPanel
-from debug_toolbar.core.panels.async_profiler.taskfactory import TaskFactoryBackend
+from debug_toolbar.core.panels.async_profiler.taskfactory_backend import TaskFactoryBackend
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 
 from debug_toolbar.core.panels.async_profiler.base import AsyncProfilerBackend
-from debug_toolbar.core.panels.async_profiler.taskfactory import TaskFactoryBackend
-from debug_toolbar.core.panels.async_profiler.yappi_backend import YappiBackend
+from debug_toolbar.core.panels.async_profiler.taskfactory_backend import TaskFactoryBackend
+from debug_toolbar.core.panels.async_profiler.yappi_backend import YappiBackend, yappi_session
 
 __all__ = ("run",)
 

@@ -1,7 +1,7 @@
 """Fixtures for the whole suite.
 
 The async profiler changes shared state: the event loop's task factory (per loop, reference
-counted in ``loop_hooks.task_hooks``). A leak there is exactly the bug this project exists to
+counted in ``task_hooks.task_hooks``). A leak there is exactly the bug this project exists to
 avoid, so every test is checked for it, not only the profiler's own.
 
 ``uvicorn_server`` is a factory shared by the integration and the browser tests:
@@ -23,7 +23,7 @@ import pytest
 import uvicorn
 from pytest_asyncio import is_async_test
 
-from debug_toolbar.core.panels.async_profiler.loop_hooks import task_hooks
+from debug_toolbar.core.panels.async_profiler.task_hooks import task_hooks
 
 
 def _loop_scope(item: pytest.Item) -> str:

@@ -12,7 +12,8 @@ import pytest
 from debug_toolbar.asgi import DebugToolbarMiddleware
 from debug_toolbar.core.config import DebugToolbarConfig
 from debug_toolbar.core.panels.async_profiler import AsyncProfilerPanel
-from debug_toolbar.core.panels.async_profiler.taskfactory import TaskFactoryBackend
+from debug_toolbar.core.panels.async_profiler.export import chrome_trace_from_stats
+from debug_toolbar.core.panels.async_profiler.taskfactory_backend import TaskFactoryBackend
 
 PREFIX = "/_debug_toolbar"
 

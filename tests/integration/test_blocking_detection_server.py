@@ -37,7 +37,7 @@ from debug_toolbar.core.panels.async_profiler.heartbeat import (
     WATCHDOG_THREAD_NAME,
     installed_heartbeats,
 )
-from debug_toolbar.core.panels.async_profiler.loop_hooks import TaskTracking
+from debug_toolbar.core.panels.async_profiler.task_hooks import TaskTracking
 from support import ProcessPauses
 
 BLOCK_S = 0.15
@@ -66,6 +66,7 @@ class BlockingProbePanel(Panel):
             interval_ms=config.async_lag_sample_interval_ms,
             max_stack_depth=config.async_max_stack_depth,
             owner=context,
+            owns_task=self.tracking.recorder.owns,
             origin_ns=context.start_ns,
         )
         self.monitor = EventLoopLagMonitor(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from debug_toolbar.core.panels.async_profiler.taskfactory import TaskFactoryBackend
+from debug_toolbar.core.panels.async_profiler.taskfactory_backend import TaskFactoryBackend
 
 if TYPE_CHECKING:
     from debug_toolbar.core.panels.async_profiler.base import AsyncProfilerBackend

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from asyncio import AbstractEventLoop
+    from asyncio import AbstractEventLoop, Future
 
 __all__ = ("AsyncProfilerBackend",)
 
@@ -34,6 +34,11 @@ class AsyncProfilerBackend(ABC):
     @abstractmethod
     def stop(self) -> None:
         """Stop collecting; everything shared is released when the last user stops."""
+
+    @abstractmethod
+    def owns_task(self, task: Future[Any]) -> bool:
+        """Whether ``task`` runs for this request (its own task or one it spawned, while
+        collecting). Called from the blocking-call watchdog's thread: reads only."""
 
     @abstractmethod
     def get_summary(self) -> dict[str, Any]:

@@ -28,13 +28,15 @@ from debug_toolbar.core.panels.async_profiler.models import BlockingCall, LagSam
 from debug_toolbar.core.panels.async_profiler.stacks import resolve_stack, stack_window
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from debug_toolbar.core.panels.async_profiler.heartbeat import (
         LoopHeartbeat,
         Stall,
         StallSample,
     )
-    from debug_toolbar.core.panels.async_profiler.loop_hooks import PerLoopRegistry
     from debug_toolbar.core.panels.async_profiler.models import StackFrame
+    from debug_toolbar.core.panels.async_profiler.shared_hooks import PerLoopRegistry
 
 __all__ = ("BlockingCallDetector", "EventLoopLagMonitor")
 
@@ -61,9 +63,9 @@ class BlockingCallDetector:
     """Reports the stalls of the event loop during one request, each with the line that blocked.
 
     ``install`` must run in the request's own task (as ``Panel.process_request`` does): that
-    task is how the watchdog recognises this request as the culprit; the request's child tasks
-    are recognised through the task hooks (``loop_hooks.task_hooks``) when task tracking runs
-    with the same ``owner``.
+    task is how the watchdog recognises this request as the culprit; the request's other tasks
+    are recognised through ``owns_task`` (the task tracking's ``TaskRecorder.owns``), which the
+    watchdog calls from its thread.
 
     The heartbeat runs at least every ``threshold_ms / 4`` whatever ``interval_ms`` says: the
     watchdog samples at half the threshold and a healthy loop must never look that late.
@@ -76,6 +78,7 @@ class BlockingCallDetector:
         max_stack_depth: int = 10,
         interval_ms: float = 10.0,
         owner: object | None = None,
+        owns_task: Callable[[asyncio.Future[Any]], bool] | None = None,
         origin_ns: int | None = None,
         max_calls: int = 100,
         registry: PerLoopRegistry[LoopHeartbeat] = heartbeats,
@@ -87,6 +90,7 @@ class BlockingCallDetector:
         self.max_calls = _count("max_calls", max_calls, 0)
         self.owner = owner
         """Who this request is (a RequestContext): compared with the sampled culprit."""
+        self._owns_task = owns_task
         self.origin_ns = origin_ns
         self.dropped = 0
         """Stalls over the threshold that ``max_calls`` did not keep."""
@@ -108,12 +112,12 @@ class BlockingCallDetector:
         return self._threshold_ns
 
     @property
-    def root_task(self) -> asyncio.Future[Any] | None:
-        return self._root_task
-
-    @property
     def culprit_key(self) -> object:
         return self.owner if self.owner is not None else self
+
+    def owns(self, task: asyncio.Future[Any]) -> bool:
+        owns_task = self._owns_task
+        return task is self._root_task or (owns_task is not None and owns_task(task))
 
     def on_stall(self, stall: Stall) -> None:
         """Keep the parts of ``stall`` that fall in this request's window and are stalls.

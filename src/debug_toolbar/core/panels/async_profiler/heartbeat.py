@@ -39,14 +39,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
-from debug_toolbar.core.panels.async_profiler.loop_hooks import PerLoopRegistry, task_hooks
+from debug_toolbar.core.panels.async_profiler.shared_hooks import PerLoopRegistry
 from debug_toolbar.core.panels.async_profiler.stacks import (
     innermost_app_frame,
     sample_thread_stack,
 )
 
 if TYPE_CHECKING:
-    from debug_toolbar.core.panels.async_profiler.loop_hooks import LoopTaskHooks, TaskRecorder
     from debug_toolbar.core.panels.async_profiler.stacks import RawStack
 
 __all__ = (
@@ -179,12 +178,11 @@ class StallListener(Protocol):
     def threshold_ns(self) -> int: ...
 
     @property
-    def root_task(self) -> asyncio.Future[Any] | None:
-        """The request's own task: a stall while it runs is this request's."""
-
-    @property
     def culprit_key(self) -> object:
-        """What the watchdog records as the culprit when ``root_task`` was running."""
+        """What the watchdog records as the culprit when one of this request's tasks ran."""
+
+    def owns(self, task: asyncio.Future[Any]) -> bool:
+        """Whether ``task`` runs for this request; called from the watchdog's thread."""
 
     def on_stall(self, stall: Stall) -> None: ...
 
@@ -393,28 +391,9 @@ class LoopHeartbeat:
         if task is None:
             return None
         for listener in tuple(self._stall_listeners):
-            if listener.root_task is task:
+            if listener.owns(task):
                 return listener.culprit_key
-        hooks = task_hooks.get(self.loop)
-        if hooks is not None:
-            recorder = hooks.owner_of(task) or _recorder_creating_a_task(hooks)
-            if recorder is not None:
-                return recorder.owner if recorder.owner is not None else recorder
         return None
-
-
-def _recorder_creating_a_task(hooks: LoopTaskHooks) -> TaskRecorder | None:
-    """The recorder inside a task-creation call right now, if any.
-
-    With ``asyncio.eager_task_factory`` (3.12+) a new task runs its first step inside the
-    factory call, before the task hooks register it as the request's: a block there would look
-    like "outside any request". The request whose creation call is in progress is the owner.
-    Reads the recorder's private creation stack (a list, so the read is atomic).
-    """
-    for recorder in tuple(hooks.recorders):
-        if getattr(recorder, "_creating", None):
-            return recorder
-    return None
 
 
 def _of_stall(segments: Iterable[StallSample], beat_ns: int) -> tuple[StallSample, ...]:

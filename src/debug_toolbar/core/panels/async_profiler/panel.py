@@ -1,7 +1,7 @@
 """AsyncProfilerPanel: the tasks a request spawned, what blocked the loop, and the loop's lag.
 
 The panel is per request like every panel; what must be shared per loop (the task factory, the
-heartbeat and its watchdog) lives in ``loop_hooks`` and ``heartbeat``, reached through the
+heartbeat and its watchdog) lives in ``task_hooks`` and ``heartbeat``, reached through the
 backend, the detector and the lag monitor. The timeline is built at render time from the stored
 stats (``get_template_context``), only when someone opens the panel.
 """
@@ -120,7 +120,8 @@ class AsyncProfilerPanel(Panel):
                 threshold_ms=config.async_blocking_threshold_ms,
                 interval_ms=interval_ms,
                 max_stack_depth=config.async_max_stack_depth,
-                owner=context,  # the same object as the task tracking's owner: culprit match
+                owner=context,
+                owns_task=backend.owns_task,
                 origin_ns=context.start_ns,
             )
             self.detector.install(loop)

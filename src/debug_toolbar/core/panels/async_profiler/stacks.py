@@ -21,6 +21,7 @@ this toolbar. The innermost application frame is where the developer can act: th
 
 from __future__ import annotations
 
+import asyncio
 import linecache
 import os
 import site
@@ -36,6 +37,7 @@ __all__ = (
     "RawStack",
     "innermost_app_frame",
     "is_app_code",
+    "is_machinery",
     "resolve_stack",
     "sample_thread_stack",
     "stack_window",
@@ -127,6 +129,25 @@ def stack_window(stack: RawStack, index: int, depth: int) -> RawStack:
     inner = min(index, (depth - 1) // 3)
     start = index - inner
     return stack[start : start + depth]
+
+
+# Frames in these directories are machinery (asyncio's and ours), not where a task was created.
+_MACHINERY_DIRS = (
+    os.path.dirname(asyncio.__file__) + os.sep,
+    os.path.dirname(__file__) + os.sep,
+)
+_is_machinery_cache: dict[CodeType, bool] = {}
+_MACHINERY_CACHE_LIMIT = 4096
+
+
+def is_machinery(code: CodeType) -> bool:
+    """Whether ``code`` is asyncio's or the profiler's own: where a task was created is above it."""
+    known = _is_machinery_cache.get(code)
+    if known is None:
+        if len(_is_machinery_cache) >= _MACHINERY_CACHE_LIMIT:
+            _is_machinery_cache.clear()
+        known = _is_machinery_cache[code] = code.co_filename.startswith(_MACHINERY_DIRS)
+    return known
 
 
 _resolved_frames: dict[tuple[CodeType, int], StackFrame] = {}

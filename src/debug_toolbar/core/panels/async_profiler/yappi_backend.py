@@ -39,13 +39,13 @@ from typing import TYPE_CHECKING, Any
 import debug_toolbar
 from debug_toolbar.core.panels.async_profiler.backends import BackendUnavailableError
 from debug_toolbar.core.panels.async_profiler.base import AsyncProfilerBackend
-from debug_toolbar.core.panels.async_profiler.taskfactory import TaskFactoryBackend
+from debug_toolbar.core.panels.async_profiler.taskfactory_backend import TaskFactoryBackend
 
 if TYPE_CHECKING:
-    from asyncio import AbstractEventLoop
+    from asyncio import AbstractEventLoop, Future
     from collections.abc import Iterable
 
-    from debug_toolbar.core.panels.async_profiler.loop_hooks import TaskTracking
+    from debug_toolbar.core.panels.async_profiler.task_hooks import TaskTracking
 
 __all__ = (
     "YAPPI_COST_NOTE",
@@ -388,3 +388,6 @@ class YappiBackend(AsyncProfilerBackend):
             }
         )
         return stats
+    def owns_task(self, task: Future[Any]) -> bool:
+        return self._tasks.owns_task(task)
+

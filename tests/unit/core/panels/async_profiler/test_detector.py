@@ -37,8 +37,8 @@ from debug_toolbar.core.panels.async_profiler.heartbeat import (
     heartbeats,
     installed_heartbeats,
 )
-from debug_toolbar.core.panels.async_profiler.loop_hooks import TaskTracking
 from debug_toolbar.core.panels.async_profiler.models import BlockingCall, LagSample, LagStats
+from debug_toolbar.core.panels.async_profiler.task_hooks import TaskTracking
 from support import ProcessPauses
 
 THRESHOLD_MS = 40.0
@@ -114,7 +114,10 @@ class Request:
         context = self.context
         tracking = TaskTracking(owner=context)
         detector = BlockingCallDetector(
-            threshold_ms=self.threshold_ms, owner=context, origin_ns=context.start_ns
+            threshold_ms=self.threshold_ms,
+            owner=context,
+            owns_task=tracking.recorder.owns,
+            origin_ns=context.start_ns,
         )
         monitor = EventLoopLagMonitor(threshold_ms=5.0, origin_ns=context.start_ns)
         tracking.start(loop)

@@ -29,8 +29,9 @@ from debug_toolbar.core.panels.async_profiler.heartbeat import (
     Watchdog,
     installed_heartbeats,
 )
-from debug_toolbar.core.panels.async_profiler.loop_hooks import PerLoopRegistry, TaskTracking
 from debug_toolbar.core.panels.async_profiler.models import BlockingCall, LagSample
+from debug_toolbar.core.panels.async_profiler.shared_hooks import PerLoopRegistry
+from debug_toolbar.core.panels.async_profiler.task_hooks import TaskTracking
 
 T = TypeVar("T")
 MS = 1_000_000
@@ -598,7 +599,7 @@ class TestStalls:
             "TestStalls.test_outside_any_request.<locals>.background_job"
         )
 
-    def test_a_child_task_is_attributed_through_the_task_hooks(
+    def test_a_child_task_is_attributed_through_the_task_tracking(
         self,
         loop: asyncio.AbstractEventLoop,
         registry: PerLoopRegistry[LoopHeartbeat],
@@ -606,8 +607,8 @@ class TestStalls:
         function_name: Callable[[str], str],
     ) -> None:
         request = context("/fan-out")
-        detector = self.detector(registry, request)
         tracking = TaskTracking(owner=request)
+        detector = self.detector(registry, request, owns_task=tracking.recorder.owns)
         lines: list[int] = []
 
         async def child() -> None:

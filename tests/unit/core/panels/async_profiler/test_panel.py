@@ -23,9 +23,10 @@ from debug_toolbar.core.panels.async_profiler.backends import (
     BackendUnavailableError,
     select_backend,
 )
-from debug_toolbar.core.panels.async_profiler.loop_hooks import task_hooks
+from debug_toolbar.core.panels.async_profiler.export import chrome_trace_from_stats
 from debug_toolbar.core.panels.async_profiler.panel import BACKEND_COOKIE, AsyncProfilerPanel
-from debug_toolbar.core.panels.async_profiler.taskfactory import TaskFactoryBackend
+from debug_toolbar.core.panels.async_profiler.task_hooks import task_hooks
+from debug_toolbar.core.panels.async_profiler.taskfactory_backend import TaskFactoryBackend
 from debug_toolbar.core.panels.timer import TimerPanel
 from debug_toolbar.core.records import RequestRecord
 from debug_toolbar.core.rendering import render_panel

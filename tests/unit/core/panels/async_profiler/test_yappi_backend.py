@@ -24,7 +24,7 @@ from debug_toolbar.core.panels.async_profiler.backends import (
     BackendUnavailableError,
     select_backend,
 )
-from debug_toolbar.core.panels.async_profiler.taskfactory import TaskFactoryBackend
+from debug_toolbar.core.panels.async_profiler.taskfactory_backend import TaskFactoryBackend
 from debug_toolbar.core.panels.async_profiler.yappi_backend import (
     YappiBackend,
     YappiSession,

@@ -1,7 +1,7 @@
 """TaskFactoryBackend: the default async profiler backend, stdlib only.
 
 It is deliberately thin. The task factory, the per-request recorder and the reference counting
-per loop live in ``loop_hooks`` (``TaskTracking``), because the yappi backend tracks tasks the
+per loop live in ``task_hooks`` (``TaskTracking``), because the yappi backend tracks tasks the
 same way and the blocking-call detector needs to ask which request owns a task. This class only
 adapts one request's ``TaskTracking`` to the ``AsyncProfilerBackend`` contract.
 """
@@ -12,10 +12,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from debug_toolbar.core.panels.async_profiler.base import AsyncProfilerBackend
-from debug_toolbar.core.panels.async_profiler.loop_hooks import TaskTracking
+from debug_toolbar.core.panels.async_profiler.task_hooks import TaskTracking
 
 if TYPE_CHECKING:
-    from asyncio import AbstractEventLoop
+    from asyncio import AbstractEventLoop, Future
 
 __all__ = ("TaskFactoryBackend",)
 
@@ -58,6 +58,9 @@ class TaskFactoryBackend(AsyncProfilerBackend):
 
     def stop(self) -> None:
         self.tracking.stop()
+
+    def owns_task(self, task: Future[Any]) -> bool:
+        return self.tracking.recorder.owns(task)
 
     def get_summary(self) -> dict[str, Any]:
         recorder = self.tracking.recorder

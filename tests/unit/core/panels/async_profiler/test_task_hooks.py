@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
-from debug_toolbar.core.panels.async_profiler.loop_hooks import (
+from debug_toolbar.core.panels.async_profiler.recorder import TaskRecorder
+from debug_toolbar.core.panels.async_profiler.shared_hooks import PerLoopRegistry
+from debug_toolbar.core.panels.async_profiler.stacks import resolve_stack
+from debug_toolbar.core.panels.async_profiler.task_hooks import (
     LoopTaskHooks,
-    PerLoopRegistry,
-    TaskRecorder,
     TaskTracking,
     task_hooks,
 )
-from debug_toolbar.core.panels.async_profiler.stacks import resolve_stack
 
 THIS_FILE = __file__
 
@@ -141,33 +141,35 @@ class TestLoopTaskHooks:
         assert "replaced while the async profiler was tracking" in caplog.text
 
     @pytest.mark.asyncio
-    async def test_owner_of_names_the_request_of_a_task(self, run_in_request: Any) -> None:
-        loop = asyncio.get_running_loop()
+    async def test_the_recorder_owns_the_request_task_and_its_live_children(
+        self, run_in_request: Any
+    ) -> None:
         tracking = TaskTracking()
         release = asyncio.Event()
-        seen: dict[str, Any] = {}
+        seen: dict[str, bool] = {}
+        owns = tracking.recorder.owns
 
         async def body() -> None:
-            hooks = task_hooks.get(loop)
-            assert hooks is not None
             child = asyncio.create_task(wait_for(release))
-            seen["root"] = hooks.owner_of(asyncio.current_task())
-            seen["child"] = hooks.owner_of(child)
-            seen["none"] = hooks.owner_of(None)
-            seen["outsider"] = hooks.owner_of(outsider)
+            seen["root"] = owns(asyncio.current_task())
+            seen["child"] = owns(child)
+            seen["none"] = owns(None)
+            seen["outsider"] = owns(outsider)
             release.set()
             await child
-            seen["finished child"] = hooks.owner_of(child)
+            seen["finished child"] = owns(child)
 
         outsider = asyncio.create_task(noop())
         await run_in_request(tracking, body)
         await outsider
-        assert seen["root"] is tracking.recorder
-        assert seen["child"] is tracking.recorder
-        assert seen["none"] is None
-        assert seen["outsider"] is None
-        assert seen["finished child"] is None  # done: no longer held, no longer owned
-        assert tracking.recorder.owner is None
+        assert seen == {
+            "root": True,
+            "child": True,
+            "none": False,
+            "outsider": False,
+            "finished child": False,  # done: no longer held, no longer owned
+        }
+        assert owns(asyncio.current_task()) is False  # stopped: the root is forgotten
 
 
 class TestTaskTrackingLifecycle:
@@ -681,7 +683,7 @@ import asyncio
 
 import pytest
 
-from debug_toolbar.core.panels.async_profiler.loop_hooks import task_hooks
+from debug_toolbar.core.panels.async_profiler.task_hooks import task_hooks
 
 
 def own_factory(loop, coro, **kwargs):

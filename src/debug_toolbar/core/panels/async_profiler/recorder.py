@@ -1,34 +1,21 @@
-"""One task-tracking instrumentation per event loop, shared by every profiled request on it.
+"""TaskRecorder: one request's tasks, recorded on the hot path of task creation.
 
-Installing and restoring ``loop.set_task_factory`` per request is wrong under concurrency: the
-second request saves the first one's factory, the first restores the original, the second then
-restores the first's, and the factories end up calling each other forever. Here the first
-profiled request on a loop installs one factory (chained to whatever was there: the app's own,
-``asyncio.eager_task_factory``, uvloop's), the last one to finish restores exactly that, and in
-between each new task is attributed through a ContextVar to the request it was created under.
-asyncio copies the context into every task, so children, grandchildren, ``TaskGroup``,
-``gather`` and ``ensure_future`` are all attributed without any bookkeeping per request.
-
-The per-task work (``TaskRecorder.track`` and its done callback) is the hot path: a few list
-appends, one dict insert and pop, and, when enabled, a creation stack that is walked once per
-creating site (a ``gather`` of 100 walks the stack once; see ``TaskRecorder``). What it costs is
+The loop's shared task factory (``task_hooks``) hands every task created under a request's
+context to that request's recorder. The per-task work (``track`` and its done callback) is the
+hot path: a few list appends, one dict insert and pop, and, when enabled, a creation stack that
+is walked once per creating site (a ``gather`` of 100 walks the stack once). What it costs is
 measured (``overhead_ns``) and benchmarked against bare asyncio in ``benchmarks/bench_tasks.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-import os
 import sys
-import threading
 import time
-from contextvars import Context, ContextVar
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from debug_toolbar.core.panels.async_profiler.models import StackFrame, TaskEvent
-from debug_toolbar.core.panels.async_profiler.stacks import RawStack, resolve_stack
+from debug_toolbar.core.panels.async_profiler.stacks import RawStack, is_machinery, resolve_stack
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -38,51 +25,23 @@ if TYPE_CHECKING:
 
     TaskFactory = Callable[..., asyncio.Future[Any]]
 
-__all__ = (
-    "LoopHook",
-    "LoopTaskHooks",
-    "PerLoopRegistry",
-    "TaskRecorder",
-    "TaskTracking",
-    "task_hooks",
-)
-
-logger = logging.getLogger("debug_toolbar.async_profiler")
+__all__ = ("TaskFactory", "TaskRecorder", "current_task")
 
 _perf_ns = time.perf_counter_ns
 _getframe = sys._getframe
-_current_task: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None]
+current_task: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None]
 # asyncio.current_task is a Python wrapper around this dict (3.10-3.13): read the dict directly
 # on the hot path, and use the public function where the dict is gone.
 _current_tasks = getattr(asyncio.tasks, "_current_tasks", None)
-_current_task = _current_tasks.get if isinstance(_current_tasks, dict) else asyncio.current_task
+current_task = _current_tasks.get if isinstance(_current_tasks, dict) else asyncio.current_task
+_current_task = current_task
 _Task = asyncio.Task
 # CPython 3.13.0-3.13.2 rename every task made by a task factory after the factory returns:
 # ``loop.create_task`` calls ``task.set_name(name)`` even when no name was given, so installing
 # our factory would turn the app's "Task-7" into "None" (CPython gh-130033). There the name is
 # also read at creation, and a later "None" does not replace it.
 _NAME_LOST_AFTER_FACTORY = (3, 13) <= sys.version_info[:3] < (3, 13, 3)
-
-_current_recorder: ContextVar[TaskRecorder | None] = ContextVar(
-    "debug_toolbar_task_recorder", default=None
-)
-
-# Frames in these directories are machinery (asyncio's and ours), not where a task was created.
-_MACHINERY_DIRS = (
-    os.path.dirname(asyncio.__file__) + os.sep,
-    os.path.dirname(__file__) + os.sep,
-)
-_is_machinery_cache: dict[CodeType, bool] = {}
-_MACHINERY_CACHE_LIMIT = 4096
-
-
-def _is_machinery(code: CodeType) -> bool:
-    known = _is_machinery_cache.get(code)
-    if known is None:
-        if len(_is_machinery_cache) >= _MACHINERY_CACHE_LIMIT:
-            _is_machinery_cache.clear()
-        known = _is_machinery_cache[code] = code.co_filename.startswith(_MACHINERY_DIRS)
-    return known
+_is_machinery = is_machinery
 
 
 def _describe(exc: BaseException) -> tuple[str, str]:
@@ -180,8 +139,15 @@ class TaskRecorder:
         return len(self.starts)
 
     def owns(self, task: asyncio.Future[Any] | None) -> bool:
-        """Whether ``task`` is this request's own task or one of its live children."""
-        return task is not None and (task is self.root_task or task in self.live)
+        """Whether ``task`` runs for this request; safe to call from another thread.
+
+        The request's own task, one of its live children, or any task while one of this
+        request's task creations is in progress: with ``asyncio.eager_task_factory`` (3.12+) a
+        new task runs its first step inside the factory call, before it could be registered.
+        """
+        return task is not None and (
+            task is self.root_task or task in self.live or bool(self._creating)
+        )
 
     def track(
         self,
@@ -527,194 +493,3 @@ class TaskRecorder:
 def _task_name(task: asyncio.Future[Any]) -> str:
     get_name = getattr(task, "get_name", None)
     return str(get_name()) if get_name is not None else type(task).__name__
-
-
-class LoopHook(Protocol):
-    """Something installed once per loop while at least one request uses it."""
-
-    def install(self) -> None: ...
-
-    def uninstall(self) -> None: ...
-
-
-H = TypeVar("H", bound=LoopHook)
-
-
-class PerLoopRegistry(Generic[H]):
-    """Reference-counts one hook per event loop across concurrent users.
-
-    The first ``acquire`` on a loop builds and installs the hook; the matching last ``release``
-    uninstalls it and forgets the loop, so no strong reference to a loop outlives its use.
-    Loops in different threads may acquire at the same time, hence the lock.
-    """
-
-    def __init__(self, build: Callable[[asyncio.AbstractEventLoop], H]) -> None:
-        self._build = build
-        self._hooks: dict[asyncio.AbstractEventLoop, tuple[H, int]] = {}
-        self._lock = threading.Lock()
-
-    def acquire(self, loop: asyncio.AbstractEventLoop) -> H:
-        with self._lock:
-            current = self._hooks.get(loop)
-            if current is not None:
-                hook, users = current
-                self._hooks[loop] = (hook, users + 1)
-                return hook
-            hook = self._build(loop)
-            hook.install()
-            self._hooks[loop] = (hook, 1)
-            return hook
-
-    def release(self, loop: asyncio.AbstractEventLoop) -> None:
-        with self._lock:
-            current = self._hooks.get(loop)
-            if current is None:
-                return
-            hook, users = current
-            if users > 1:
-                self._hooks[loop] = (hook, users - 1)
-                return
-            del self._hooks[loop]
-        hook.uninstall()
-
-    def get(self, loop: asyncio.AbstractEventLoop) -> H | None:
-        current = self._hooks.get(loop)
-        return None if current is None else current[0]
-
-    def users(self, loop: asyncio.AbstractEventLoop) -> int:
-        current = self._hooks.get(loop)
-        return 0 if current is None else current[1]
-
-
-class LoopTaskHooks:
-    """The task factory installed on one loop, chained to the one that was there before."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.previous: TaskFactory | None = None
-        self.factory: TaskFactory | None = None
-        self.recorders: set[TaskRecorder] = set()
-        """Recorders of the requests in flight on this loop."""
-
-    def install(self) -> None:
-        previous = self.loop.get_task_factory()
-        recorder_var = _current_recorder
-        get_recorder = recorder_var.get
-
-        def tracking_task_factory(
-            loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kwargs: Any
-        ) -> asyncio.Future[Any]:
-            context: Context | None = kwargs.get("context") if kwargs else None
-            recorder = get_recorder() if context is None else context.get(recorder_var)
-            if recorder is None or not recorder.active:
-                if previous is None:
-                    return _Task(coro, loop=loop, **kwargs)
-                return previous(loop, coro, **kwargs)
-            if previous is None:
-                return recorder.track(loop, coro, kwargs)
-            return recorder.track_chained(loop, coro, previous, kwargs)
-
-        self.previous = previous
-        self.factory = tracking_task_factory
-        self.loop.set_task_factory(tracking_task_factory)  # type: ignore[arg-type]
-
-    def uninstall(self) -> None:
-        current = self.loop.get_task_factory()
-        if current is self.factory:
-            self.loop.set_task_factory(self.previous)
-        else:
-            logger.warning(
-                "the loop's task factory was replaced while the async profiler was tracking "
-                "tasks; leaving the new factory %r in place",
-                current,
-            )
-        self.factory = None
-
-    def owner_of(self, task: asyncio.Future[Any] | None) -> TaskRecorder | None:
-        """The recorder whose request ``task`` belongs to; safe to call from another thread."""
-        if task is None:
-            return None
-        for recorder in tuple(self.recorders):
-            if recorder.owns(task):
-                return recorder
-        return None
-
-
-task_hooks: PerLoopRegistry[LoopTaskHooks] = PerLoopRegistry(LoopTaskHooks)
-"""The process-wide registry of task hooks, one per loop."""
-
-
-class TaskTracking:
-    """One request's use of its loop's shared task hooks: start, stop, read the tasks.
-
-    ``start`` must run in the request's own task: it records that task as the request's root
-    and sets the ContextVar that the tasks it spawns inherit.
-    """
-
-    def __init__(
-        self,
-        *,
-        max_tasks: int = 1000,
-        capture_stacks: bool = True,
-        max_stack_depth: int = 10,
-        owner: object | None = None,
-    ) -> None:
-        self.recorder = TaskRecorder(
-            max_tasks=max_tasks,
-            capture_stacks=capture_stacks,
-            max_stack_depth=max_stack_depth,
-            owner=owner,
-        )
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._hooks: LoopTaskHooks | None = None
-        self._token: Any = None
-        self.setup_ns = 0
-        """Time spent starting and stopping (install, ContextVar), part of the overhead."""
-
-    @property
-    def running(self) -> bool:
-        return self._hooks is not None
-
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._hooks is not None:
-            raise RuntimeError("task tracking already started for this request")
-        started = _perf_ns()
-        self._hooks = task_hooks.acquire(loop)
-        self._loop = loop
-        self.recorder.root_task = _current_task(loop)
-        self._hooks.recorders.add(self.recorder)
-        self._token = _current_recorder.set(self.recorder)
-        self.setup_ns += _perf_ns() - started
-
-    def stop(self) -> None:
-        """Idempotent; safe after a failed or missing ``start``."""
-        hooks, loop = self._hooks, self._loop
-        if hooks is None or loop is None:
-            return
-        started = _perf_ns()
-        self._hooks = None
-        self._loop = None  # the recorder may outlive the loop (in a record's deferred stats)
-        self.recorder.stop()
-        hooks.recorders.discard(self.recorder)
-        self._reset_context()
-        task_hooks.release(loop)
-        self.setup_ns += _perf_ns() - started
-
-    def _reset_context(self) -> None:
-        token, self._token = self._token, None
-        if token is None:
-            return
-        # Stopped from another context than the one that started: the recorder is inactive,
-        # so whatever still sees it records nothing.
-        with contextlib.suppress(ValueError):
-            _current_recorder.reset(token)
-
-    @property
-    def overhead_ns(self) -> int:
-        return self.recorder.overhead_ns + self.setup_ns
-
-    def events(self, origin_ns: int) -> list[TaskEvent]:
-        return self.recorder.events(origin_ns)
-
-    def task_dicts(self, origin_ns: int) -> list[dict[str, Any]]:
-        return self.recorder.task_dicts(origin_ns)
