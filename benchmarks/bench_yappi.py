@@ -6,20 +6,31 @@ tasks: start the backend in the request's task, gather, stop, build the stats. B
 after round, so drift (CPU frequency, other load) hits all of them alike; the figures are
 medians. A second scenario runs 10 such requests concurrently, because yappi's cost grows with
 everything else it has to trace at the same time.
+
+A third part measures what yappi keeps for good (sumerc/yappi#217, #220): the process's growth
+per request, in RSS and in tracemalloc, the coroutines still alive after a collection, and the
+backend's own count and estimate of them (``YappiRetention``), which should agree.
+``python -m benchmarks.bench_yappi --leak`` runs that part alone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
+import os
 import statistics
+import sys
 import time
+import tracemalloc
+import types
 from collections.abc import Callable
+from pathlib import Path
 
 from debug_toolbar.core.panels.async_profiler.base import AsyncProfilerBackend
 from debug_toolbar.core.panels.async_profiler.taskfactory_backend import TaskFactoryBackend
 from debug_toolbar.core.panels.async_profiler.yappi_backend import YappiBackend, yappi_session
 
-__all__ = ("run",)
+__all__ = ("run", "run_leak")
 
 TASKS_PER_REQUEST = 100
 CONCURRENT_REQUESTS = 10
@@ -110,8 +121,64 @@ def _report(title: str, medians: Medians, concurrency: int) -> None:
     )
 
 
+_COROUTINE_KINDS = (types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType)
+
+
+def _rss_bytes() -> int | None:
+    statm = Path("/proc/self/statm")  # Linux; elsewhere the RSS column is left out
+    if not statm.exists():
+        return None
+    return int(statm.read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _coroutines_alive() -> int:
+    gc.collect()
+    return sum(1 for obj in gc.get_objects() if isinstance(obj, _COROUTINE_KINDS))
+
+
+async def _growth(make_backend: BackendFactory, requests: int, traced: bool) -> dict[str, float]:
+    """Per request: bytes the process keeps (RSS, or tracemalloc), coroutines kept and counted."""
+    for _ in range(10):  # warm-up: caches, the loop's free lists
+        await _request(make_backend)
+    coroutines, counted = _coroutines_alive(), yappi_session.retention()
+    if traced:
+        tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0] if traced else _rss_bytes() or 0
+    for _ in range(requests):
+        await _request(make_backend)
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0] if traced else _rss_bytes() or 0
+    if traced:
+        tracemalloc.stop()
+    retention = yappi_session.retention()
+    return {
+        "bytes": (after - before) / requests,
+        "coroutines": (_coroutines_alive() - coroutines) / requests,
+        "counted": (retention.coroutines - counted.coroutines) / requests,
+        "estimate": (retention.approx_bytes - counted.approx_bytes) / requests,
+    }
+
+
+def run_leak(requests: int = 300) -> None:
+    """Print what each yappi-profiled request leaves in the process, next to the task factory."""
+    print(
+        f"what stays in memory per request, over {requests} requests of {TASKS_PER_REQUEST} "
+        "gathered tasks (after a garbage collection)"
+    )
+    print(f"  {'':<13} {'RSS':>9} {'traced':>9} {'estimate':>9} {'coroutines':>11} {'counted':>8}")
+    for name in ("taskfactory", "yappi"):
+        rss = asyncio.run(_growth(VARIANTS[name], requests, traced=False))
+        traced = asyncio.run(_growth(VARIANTS[name], requests, traced=True))
+        rss_text = f"{rss['bytes'] / 1024:6.1f} KB" if _rss_bytes() is not None else "      -"
+        print(
+            f"  {name:<13} {rss_text:>9} {traced['bytes'] / 1024:6.1f} KB "
+            f"{traced['estimate'] / 1024:6.1f} KB {traced['coroutines']:11.1f} "
+            f"{traced['counted']:8.1f}"
+        )
+
+
 def run(rounds: int = 200, warmup: int = 20) -> None:
-    """Print the medians and ratios of both scenarios."""
+    """Print the medians and ratios of both scenarios, then what yappi keeps per request."""
     sequential = asyncio.run(_measure(rounds, 1, warmup))
     concurrent = asyncio.run(_measure(max(rounds // 4, 10), CONCURRENT_REQUESTS, warmup // 4))
     print(
@@ -124,7 +191,11 @@ def run(rounds: int = 200, warmup: int = 20) -> None:
         concurrent,
         CONCURRENT_REQUESTS,
     )
+    run_leak()
 
 
 if __name__ == "__main__":
-    run()
+    if sys.argv[1:] == ["--leak"]:
+        run_leak()
+    else:
+        run()

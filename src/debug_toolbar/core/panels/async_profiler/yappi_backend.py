@@ -20,6 +20,12 @@ process-wide and costly, which shapes everything here:
 - yappi already running (or holding stats) when a run would start belongs to someone else, who
   is profiling with it: we do not stop, reconfigure or clear it. Such requests get the task
   timeline and a ``functions_error`` saying why there are no function stats.
+- yappi (1.7.6, the newest release) keeps memory of every run alive for good, whatever we call:
+  a reference to every coroutine it saw suspend or return (sumerc/yappi#217), and the names of
+  the functions it profiled (sumerc/yappi#220); both are fixed upstream but not released. No use
+  of its API avoids them (``docs/async-profiler-yappi.md`` lists what was tried), so the session
+  counts what each request left behind (``YappiRetention``) and takes at most a given number of
+  requests per process (``acquire(limit=...)``, the panel's ``async_yappi_max_requests``).
 
 ``yappi`` is imported only inside functions: the package imports without the extra installed.
 """
@@ -48,11 +54,17 @@ if TYPE_CHECKING:
     from debug_toolbar.core.panels.async_profiler.task_hooks import TaskTracking
 
 __all__ = (
+    "RETAINED_BYTES_PER_COROUTINE",
+    "RETAINED_BYTES_PER_FUNCTION",
+    "RETAINED_BYTES_PER_REQUEST",
     "YAPPI_COST_NOTE",
     "FunctionStat",
     "YappiBackend",
     "YappiBusyError",
+    "YappiLimitError",
+    "YappiRetention",
     "YappiSession",
+    "limit_note",
     "summarize",
     "yappi_session",
 )
@@ -82,10 +94,54 @@ The toolbar reads function stats by tag, never thread names, so a constant name 
 
 _OWN_DIR = os.path.dirname(debug_toolbar.__file__) + os.sep
 _COROUTINE_FLAGS = inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE
+_KEPT_ALIVE_FLAGS = _COROUTINE_FLAGS | inspect.CO_ASYNC_GENERATOR
+"""Code whose frames yappi 1.7.6 keeps alive: it takes a reference to the coroutine (or async
+generator, or ``types.coroutine`` generator) each time one of its frames is left, and never
+gives it back (sumerc/yappi#217)."""
+
+RETAINED_BYTES_PER_COROUTINE = 210
+RETAINED_BYTES_PER_FUNCTION = 220
+RETAINED_BYTES_PER_REQUEST = 5_000
+"""What a yappi-profiled request leaves in memory for good, by what its stats show.
+
+Fitted to tracemalloc on CPython 3.11 (``benchmarks/bench_yappi.py --leak`` measures it again):
+a finished coroutine is about 210 bytes; each function in the request's stats leaves about 220
+(yappi's copy of its name or argument names, and the C functions it called, which the stats
+leave out); the rest (yappi's per-run tables) about 5 KB. An estimate, to show the order of
+magnitude in the panel; the count of coroutines comes straight from yappi's call counts.
+"""
 
 
 class YappiBusyError(RuntimeError):
     """yappi cannot profile this request's functions now; the message says why."""
+
+
+class YappiLimitError(YappiBusyError):
+    """This process has profiled as many requests with yappi as it was allowed to."""
+
+
+@dataclass(slots=True, frozen=True)
+class YappiRetention:
+    """What the yappi runs of this process have left in memory so far (a snapshot).
+
+    yappi keeps it until the process exits, stopped and cleared or not: restarting the process
+    is the only way to get it back.
+    """
+
+    requests: int
+    """Requests given a yappi tag (profiled by yappi) in this process."""
+    coroutines: int
+    """Coroutines of those requests that yappi keeps alive: their completed calls, as yappi
+    counted them. A lower bound: coroutines of unprofiled code that ran meanwhile are kept too."""
+    approx_bytes: int
+    """Estimated from the counts (``RETAINED_BYTES_PER_*``)."""
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "requests": self.requests,
+            "coroutines": self.coroutines,
+            "approx_bytes": self.approx_bytes,
+        }
 
 
 class YappiSession:
@@ -108,17 +164,33 @@ class YappiSession:
         self._served = 0
         self._saved_clock_type: str | None = None
         self._saved_thread_profile: Any = None
+        self._profiled = 0
+        self._kept_coroutines = 0
+        self._kept_bytes = 0
+
+    @property
+    def profiled(self) -> int:
+        """Requests given a tag in this process, all runs together (never goes down)."""
+        return self._profiled
+
+    def retention(self) -> YappiRetention:
+        """What this process's yappi runs have left in memory so far."""
+        with self._lock:
+            return YappiRetention(self._profiled, self._kept_coroutines, self._kept_bytes)
 
     @property
     def users(self) -> int:
         """Profiled requests currently sharing the run (0: yappi is not ours right now)."""
         return self._users
 
-    def acquire(self) -> int:
+    def acquire(self, limit: int | None = None) -> int:
         """Join (or start) the run; returns this request's tag.
 
-        Raises ``BackendUnavailableError`` when yappi cannot be imported and ``YappiBusyError``
-        when it belongs to someone else or the run is draining.
+        ``limit`` is how many requests this process may profile with yappi in all (``None``: no
+        limit); checked under the lock, so requests arriving together cannot overshoot it.
+        Raises ``BackendUnavailableError`` when yappi cannot be imported, ``YappiLimitError``
+        past the limit, and ``YappiBusyError`` when yappi belongs to someone else or the run is
+        draining.
         """
         try:
             import yappi
@@ -128,6 +200,8 @@ class YappiSession:
                 f"{YAPPI_EXTRA}"
             ) from exc
         with self._lock:
+            if limit is not None and self._profiled >= limit:
+                raise YappiLimitError(limit_note(self._profiled))
             if self._users == 0:
                 self._start(yappi)
             elif self._served >= self.max_requests:
@@ -137,6 +211,7 @@ class YappiSession:
                 )
             self._users += 1
             self._served += 1
+            self._profiled += 1
             return next(self._tags)
 
     def _start(self, yappi: Any) -> None:
@@ -181,6 +256,20 @@ class YappiSession:
                     self._stop(yappi)
             return stats
 
+    def record_kept(self, *, functions: int, coroutines: int) -> None:
+        """Add what one released request left in yappi to the process's totals.
+
+        Counted by the caller after ``release``, from the stats it reads anyway: inside
+        ``release`` yappi may still be running and would trace the counting itself.
+        """
+        with self._lock:
+            self._kept_coroutines += coroutines
+            self._kept_bytes += (
+                RETAINED_BYTES_PER_REQUEST
+                + RETAINED_BYTES_PER_FUNCTION * functions
+                + RETAINED_BYTES_PER_COROUTINE * coroutines
+            )
+
     def _stop(self, yappi: Any) -> None:
         yappi.stop()
         self._restore(yappi)
@@ -199,6 +288,17 @@ class YappiSession:
 
 yappi_session = YappiSession()
 """The process-wide session every ``YappiBackend`` joins unless given another."""
+
+
+def limit_note(profiled: int) -> str:
+    """Why a request is not profiled with yappi once the process reached its limit.
+
+    Short: the panel explains what yappi keeps, and how to get yappi back, right below it.
+    """
+    return (
+        f"yappi was not used: this process has already profiled {profiled:,} requests with it, "
+        "its limit (async_yappi_max_requests), because yappi keeps memory of each one."
+    )
 
 
 @dataclass(slots=True, frozen=True)
@@ -231,11 +331,14 @@ class FunctionStat:
         }
 
 
-def summarize(stats: Iterable[Any], limit: int) -> tuple[list[FunctionStat], int]:
-    """The top ``limit`` functions by total wall time, and how many there were in all.
+def summarize(stats: Iterable[Any], limit: int) -> tuple[list[FunctionStat], int, int]:
+    """The top ``limit`` functions by total wall time, how many there were, and kept coroutines.
 
-    The toolbar's own functions (the profiler at work, not the app) are left out; yappi leaves
-    out its own.
+    The toolbar's own functions (the profiler at work, not the app) are left out of the first
+    two; yappi leaves out its own. The third counts them all: the coroutines yappi keeps alive
+    (sumerc/yappi#217). It keeps one from the first time it is left (a suspension or its
+    return), and counts a call when it returns, so the calls of coroutine functions count the
+    coroutines kept; one still suspended at the end is kept but not counted.
     """
     import yappi
 
@@ -243,12 +346,14 @@ def summarize(stats: Iterable[Any], limit: int) -> tuple[list[FunctionStat], int
     # without it, nothing is marked as a coroutine rather than guessing from names.
     descriptors: dict[str, Any] = getattr(yappi, "_fn_descriptor_dict", {})
     functions = []
+    kept = 0
     for stat in stats:
+        flags = getattr(descriptors.get(stat.full_name), "co_flags", 0)
+        if flags & _KEPT_ALIVE_FLAGS:
+            kept += stat.ncall
         filename = str(stat.module)
         if filename.startswith(_OWN_DIR):
             continue
-        code = descriptors.get(stat.full_name)
-        flags = getattr(code, "co_flags", 0)
         functions.append(
             FunctionStat(
                 name=str(stat.name),
@@ -262,7 +367,7 @@ def summarize(stats: Iterable[Any], limit: int) -> tuple[list[FunctionStat], int
             )
         )
     functions.sort(key=lambda function: function.total_ms, reverse=True)
-    return functions[:limit], len(functions)
+    return functions[:limit], len(functions), int(kept)
 
 
 class YappiBackend(AsyncProfilerBackend):
@@ -286,6 +391,7 @@ class YappiBackend(AsyncProfilerBackend):
         origin_ns: int | None = None,
         max_functions: int = 50,
         session: YappiSession | None = None,
+        max_process_requests: int | None = None,
     ) -> None:
         self._tasks = TaskFactoryBackend(
             max_tasks=max_tasks,
@@ -296,8 +402,14 @@ class YappiBackend(AsyncProfilerBackend):
         )
         if max_functions < 1:
             raise ValueError(f"max_functions must be at least 1, got {max_functions}")
+        if max_process_requests is not None and max_process_requests < 1:
+            raise ValueError(
+                f"max_process_requests must be at least 1 or None, got {max_process_requests}"
+            )
         self.max_functions = max_functions
         self.session = yappi_session if session is None else session
+        self.max_process_requests = max_process_requests
+        """Requests the session may profile in this process in all (``None``: no limit)."""
         self.tag: int | None = None
         """This request's yappi tag while it holds a share of the run."""
         self.functions: list[FunctionStat] = []
@@ -337,7 +449,7 @@ class YappiBackend(AsyncProfilerBackend):
         self._tasks.start(loop)
         began = time.perf_counter_ns()
         try:
-            self.tag = self.session.acquire()
+            self.tag = self.session.acquire(self.max_process_requests)
         except YappiBusyError as exc:
             self.functions_error = str(exc)
         except BaseException:
@@ -364,8 +476,12 @@ class YappiBackend(AsyncProfilerBackend):
             return
         began = time.perf_counter_ns()
         stats = self.session.release(tag)
-        self.functions, self.functions_total = summarize(stats, self.max_functions)
+        self.functions, self.functions_total, kept = summarize(stats, self.max_functions)
+        self.session.record_kept(functions=len(stats), coroutines=kept)
         self.profiler_ns += time.perf_counter_ns() - began
+
+    def owns_task(self, task: Future[Any]) -> bool:
+        return self._tasks.owns_task(task)
 
     def get_summary(self) -> dict[str, Any]:
         summary = self._tasks.get_summary()
@@ -388,6 +504,3 @@ class YappiBackend(AsyncProfilerBackend):
             }
         )
         return stats
-    def owns_task(self, task: Future[Any]) -> bool:
-        return self._tasks.owns_task(task)
-
