@@ -10,7 +10,9 @@ yappi traces it too, under no request's tag.
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -25,6 +27,7 @@ pytest.importorskip(
 litestar = pytest.importorskip("litestar", reason="the Litestar extra is not installed here")
 
 from litestar import Litestar, get  # noqa: E402  (after the skip: it needs the extra)
+from litestar.params import FromPath  # noqa: E402  (Litestar reads annotations at runtime)
 
 Scope = dict[str, Any]
 
@@ -143,3 +146,70 @@ class TestYappiUnderUvicorn:
         # No request saw the HTTP client's code, which ran in this thread meanwhile.
         for stats in (alpha_stats, beta_stats):
             assert not any("httpx" in f["filename"] for f in stats["functions"])
+
+
+class TestYappiKeepsWhatItProfiles:
+    """sumerc/yappi#217 through the whole toolbar on uvicorn, and the limit that bounds it."""
+
+    @pytest.mark.asyncio
+    async def test_profiled_requests_keep_their_coroutines_until_the_limit_stops_yappi(
+        self, uvicorn_server: Callable[..., Any]
+    ) -> None:
+        from debug_toolbar.asgi import REQUEST_ID_HEADER
+        from debug_toolbar.core.config import DebugToolbarConfig
+        from debug_toolbar.core.panels.async_profiler import AsyncProfilerPanel
+        from debug_toolbar.litestar import DebugToolbarPlugin
+
+        refs: dict[str, list[weakref.ref[Any]]] = {}
+
+        async def part(index: int) -> int:
+            await asyncio.sleep(0)
+            return index
+
+        @get("/gather/{marker:str}")
+        async def gather_view(marker: FromPath[str]) -> dict[str, int]:
+            coroutines = [part(index) for index in range(20)]
+            refs[marker] = [weakref.ref(coroutine) for coroutine in coroutines]
+            return {"sum": sum(await asyncio.gather(*coroutines))}
+
+        limit = yappi_session.profiled + 2  # the count is per process: earlier tests add to it
+        config = DebugToolbarConfig(
+            extra_panels=[AsyncProfilerPanel],
+            async_profiler_backend="yappi",
+            async_yappi_max_requests=limit,
+        )
+        app = Litestar([gather_view], plugins=[DebugToolbarPlugin(config)], logging_config=None)
+        server = uvicorn_server(app)
+        markers = ["first", "second", "third", "fourth"]
+        records = {}
+        fragments = {}
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            for marker in markers:
+                response = await client.get(f"/gather/{marker}")
+                assert response.json() == {"sum": 190}
+                request_id = response.headers[REQUEST_ID_HEADER]
+                prefix = f"/_debug_toolbar/requests/{request_id}"
+                records[marker] = (
+                    await client.get(f"/_debug_toolbar/api/requests/{request_id}")
+                ).json()["panels"]["AsyncProfilerPanel"]
+                fragment = await client.get(f"{prefix}/panels/AsyncProfilerPanel")
+                assert fragment.status_code == 200
+                fragments[marker] = fragment.text
+
+        assert [records[m]["backend"] for m in markers] == ["yappi", "yappi"] + ["taskfactory"] * 2
+        assert "part" in {f["name"] for f in records["second"]["profile"]["functions"]}
+        assert "async_yappi_max_requests" in records["third"]["backend_note"]
+        assert [records[m]["yappi_retention"]["requests"] for m in markers] == [
+            limit - 1,
+            limit,
+            limit,
+            limit,
+        ]
+        # yappi is stopped and cleared (the autouse fixture checks it), yet it keeps every
+        # coroutine the profiled requests ran; the requests past the limit keep none.
+        gc.collect()
+        kept = {m: sum(ref() is not None for ref in refs[m]) for m in markers}
+        assert kept == {"first": 20, "second": 20, "third": 0, "fourth": 0}
+        assert "which keep at least" in fragments["second"]
+        assert "uses the task-factory backend instead" in fragments["fourth"]
+        assert "uses the task-factory backend instead" not in fragments["first"]

@@ -15,7 +15,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, cast, get_args
 
+from debug_toolbar.core.bounds import (
+    DEFAULT_MAX_VALUE_LENGTH,
+    MAX_MAX_VALUE_LENGTH,
+    MIN_MAX_VALUE_LENGTH,
+)
 from debug_toolbar.core.hosts import normalize_allowed_hosts
+from debug_toolbar.core.storage import DEFAULT_MAX_BYTES
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -206,6 +212,16 @@ class DebugToolbarConfig:
     max_request_history: int = 50
     """How many request records to keep (1 to 10,000); the oldest is dropped first."""
 
+    max_request_history_bytes: int = DEFAULT_MAX_BYTES
+    """Byte budget of the kept records (1 MiB to 64 GiB; 64 MiB by default), from each record's
+    estimated size: the oldest are dropped first to stay within it (the newest is always kept).
+    A count alone does not bound memory when requests are large."""
+
+    max_value_length: int = DEFAULT_MAX_VALUE_LENGTH
+    """Characters a record keeps of each value (256 to 16,777,216): a longer path, query string,
+    header, cookie, log message or exception is cut, and the cut says its full length. Lists of
+    query parameters, headers and cookies also keep their first 100 entries only."""
+
     url_prefix: str = "/_debug_toolbar"
     """Where the toolbar serves its own pages; requests under it are never profiled. A path of
     segments of ASCII letters, digits, ``-``, ``.``, ``_`` and ``~`` (no ``.``/``..``
@@ -245,6 +261,11 @@ class DebugToolbarConfig:
     """Async Profiler backend: ``"taskfactory"``, ``"yappi"`` or ``"auto"``. With the Async
     Profiler panel configured, ``"yappi"`` without yappi installed is an error here, at
     start-up, naming the extra to install."""
+
+    async_yappi_max_requests: int = 500
+    """Requests this process profiles with yappi (1 to 1,000,000); later ones use the task
+    factory, with a note. yappi 1.7.6 keeps memory of every request it profiles until the
+    process exits (about 50 to 100 KB each on small routes), so 500 stay around 50 MB."""
 
     async_blocking_threshold_ms: float = 100.0
     """A loop stall longer than this is reported as a blocking call (1 to 3,600,000 ms: the
@@ -290,6 +311,13 @@ class DebugToolbarConfig:
         ):
             _boolean(name, getattr(self, name))
         _at_least("max_request_history", self.max_request_history, 1, 10_000)
+        _at_least("max_request_history_bytes", self.max_request_history_bytes, 2**20, 2**36)
+        _at_least(
+            "max_value_length",
+            self.max_value_length,
+            MIN_MAX_VALUE_LENGTH,
+            MAX_MAX_VALUE_LENGTH,
+        )
         self.url_prefix = _url_prefix(self.url_prefix)
         self.exclude_paths = self._exclude_paths()
         if not callable(self.show_toolbar):
@@ -320,6 +348,7 @@ class DebugToolbarConfig:
         _at_least("async_max_stack_depth", self.async_max_stack_depth, 1, 1_000)
         _at_least("async_max_tasks", self.async_max_tasks, 1, 100_000)
         _at_least("async_max_timeline_rows", self.async_max_timeline_rows, 1, 10_000)
+        _at_least("async_yappi_max_requests", self.async_yappi_max_requests, 1, 1_000_000)
         self.panel_classes = self._resolve_panels()
 
     def _exclude_paths(self) -> tuple[str, ...]:

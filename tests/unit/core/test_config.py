@@ -56,6 +56,8 @@ class TestDefaults:
         assert config.enabled is True
         assert config.url_prefix == "/_debug_toolbar"
         assert config.max_request_history == 50
+        assert config.max_request_history_bytes == 64 * 1024 * 1024
+        assert config.max_value_length == 4096
         assert config.show_toolbar is is_loopback_client
         assert config.async_profiler_backend == "auto"
 
@@ -113,10 +115,23 @@ class TestInvalidValues:
             ({"async_lag_sample_interval_ms": 60_001}, "async_lag_sample_interval_ms"),
             ({"max_request_history": 10_001}, "max_request_history"),
             ({"max_request_history": 10**12}, "max_request_history"),
+            ({"max_request_history_bytes": 2**20 - 1}, "max_request_history_bytes"),
+            ({"max_request_history_bytes": 2**36 + 1}, "max_request_history_bytes"),
+            ({"max_request_history_bytes": 64.0 * 2**20}, "max_request_history_bytes"),
+            ({"max_request_history_bytes": True}, "max_request_history_bytes"),
+            ({"max_value_length": 255}, "max_value_length"),
+            ({"max_value_length": 2**24 + 1}, "max_value_length"),
+            ({"max_value_length": "4096"}, "max_value_length"),
+            ({"max_value_length": None}, "max_value_length"),
             ({"async_max_stack_depth": 1_001}, "async_max_stack_depth"),
             ({"async_max_tasks": 100_001}, "async_max_tasks"),
             ({"async_max_tasks": INF}, "async_max_tasks"),
             ({"async_max_timeline_rows": 10_001}, "async_max_timeline_rows"),
+            ({"async_yappi_max_requests": 0}, "async_yappi_max_requests"),
+            ({"async_yappi_max_requests": 1_000_001}, "async_yappi_max_requests"),
+            ({"async_yappi_max_requests": True}, "async_yappi_max_requests"),
+            ({"async_yappi_max_requests": "500"}, "async_yappi_max_requests"),
+            ({"async_yappi_max_requests": 500.0}, "async_yappi_max_requests"),
             # None or a single object where a sequence belongs.
             ({"exclude_paths": None}, "exclude_paths"),
             ({"exclude_paths": [None]}, "exclude_paths"),
@@ -199,9 +214,12 @@ class TestRanges:
             ("async_event_loop_lag_threshold_ms", 0.001, 3_600_000),
             ("async_lag_sample_interval_ms", 1, 60_000),
             ("max_request_history", 1, 10_000),
+            ("max_request_history_bytes", 2**20, 2**36),
+            ("max_value_length", 256, 2**24),
             ("async_max_stack_depth", 1, 1_000),
             ("async_max_tasks", 1, 100_000),
             ("async_max_timeline_rows", 1, 10_000),
+            ("async_yappi_max_requests", 1, 1_000_000),
         ],
     )
     def test_both_ends_are_accepted(self, option: str, lowest: float, highest: float) -> None:

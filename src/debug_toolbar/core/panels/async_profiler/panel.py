@@ -12,7 +12,7 @@ import asyncio
 import functools
 from typing import TYPE_CHECKING, Any
 
-from debug_toolbar.core.panel import Panel
+from debug_toolbar.core.panel import Panel, PanelDownload
 from debug_toolbar.core.panels.async_profiler.backends import (
     BackendUnavailableError,
     select_backend,
@@ -21,6 +21,7 @@ from debug_toolbar.core.panels.async_profiler.detector import (
     BlockingCallDetector,
     EventLoopLagMonitor,
 )
+from debug_toolbar.core.panels.async_profiler.export import chrome_trace_from_stats
 from debug_toolbar.core.panels.async_profiler.timeline import timeline_from_stats
 
 if TYPE_CHECKING:
@@ -50,6 +51,24 @@ _STATES = ("completed", "cancelled", "failed", "pending")
 _SUMMARIZED_KEYS = frozenset({"tasks", "dropped", "overhead_ms", "overhead", *_PROFILE_KEYS})
 """Backend stats that the panel reshapes into ``summary``/``tasks``/``overhead``."""
 
+_UNBUILT_TASK_BYTES = 300
+_UNBUILT_FRAME_BYTES = 24
+"""What a backend holds per kept task, and per frame of its creation stack, until the
+deferred stats are built (measured with tracemalloc: about 290 bytes a task)."""
+
+
+def _chrome_trace(stats: dict[str, Any], record: RequestRecord) -> dict[str, Any] | None:
+    """The request's whole timeline as a Chrome trace; None when nothing was profiled."""
+    if not stats:
+        return None
+    return chrome_trace_from_stats(
+        stats,
+        duration_ms=record.duration_ms,
+        request_id=record.request_id,
+        method=record.method,
+        path=record.path,
+    )
+
 
 class AsyncProfilerPanel(Panel):
     """Tracks the asyncio tasks spawned while the request runs (children, grandchildren, ...)."""
@@ -58,11 +77,21 @@ class AsyncProfilerPanel(Panel):
     title = "Async"
     nav_title = "Async"
     template = "panels/async_profiler.html"
+    downloads = (
+        PanelDownload(
+            name="async-trace.json",
+            title="Download trace (Perfetto)",
+            media_type="application/json",
+            build=_chrome_trace,
+        ),
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.backend: AsyncProfilerBackend | None = None
         self.backend_note: str | None = None
+        self.yappi_asked = False
+        """yappi was chosen for this request (it may have fallen back at its limit)."""
         self.detector: BlockingCallDetector | None = None
         self.lag_monitor: EventLoopLagMonitor | None = None
 
@@ -82,6 +111,26 @@ class AsyncProfilerPanel(Panel):
             raise ValueError(str(exc)) from exc
 
     def _backend_class(self, context: RequestContext) -> type[AsyncProfilerBackend]:
+        """The chosen backend, or the task factory once yappi reached its process limit."""
+        backend_class = self._chosen_backend_class(context)
+        if backend_class.name != "yappi":
+            return backend_class
+        self.yappi_asked = True
+        from debug_toolbar.core.panels.async_profiler.yappi_backend import (
+            limit_note,
+            yappi_session,
+        )
+
+        # yappi keeps memory of every request it profiles (see yappi_backend): past the limit
+        # this process stops using it. The session enforces the limit exactly in ``acquire``;
+        # this early look lets the request say so and run the cheap backend instead.
+        profiled = yappi_session.profiled
+        if profiled >= self.config.async_yappi_max_requests:
+            self.backend_note = limit_note(profiled)
+            return select_backend("taskfactory")
+        return backend_class
+
+    def _chosen_backend_class(self, context: RequestContext) -> type[AsyncProfilerBackend]:
         """The config's backend, unless this browser chose one with the panel's switch."""
         chosen = context.cookies.get(BACKEND_COOKIE)
         if chosen not in ("yappi", "taskfactory"):
@@ -97,6 +146,9 @@ class AsyncProfilerPanel(Panel):
         """The backend for this request (raises when the configured one cannot run here)."""
         config = self.config
         backend_class = self._backend_class(context)
+        options: dict[str, Any] = {}
+        if backend_class.name == "yappi":
+            options["max_process_requests"] = config.async_yappi_max_requests
         # Every backend takes these keyword options (the ABC cannot declare a constructor).
         return backend_class(  # type: ignore[call-arg]
             max_tasks=config.async_max_tasks,
@@ -104,6 +156,7 @@ class AsyncProfilerPanel(Panel):
             max_stack_depth=config.async_max_stack_depth,
             owner=context,
             origin_ns=context.start_ns,
+            **options,
         )
 
     async def process_request(self, context: RequestContext) -> None:
@@ -166,14 +219,34 @@ class AsyncProfilerPanel(Panel):
         summary["blocking_calls"] = sum(1 for call in blocking if call.relation == "own")
         summary["suffered_blocking_calls"] = len(blocking) - summary["blocking_calls"]
         summary["max_lag_ms"] = None if lag is None else lag.max_lag_ms
-        self.defer_stats(functools.partial(_backend_stats, backend))
+        # Until built, the history counts the backend's raw task records by the caps.
+        depth = self.config.async_max_stack_depth if self.config.async_capture_task_stacks else 0
+        kept_tasks = summary["total_tasks"] - summary["dropped"]
+        self.defer_stats(
+            functools.partial(_backend_stats, backend),
+            approx_size=kept_tasks * (_UNBUILT_TASK_BYTES + _UNBUILT_FRAME_BYTES * depth),
+        )
         return {
             "backend": backend.name,
             "backend_note": self.backend_note,
+            "yappi_retention": self._yappi_retention(),
             "summary": summary,
             "blocking_calls": [call.to_dict() for call in blocking],
             "lag": None if lag is None else lag.to_dict(),
         }
+
+    def _yappi_retention(self) -> dict[str, int] | None:
+        """What yappi keeps alive in this process so far, for requests that asked for yappi.
+
+        Read after this request released yappi, so it is counted; a few microseconds (a lock).
+        """
+        if not self.yappi_asked:
+            return None
+        from debug_toolbar.core.panels.async_profiler.yappi_backend import yappi_session
+
+        retention = yappi_session.retention().to_dict()
+        retention["limit"] = self.config.async_yappi_max_requests
+        return retention
 
     @staticmethod
     def _summary(collected: dict[str, Any]) -> dict[str, Any]:
@@ -209,7 +282,6 @@ class AsyncProfilerPanel(Panel):
             ),
             "backend_cookie": BACKEND_COOKIE,
             "yappi_available": YappiBackend.is_available(),
-            "trace_url": f"{config.url_prefix}/requests/{record.request_id}/async-trace.json",
         }
 
 

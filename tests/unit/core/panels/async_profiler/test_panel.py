@@ -476,6 +476,86 @@ class TestBackendCookie:
         assert panel.stats["backend_note"] is None
 
 
+class TestYappiProcessLimit:
+    """yappi keeps memory of every request it profiles: after the limit, the task factory."""
+
+    @pytest.mark.asyncio
+    async def test_past_the_limit_requests_fall_back_with_a_note(self) -> None:
+        pytest.importorskip("yappi")
+        from debug_toolbar.core.panels.async_profiler.yappi_backend import yappi_session
+
+        # The count is per process: earlier tests profiled some requests already.
+        limit = yappi_session.profiled + 2
+        panels = []
+        for _ in range(3):
+            _toolbar, record = await profile(
+                spawning_app, async_profiler_backend="yappi", async_yappi_max_requests=limit
+            )
+            panel = record.panel("AsyncProfilerPanel")
+            assert panel is not None
+            assert panel.error is None
+            panels.append(panel.stats)
+
+        assert [stats["backend"] for stats in panels] == ["yappi", "yappi", "taskfactory"]
+        assert [stats["backend_note"] for stats in panels[:2]] == [None, None]
+        note = panels[2]["backend_note"]
+        assert f"already profiled {limit:,} requests" in note
+        assert "async_yappi_max_requests" in note
+        assert "profile" not in panels[2]
+        assert [task["name"] for task in panels[2]["tasks"]][:2] == ["parent", "sibling"]
+        retention = [stats["yappi_retention"] for stats in panels]
+        assert [r["requests"] for r in retention] == [limit - 1, limit, limit]
+        assert [r["limit"] for r in retention] == [limit] * 3
+        assert retention[1]["coroutines"] > retention[0]["coroutines"]
+        assert retention[2]["coroutines"] == retention[1]["coroutines"]  # nothing more kept
+        assert retention[1]["approx_bytes"] > retention[0]["approx_bytes"] > 0
+        assert yappi_session.profiled == limit
+
+    @pytest.mark.asyncio
+    async def test_the_browsers_yappi_choice_is_limited_too(self) -> None:
+        pytest.importorskip("yappi")
+        from debug_toolbar.core.panels.async_profiler.yappi_backend import yappi_session
+
+        if yappi_session.profiled == 0:  # run alone: profile one first, the limit is >= 1
+            await profile(noop, async_profiler_backend="yappi")
+        limit = yappi_session.profiled
+        _toolbar, record = await profile(
+            spawning_app,
+            headers=[("cookie", f"{BACKEND_COOKIE}=yappi")],
+            async_yappi_max_requests=limit,
+        )
+        panel = record.panel("AsyncProfilerPanel")
+        assert panel is not None
+        assert panel.stats["backend"] == "taskfactory"
+        assert "async_yappi_max_requests" in panel.stats["backend_note"]
+        assert panel.stats["yappi_retention"]["requests"] == limit == yappi_session.profiled
+
+    def test_the_limit_reaches_the_backend_that_enforces_it(self) -> None:
+        pytest.importorskip("yappi")
+        from debug_toolbar.core.panels.async_profiler.yappi_backend import YappiBackend
+
+        config = DebugToolbarConfig(
+            panels=[AsyncProfilerPanel],
+            async_profiler_backend="yappi",
+            async_yappi_max_requests=1234,
+        )
+        context = RequestContext(method="GET", path="/", client_host="127.0.0.1", headers=[])
+        panel = DebugToolbar(config, context).get_panel("AsyncProfilerPanel")
+        assert isinstance(panel, AsyncProfilerPanel)
+        backend = panel.create_backend(context)
+        assert isinstance(backend, YappiBackend)
+        assert backend.max_process_requests == 1234
+        assert DebugToolbarConfig().async_yappi_max_requests == 500
+
+    @pytest.mark.asyncio
+    async def test_task_factory_requests_say_nothing_about_yappi(self) -> None:
+        _toolbar, record = await profile(spawning_app, async_profiler_backend="taskfactory")
+        panel = record.panel("AsyncProfilerPanel")
+        assert panel is not None
+        assert panel.stats["backend"] == "taskfactory"
+        assert panel.stats["yappi_retention"] is None
+
+
 def blocking_app(seconds: float) -> App:
     async def app() -> None:
         await asyncio.sleep(0.02)
@@ -555,9 +635,48 @@ class TestTemplateContext:
         assert len(timeline.rows) == 2
         assert timeline.hidden_rows == 3
         assert context["backend_cookie"] == BACKEND_COOKIE
-        assert context["trace_url"] == (
-            f"/_debug_toolbar/requests/{record.request_id}/async-trace.json"
+        # Links are the pages' job (``Panel.downloads``): the panel builds no URL.
+        assert "trace_url" not in context
+
+
+class TestTraceDownload:
+    @pytest.mark.asyncio
+    async def test_the_trace_is_the_export_of_the_stored_stats(self) -> None:
+        _toolbar, record = await profile(spawning_app)
+        panel = record.panel("AsyncProfilerPanel")
+        assert panel is not None
+        download = AsyncProfilerPanel.get_download("async-trace.json")
+        assert download is not None
+        assert download.media_type == "application/json"
+        assert download.title == "Download trace (Perfetto)"
+        assert download.filename(record.request_id) == f"async-trace-{record.request_id}.json"
+        trace = download.build(panel.stats, record)
+        assert trace == chrome_trace_from_stats(
+            panel.stats,
+            duration_ms=record.duration_ms,
+            request_id=record.request_id,
+            method=record.method,
+            path=record.path,
         )
+        assert isinstance(trace, dict)
+        names = {e["args"]["name"] for e in trace["traceEvents"] if e["name"] == "thread_name"}
+        assert {"request", "event loop"} <= names
+
+    def test_a_request_without_stats_has_no_trace(self) -> None:
+        download = AsyncProfilerPanel.get_download("async-trace.json")
+        assert download is not None
+        record = RequestRecord(
+            request_id="r1",
+            method="GET",
+            path="/",
+            query_string="",
+            status_code=200,
+            duration_ms=1.0,
+            started_at=0.0,
+            panels=(),
+        )
+        assert download.build({}, record) is None
+        assert AsyncProfilerPanel.get_download("async-trace.zip") is None
 
 
 class TestConfigValidation:

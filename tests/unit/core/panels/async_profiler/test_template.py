@@ -11,6 +11,7 @@ from html.parser import HTMLParser
 from typing import Any
 
 from debug_toolbar.core.config import DebugToolbarConfig
+from debug_toolbar.core.panel import DownloadLink
 from debug_toolbar.core.panels.async_profiler import AsyncProfilerPanel
 from debug_toolbar.core.records import PanelRecord, RequestRecord
 from debug_toolbar.core.rendering import render_panel
@@ -187,7 +188,17 @@ def render(stats: dict[str, Any], duration_ms: float = 100.0, max_rows: int = 50
         panels=(panel,),
     )
     config = DebugToolbarConfig(extra_panels=[AsyncProfilerPanel], async_max_timeline_rows=max_rows)
-    return render_panel(panel, record, config.url_prefix, config)
+    # The links the toolbar's pages hand over (asgi.views.download_links), under a root path.
+    downloads = [
+        DownloadLink(
+            name=download.name,
+            title=download.title,
+            url=f"/app{config.url_prefix}/requests/abc123/panels/x/downloads/{download.name}",
+            filename=download.filename("abc123"),
+        )
+        for download in AsyncProfilerPanel.downloads
+    ]
+    return render_panel(panel, record, config.url_prefix, config, downloads)
 
 
 def attr(checker: _Checker, cls: str, name: str) -> list[str]:
@@ -269,8 +280,10 @@ class TestRich:
         assert set(attr(checker, "dt-async-backend", "data-cookie")) == {
             "debug_toolbar_async_backend"
         }
+        # The link is the one the pages gave, as given: the template builds no URL.
         links = attr(checker, "dt-async-download", "href")
-        assert links == ["/_debug_toolbar/requests/abc123/async-trace.json"]
+        assert links == ["/app/_debug_toolbar/requests/abc123/panels/x/downloads/async-trace.json"]
+        assert attr(checker, "dt-async-download", "download") == ["async-trace-abc123.json"]
 
     def test_task_names_and_exception_messages_are_escaped(self) -> None:
         html = render(rich_stats())
@@ -285,3 +298,61 @@ class TestRich:
         checker = parse(html)
         assert len(attr(checker, "dt-timeline-bar", "style")) == 2
         assert "2 more rows not drawn" in html
+
+
+def text_of(html: str, cls: str) -> str:
+    """The text inside the first element of class ``cls`` (no nested element of its tag)."""
+    match = re.search(rf'<(\w+) class="[^"]*\b{cls}\b[^"]*">(.*?)</\1>', html, re.S)
+    assert match is not None, cls
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", match.group(2))).strip()
+
+
+class TestYappiRetention:
+    """yappi keeps memory of what it profiled: the panel says how much, and when it stopped."""
+
+    def test_what_yappi_keeps_so_far(self) -> None:
+        stats = rich_stats()
+        stats["yappi_retention"] = {
+            "requests": 1234,
+            "coroutines": 98765,
+            "approx_bytes": 61_500_000,
+            "limit": 5000,
+        }
+        html = render(stats)
+        checker = parse(html)
+        note = text_of(html, "dt-async-yappi-retention")
+        assert "profiled 1,234 of at most 5,000 requests with yappi" in note
+        assert "at least 98,765 coroutines alive, about 61.5 MB" in note
+        assert "task-factory backend instead" not in note
+        assert attr(checker, "dt-async-yappi-retention", "class") == [
+            "dt-async-yappi-retention dt-muted"
+        ]
+
+    def test_the_limit_reached_is_a_warning_beside_the_backend_note(self) -> None:
+        stats = rich_stats()
+        stats["backend"] = "taskfactory"
+        del stats["profile"]
+        stats["backend_note"] = "yappi was not used: this process has already profiled 500"
+        stats["yappi_retention"] = {
+            "requests": 500,
+            "coroutines": 40000,
+            "approx_bytes": 30_000_000,
+            "limit": 500,
+        }
+        html = render(stats)
+        checker = parse(html)
+        assert "yappi was not used" in html
+        note = text_of(html, "dt-async-yappi-retention")
+        assert "uses the task-factory backend instead" in note
+        assert "about 30.0 MB" in note
+        assert attr(checker, "dt-async-yappi-retention", "class") == [
+            "dt-async-yappi-retention dt-alert dt-alert-warn"
+        ]
+
+    def test_nothing_said_for_requests_that_did_not_ask_for_yappi(self) -> None:
+        stats = rich_stats()
+        stats["yappi_retention"] = None
+        html = render(stats)
+        assert "dt-async-yappi-retention" not in html
+        del stats["yappi_retention"]  # records stored before this key existed
+        assert "dt-async-yappi-retention" not in render(stats)
