@@ -42,7 +42,7 @@ class DebugToolbarMiddleware:
     """Profiles HTTP requests, inserts the toolbar into HTML pages and serves its pages.
 
     ``config`` defaults to ``DebugToolbarConfig()``; ``history`` (where records are kept, shared
-    with the pages) defaults to a new ``RequestHistory(config.max_request_history)``. Pass the
+    with the pages) defaults to a new ``RequestHistory.for_config(config)``. Pass the
     same history to several middleware instances to share one list of requests.
 
     Websocket and lifespan traffic, excluded paths and clients that ``show_toolbar`` refuses
@@ -57,9 +57,7 @@ class DebugToolbarMiddleware:
     ) -> None:
         self.app = app
         self.config = config if config is not None else DebugToolbarConfig()
-        self.history = (
-            history if history is not None else RequestHistory(self.config.max_request_history)
-        )
+        self.history = history if history is not None else RequestHistory.for_config(self.config)
         self.pages = ToolbarPages(self.config, self.history)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -35,6 +35,7 @@ from debug_toolbar.asgi.views import (
     render_not_found,
     render_panel_fragment,
 )
+from debug_toolbar.core.bounds import clip
 from debug_toolbar.core.context import RequestContext
 from debug_toolbar.core.panels.async_profiler.export import chrome_trace_from_stats
 from debug_toolbar.core.panels.async_profiler.panel import AsyncProfilerPanel
@@ -120,7 +121,7 @@ class ToolbarPages:
         parts = [part for part in path.split("/") if part]
         match parts:
             case []:
-                return self.history_page(base_url)
+                return self.history_page(base_url, _page_number(query))
             case ["requests", request_id]:
                 return self.detail_page(request_id, base_url)
             case ["requests", request_id, "panels", panel_id]:
@@ -132,7 +133,9 @@ class ToolbarPages:
                     {
                         "requests": [_summary(r) for r in self.history.records()],
                         "max_size": self.history.max_size,
+                        "max_bytes": self.history.max_bytes,
                         "evicted": self.history.evicted,
+                        "evicted_for_size": self.history.evicted_for_size,
                     }
                 )
             case ["api", "requests", request_id]:
@@ -149,19 +152,14 @@ class ToolbarPages:
 
     def _missing_request(self, request_id: str, base_url: str) -> Response:
         return self.not_found(
-            f"No request {request_id!r} in the history: it may have been dropped, as only the "
-            f"last {self.history.max_size} requests are kept, or the server was restarted.",
+            f"No request {clip(request_id, 100)!r} in the history: it may have been dropped, as "
+            f"only the last {self.history.max_size} requests are kept, within "
+            f"{self.history.max_bytes:,} bytes, or the server was restarted.",
             base_url,
         )
 
-    def history_page(self, base_url: str) -> Response:
-        html = render_history(
-            self.history.records(),
-            base_url,
-            max_size=self.history.max_size,
-            evicted=self.history.evicted,
-        )
-        return html_response(html)
+    def history_page(self, base_url: str, page: int = 1) -> Response:
+        return html_response(render_history(self.history, base_url, page=page))
 
     def detail_page(self, request_id: str, base_url: str) -> Response:
         record = self.history.get(request_id)
@@ -227,6 +225,12 @@ class ToolbarPages:
         if if_none_match is not None and etag in {t.strip() for t in if_none_match.split(",")}:
             return Response(304, b"", found.content_type, headers)
         return Response(200, found.content, found.content_type, headers)
+
+
+def _page_number(query: dict[str, str] | None) -> int:
+    """The ``?page=`` of the history (1 when absent or not a number)."""
+    raw = (query or {}).get("page", "")
+    return int(raw) if raw.isdigit() and len(raw) < 10 else 1
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

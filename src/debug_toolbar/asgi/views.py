@@ -14,16 +14,17 @@ from typing import TYPE_CHECKING, Any
 from markupsafe import Markup
 
 from debug_toolbar.asgi.static import static_url
+from debug_toolbar.core.bounds import clip
 from debug_toolbar.core.context import DISABLED_PANELS_COOKIE
 from debug_toolbar.core.rendering import render_panel, render_template
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
     from debug_toolbar.core.config import DebugToolbarConfig
     from debug_toolbar.core.records import PanelRecord, RequestRecord
+    from debug_toolbar.core.storage import RequestHistory
 
 __all__ = (
+    "HISTORY_PAGE_ROWS",
     "render_detail",
     "render_history",
     "render_not_found",
@@ -32,6 +33,9 @@ __all__ = (
 )
 
 logger = logging.getLogger("debug_toolbar")
+
+HISTORY_PAGE_ROWS = 100
+"""Requests listed per page of the history: a page stays small however many are kept."""
 
 
 def _common(base_url: str) -> dict[str, Any]:
@@ -64,15 +68,27 @@ def render_toolbar(record: RequestRecord, base_url: str) -> str:
     return render_template("toolbar.html", record=record, **_common(base_url))
 
 
-def render_history(
-    records: Sequence[RequestRecord], base_url: str, *, max_size: int, evicted: int
-) -> str:
+def render_history(history: RequestHistory, base_url: str, *, page: int = 1) -> str:
+    """One page of the history, newest first: ``HISTORY_PAGE_ROWS`` rows, whatever is kept.
+
+    A page out of range shows the nearest one.
+    """
+    records = history.records()
+    pages = max(1, -(-len(records) // HISTORY_PAGE_ROWS))
+    page = min(max(page, 1), pages)
+    start = (page - 1) * HISTORY_PAGE_ROWS
     return render_template(
         "history.html",
         title="Requests",
-        records=records,
-        max_size=max_size,
-        evicted=evicted,
+        records=records[start : start + HISTORY_PAGE_ROWS],
+        total=len(records),
+        first=start + 1,
+        page=page,
+        pages=pages,
+        max_size=history.max_size,
+        max_bytes=history.max_bytes,
+        evicted=history.evicted,
+        evicted_for_size=history.evicted_for_size,
         **_common(base_url),
     )
 
@@ -86,7 +102,7 @@ def render_detail(
     ]
     return render_template(
         "request_detail.html",
-        title=f"{record.method} {record.path}",
+        title=f"{clip(record.method, 20)} {clip(record.path, 200)}",
         record=record,
         sections=sections,
         **_common(base_url),

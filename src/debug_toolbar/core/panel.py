@@ -64,6 +64,8 @@ class Panel:
         self._stats: dict[str, Any] = {}
         self.deferred_stats: list[StatsBuilder] = []
         """Builders of the stats left for later (``defer_stats``), in order."""
+        self.deferred_size = 0
+        """Estimated bytes the deferred builders hold until they run (``defer_stats``)."""
 
     @property
     def config(self) -> DebugToolbarConfig:
@@ -94,7 +96,7 @@ class Panel:
         """The stats recorded so far (not the deferred ones: they are built from the record)."""
         return self._stats
 
-    def defer_stats(self, build: StatsBuilder) -> None:
+    def defer_stats(self, build: StatsBuilder, *, approx_size: int = 0) -> None:
         """Leave part of the stats to ``build``, run when someone first reads the record.
 
         For stats that are costly to build and rarely all looked at: while the request is
@@ -102,8 +104,13 @@ class Panel:
         the rest. ``build`` runs once, maybe in another thread and long after the request, so
         it must only read data the panel no longer changes (call it from ``generate_stats``,
         after collecting has stopped). Its dict is merged into the recorded stats.
+
+        ``approx_size`` estimates the bytes ``build`` holds until it runs (what it will turn into
+        stats), so that the history's byte budget counts them meanwhile; once built, the stats
+        are measured and that estimate is replaced.
         """
         self.deferred_stats.append(build)
+        self.deferred_size += approx_size
 
     @classmethod
     def get_template_context(

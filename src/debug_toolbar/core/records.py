@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from debug_toolbar.core.bounds import bound, shorten
+
 __all__ = ("PanelRecord", "RequestRecord", "StatsBuilder")
 
 logger = logging.getLogger("debug_toolbar")
@@ -25,6 +27,10 @@ class PanelRecord:
     record (the panel opened, the JSON API), instead of while the request is being answered.
     The first read runs the builders once, under a lock (records are read from any thread);
     from then on the record is plain data like any other.
+
+    Bounded in size: built with ``value_limit`` (the config's ``max_value_length``), every
+    string the record keeps, deferred parts included, is shortened to it (``bounds.bound``),
+    and ``approx_size`` estimates the memory it holds, for the history's byte budget.
     """
 
     panel_id: str
@@ -39,6 +45,10 @@ class PanelRecord:
     _stats: dict[str, Any] = field(repr=False)
     _pending: list[StatsBuilder] = field(repr=False, compare=False)
     _lock: threading.Lock | None = field(repr=False, compare=False)
+    _value_limit: int | None = field(repr=False, compare=False)
+    _size: int = field(repr=False, compare=False)
+    _deferred_size: int = field(repr=False, compare=False)
+    _on_growth: Callable[[int], None] | None = field(repr=False, compare=False)
 
     def __init__(
         self,
@@ -53,8 +63,16 @@ class PanelRecord:
         stats: dict[str, Any],
         error: str | None = None,
         deferred: Iterable[StatsBuilder] = (),
+        value_limit: int | None = None,
+        deferred_size: int = 0,
     ) -> None:
         pending = list(deferred)
+        if value_limit is not None:
+            nav_subtitle = shorten(nav_subtitle, value_limit)
+            error = None if error is None else shorten(error, value_limit)
+        stats, size = bound(stats, value_limit)
+        deferred_size = deferred_size if pending else 0
+        size += _PANEL_SIZE + len(nav_subtitle) + len(error or "") + deferred_size
         # Frozen: fill the instance's dict directly (one call, not one __setattr__ per field).
         self.__dict__.update(
             panel_id=panel_id,
@@ -68,6 +86,10 @@ class PanelRecord:
             _stats=stats,
             _pending=pending,
             _lock=threading.Lock() if pending else None,
+            _value_limit=value_limit,
+            _size=size,
+            _deferred_size=deferred_size,
+            _on_growth=None,
         )
 
     @property
@@ -100,13 +122,30 @@ class PanelRecord:
             self._complete()
         return self._stats
 
+    @property
+    def approx_size(self) -> int:
+        """Estimated bytes this record holds: its stats, and until they are built, what the
+        panel estimated its deferred part holds (``Panel.defer_stats``)."""
+        return self._size
+
+    def on_growth(self, callback: Callable[[int], None] | None) -> None:
+        """Have ``callback(bytes)`` told how much ``approx_size`` changed when the deferred
+        stats are built (the history keeping its byte budget); None to stop."""
+        object.__setattr__(self, "_on_growth", callback)
+
     def _complete(self) -> None:
         assert self._lock is not None
         with self._lock:
+            if not self._pending:
+                return  # another thread built them while this one waited
+            built = 0
+            limit = self._value_limit
             while self._pending:
                 build = self._pending[0]
                 try:
-                    self._stats.update(build())
+                    part, part_size = bound(build(), limit)
+                    self._stats.update(part)
+                    built += part_size
                 except Exception as exc:  # a broken builder must not break the pages
                     logger.warning(
                         "debug toolbar panel %s failed building its stats",
@@ -114,8 +153,25 @@ class PanelRecord:
                         exc_info=True,
                     )
                     if self._error is None:
-                        object.__setattr__(self, "_error", f"{type(exc).__name__}: {exc}")
+                        error = f"{type(exc).__name__}: {exc}"
+                        if limit is not None:
+                            error = shorten(error, limit)
+                        object.__setattr__(self, "_error", error)
                 del self._pending[0]
+            growth = built - self._deferred_size
+            object.__setattr__(self, "_size", self._size + growth)
+            object.__setattr__(self, "_deferred_size", 0)
+            callback = self._on_growth
+        # Outside the lock: the callback takes the history's lock, which is never held while
+        # a record's stats are read.
+        if callback is not None and growth:
+            callback(growth)
+
+
+_PANEL_SIZE = 600
+"""A PanelRecord's own objects (instance, dict, lock), in bytes."""
+_RECORD_SIZE = 400
+"""A RequestRecord's own objects, in bytes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +195,13 @@ class RequestRecord:
     truncated body under a status that looks fine). None when the body was complete."""
     client_disconnected: bool = False
     """The server said the client went away before the response was complete."""
+
+    @property
+    def approx_size(self) -> int:
+        """Estimated bytes this record holds, its panels' stats included (cheap: each panel
+        measured its stats once, while bounding them)."""
+        strings = len(self.path) + len(self.query_string) + len(self.method) + len(self.error or "")
+        return _RECORD_SIZE + strings + sum(panel.approx_size for panel in self.panels)
 
     def panel(self, panel_id: str) -> PanelRecord | None:
         return next((p for p in self.panels if p.panel_id == panel_id), None)

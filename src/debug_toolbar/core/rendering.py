@@ -19,6 +19,8 @@ from jinja2 import (
     StrictUndefined,
 )
 
+from debug_toolbar.core.bounds import clip
+
 if TYPE_CHECKING:
     from debug_toolbar.core.config import DebugToolbarConfig
     from debug_toolbar.core.records import PanelRecord, RequestRecord
@@ -30,6 +32,13 @@ def _format_ms(value: float | None, digits: int = 1) -> str:
     if value is None:
         return "–"
     return f"{value:,.{digits}f} ms"
+
+
+def _format_bytes(value: int) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if value >= size:
+            return f"{value / size:,.1f}".removesuffix(".0") + f" {unit}"
+    return f"{value:,} bytes"
 
 
 def _format_timestamp(value: float) -> str:
@@ -56,6 +65,8 @@ def get_environment(template_dirs: tuple[str, ...] = ()) -> Environment:
     )
     env.filters["ms"] = _format_ms
     env.filters["timestamp"] = _format_timestamp
+    env.filters["bytes"] = _format_bytes
+    env.filters["clip"] = clip  # display cut of a long value, its full length stated
     return env
 
 

@@ -11,6 +11,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Literal
 
+from debug_toolbar.core.bounds import shorten
 from debug_toolbar.core.records import PanelRecord, RequestRecord
 
 if TYPE_CHECKING:
@@ -81,7 +82,11 @@ class DebugToolbar:
             return "error"
 
     def build_record(self) -> RequestRecord:
-        """Freeze what the panels recorded into a plain record for the history."""
+        """Freeze what the panels recorded into a plain record for the history.
+
+        Every value is bounded here (``max_value_length``): the record outlives the request.
+        """
+        limit = self.config.max_value_length
         enabled = set(map(id, self.enabled_panels))
         panel_records = []
         for panel in self.panels:
@@ -100,19 +105,21 @@ class DebugToolbar:
                     stats=panel.get_stats() if is_enabled and not failed else {},
                     error=self.errors.get(panel.panel_id),
                     deferred=panel.deferred_stats if is_enabled and not failed else (),
+                    value_limit=limit,
+                    deferred_size=panel.deferred_size,
                 )
             )
         context = self.context
         return RequestRecord(
             request_id=context.request_id,
-            method=context.method,
-            path=context.path,
-            query_string=context.query_string,
+            method=shorten(context.method, limit),
+            path=shorten(context.path, limit),
+            query_string=shorten(context.query_string, limit),
             status_code=context.status_code,
             duration_ms=context.duration_ms or 0.0,
             started_at=context.started_at,
             panels=tuple(panel_records),
-            error=context.error,
+            error=None if context.error is None else shorten(context.error, limit),
             body_cut_at=context.body_cut_at,
             client_disconnected=context.client_disconnected_at is not None,
         )

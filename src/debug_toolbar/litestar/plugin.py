@@ -43,7 +43,7 @@ class DebugToolbarPlugin(InitPluginProtocol):
 
     def __init__(self, config: DebugToolbarConfig | None = None) -> None:
         self.config = config if config is not None else DebugToolbarConfig()
-        self.history = RequestHistory(self.config.max_request_history)
+        self.history = RequestHistory.for_config(self.config)
         self.pages = ToolbarPages(self.config, self.history)
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:

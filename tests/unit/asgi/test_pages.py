@@ -11,6 +11,7 @@ import pytest
 
 from debug_toolbar.asgi.pages import ToolbarPages
 from debug_toolbar.asgi.static import load_static
+from debug_toolbar.asgi.views import render_toolbar
 from debug_toolbar.core.config import DebugToolbarConfig
 from debug_toolbar.core.panel import Panel
 from debug_toolbar.core.records import PanelRecord, RequestRecord
@@ -440,3 +441,59 @@ class TestInternalFailure:
         assert response.status_code == 500
         assert response.text == "Debug toolbar error: see the server log."
         assert "storage exploded" in caplog.text
+
+
+class TestBoundedPages:
+    """However many and however large the kept requests, each page stays small."""
+
+    @pytest.mark.asyncio
+    async def test_the_history_is_paged(self, config: DebugToolbarConfig) -> None:
+        history = RequestHistory(1000)
+        for index in range(250):
+            history.add(record(f"r{index:03}", f"/page-{index:03}"))
+        async with client(ToolbarPages(config, history)) as c:
+            first = (await c.get(PREFIX + "/")).text
+            last = (await c.get(PREFIX + "/?page=3")).text
+            beyond = (await c.get(PREFIX + "/?page=99")).text
+            garbage = (await c.get(PREFIX + "/?page=x1")).text
+        assert first.count("/requests/r") == 200  # two links a row
+        assert "/page-249" in first
+        assert "/page-150" in first
+        assert "/page-149" not in first
+        assert "250 kept, newest first; showing 1–100." in first
+        assert f'href="{PREFIX}/?page=2" rel="next">Older</a>' in first
+        assert "Newer" not in first
+        assert last.count("/requests/r") == 100
+        assert "/page-000" in last
+        assert "showing 201–250." in last
+        assert f'href="{PREFIX}/?page=2" rel="prev">Newer</a>' in last
+        assert beyond == last
+        assert garbage == first
+
+    @pytest.mark.asyncio
+    async def test_long_paths_are_clipped_in_the_list(self, config: DebugToolbarConfig) -> None:
+        history = RequestHistory(10)
+        history.add(record("long", "/" + "p" * 4000, query_string="q=" + "a" * 4000))
+        async with client(ToolbarPages(config, history)) as c:
+            html = (await c.get(PREFIX + "/")).text
+        assert "p" * 199 + "…(4,001 characters)?q=" + "a" * 198 + "…(4,002 characters)" in html
+        assert "p" * 300 not in html
+
+    @pytest.mark.asyncio
+    async def test_records_dropped_for_size_are_counted(self, config: DebugToolbarConfig) -> None:
+        history = RequestHistory(10, max_bytes=64 * 1024)
+        for index in range(3):
+            history.add(record(f"big{index}", query_string="q=" + "a" * 40_000))
+        async with client(ToolbarPages(config, history)) as c:
+            html = (await c.get(PREFIX + "/")).text
+            listing = (await c.get(PREFIX + "/api/requests")).json()
+        assert "within 64 KiB; 2 older were dropped (2 of them for size)." in html
+        assert (listing["evicted"], listing["evicted_for_size"]) == (2, 2)
+        assert listing["max_bytes"] == 64 * 1024
+
+    def test_the_injected_toolbar_carries_a_long_url_clipped(self) -> None:
+        query = "q=" + "a" * 4000 + "…(1,048,576 characters, 1,044,480 not kept)"
+        html = render_toolbar(record("long", "/x", query_string=query), PREFIX)
+        assert html.count("a" * 198 + "…(1,048,576 characters)") == 2  # the tooltip and the line
+        assert "a" * 300 not in html
+        assert len(html) < 10_000

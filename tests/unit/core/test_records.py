@@ -222,3 +222,107 @@ class TestDeferredStats:
         panel = _deferred_panel(_CountingBuilder({"tasks": []}))
         with pytest.raises(dataclasses.FrozenInstanceError):
             panel.stats = {}  # type: ignore[misc]
+
+
+class TestSize:
+    """With a value limit, a record keeps every string at most that long and knows its size."""
+
+    def test_stats_subtitle_and_error_are_shortened(self) -> None:
+        panel = PanelRecord(
+            panel_id="big",
+            title="Big",
+            nav_title="Big",
+            nav_subtitle="s" * 5000,
+            template="",
+            has_content=True,
+            enabled=True,
+            stats={"rows": [["name", "v" * 100_000]], "count": 1},
+            error="KeyError: " + "k" * 100_000,
+            value_limit=1000,
+        )
+        assert len(panel.stats["rows"][0][1]) <= 1000
+        assert panel.stats["rows"][0][1].endswith("not kept)")
+        assert "(100,000 characters, " in panel.stats["rows"][0][1]
+        assert len(panel.nav_subtitle) <= 1000
+        assert panel.error is not None
+        assert panel.error.startswith("KeyError: kkk")
+        assert len(panel.error) <= 1000
+        assert 3000 < panel.approx_size < 5000
+
+    def test_without_a_limit_nothing_is_cut(self) -> None:
+        panel = _panel("plain", stats={"text": "t" * 10_000})
+        assert panel.stats["text"] == "t" * 10_000
+        assert panel.approx_size > 10_000
+
+    def test_deferred_stats_are_shortened_and_their_size_reported_when_built(self) -> None:
+        grown: list[int] = []
+        panel = PanelRecord(
+            panel_id="lazy",
+            title="Lazy",
+            nav_title="Lazy",
+            nav_subtitle="",
+            template="",
+            has_content=True,
+            enabled=True,
+            stats={},
+            deferred=(lambda: {"tasks": [{"name": "n" * 50_000}] * 3},),
+            value_limit=2000,
+            deferred_size=500,
+        )
+        panel.on_growth(grown.append)
+        unbuilt = panel.approx_size
+        tasks = panel.stats["tasks"]
+        assert all(len(task["name"]) <= 2000 for task in tasks)
+        assert grown == [panel.approx_size - unbuilt]
+        assert grown[0] > 2000 - 500
+        assert panel.stats["tasks"] is tasks
+        assert grown == [grown[0]]  # reported once
+
+    def test_a_failed_build_is_shortened_too(self) -> None:
+        def broken() -> dict[str, Any]:
+            raise ValueError("v" * 50_000)
+
+        panel = PanelRecord(
+            panel_id="lazy",
+            title="Lazy",
+            nav_title="Lazy",
+            nav_subtitle="",
+            template="",
+            has_content=True,
+            enabled=True,
+            stats={},
+            deferred=(broken,),
+            value_limit=300,
+        )
+        assert panel.stats == {}
+        assert panel.error is not None
+        assert panel.error.startswith("ValueError: vvv")
+        assert len(panel.error) <= 300
+
+    def test_a_request_record_adds_up_its_panels(self) -> None:
+        one, two = _panel("one"), _panel("two", stats={"text": "x" * 5000})
+        record = _record(one, two)
+        assert record.approx_size > one.approx_size + two.approx_size
+
+    @pytest.mark.asyncio
+    async def test_the_toolbar_bounds_what_it_records(
+        self, make_scope: ScopeFactory, run_lifecycle: Lifecycle
+    ) -> None:
+        async def app(context: RequestContext) -> None:
+            logging.getLogger("debug_toolbar").warning("saw %s", context.query_string)
+
+        query = "q=" + "a" * 1_048_574
+        scope = make_scope(path="/p" + "p" * 10_000, query_string=query.encode())
+        _, record = await run_lifecycle(
+            list(DEFAULT_PANELS), RequestContext.from_scope(scope), app, max_value_length=4096
+        )
+        assert record.query_string.endswith(
+            f"…(1,048,576 characters, {1_048_576 - record.query_string.index('…'):,} not kept)"
+        )
+        assert len(record.query_string) <= 4096
+        assert len(record.path) <= 4096
+        logs = record.panel("LoggingPanel")
+        assert logs is not None
+        assert len(logs.stats["records"][0]["message"]) <= 4096
+        assert record.approx_size < 64 * 1024
+        assert len(json.dumps(record.to_api_dict())) < 64 * 1024

@@ -24,6 +24,7 @@ import time
 from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from debug_toolbar.core.bounds import DEFAULT_MAX_VALUE_LENGTH, shorten
 from debug_toolbar.core.panel import Panel
 
 if TYPE_CHECKING:
@@ -84,14 +85,30 @@ class LogCollector:
 
     Filled from the loop thread and from worker threads that inherited the request's context,
     hence the lock. The message is formatted when the record is emitted, because the arguments
-    may change afterwards.
+    may change afterwards, and shortened to ``max_value_length`` there: a message may quote a
+    megabyte of request data, a thousand times. Tracebacks and stacks keep their start and
+    their end, where the error is named.
     """
 
-    __slots__ = ("_lock", "closed", "dropped", "max_records", "records", "start_ns")
+    __slots__ = (
+        "_lock",
+        "closed",
+        "dropped",
+        "max_records",
+        "max_value_length",
+        "records",
+        "start_ns",
+    )
 
-    def __init__(self, start_ns: int, max_records: int = MAX_RECORDS_PER_REQUEST) -> None:
+    def __init__(
+        self,
+        start_ns: int,
+        max_records: int = MAX_RECORDS_PER_REQUEST,
+        max_value_length: int = DEFAULT_MAX_VALUE_LENGTH,
+    ) -> None:
         self.start_ns = start_ns
         self.max_records = max_records
+        self.max_value_length = max_value_length
         self.records: list[dict[str, Any]] = []
         self.dropped = 0
         self.closed = False
@@ -111,19 +128,22 @@ class LogCollector:
         with self._lock:
             if not self._has_room():
                 return
+        limit = self.max_value_length
+        exc_text = _exception_text(record)
+        stack_info = record.stack_info
         entry = {
             "level": record.levelname,
             "levelno": record.levelno,
             "logger": record.name,
-            "message": _message(record),
+            "message": shorten(_message(record), limit),
             "time": (now_ns - self.start_ns) / 1_000_000,
             "filename": record.filename,
             "pathname": record.pathname,
             "lineno": record.lineno,
             "func": record.funcName,
             "thread": record.threadName,
-            "exc_text": _exception_text(record),
-            "stack_info": record.stack_info,
+            "exc_text": None if exc_text is None else shorten(exc_text, limit, keep_end=True),
+            "stack_info": None if stack_info is None else shorten(stack_info, limit, keep_end=True),
         }
         with self._lock:
             if self._has_room():
@@ -240,7 +260,9 @@ class LoggingPanel(Panel):
         self._acquired = False
 
     async def process_request(self, context: RequestContext) -> None:
-        self._collector = LogCollector(context.start_ns, self.max_records)
+        self._collector = LogCollector(
+            context.start_ns, self.max_records, self.config.max_value_length
+        )
         shared_log_handler.acquire()
         self._acquired = True
         self._token = current_collector.set(self._collector)

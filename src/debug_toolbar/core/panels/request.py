@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from debug_toolbar.core.bounds import first_pairs, first_query_params
 from debug_toolbar.core.masking import mask_cookies, mask_headers
 from debug_toolbar.core.panel import Panel
 
@@ -33,15 +34,23 @@ class RequestPanel(Panel):
 
     async def generate_stats(self, context: RequestContext) -> dict[str, Any]:
         mask = self.config.mask_secrets
+        # The first MAX_PAIRS of each list, the rest counted; long values are shortened when
+        # the record is built, after masking (``bounds``).
+        query_params, query_params_dropped = first_query_params(context.query_string)
+        headers, headers_dropped = first_pairs(context.headers)
+        cookies, cookies_dropped = first_pairs(context.cookies.items())
         # Pairs, not dicts: a query string or a header may legitimately repeat a name.
         return {
             "method": context.method,
             "path": context.path,
             "root_path": context.root_path,
             "query_string": context.query_string,
-            "query_params": [[name, value] for name, value in context.query_params],
-            "headers": mask_headers(context.headers, mask=mask),
-            "cookies": mask_cookies(context.cookies.items(), mask=mask),
+            "query_params": query_params,
+            "query_params_dropped": query_params_dropped,
+            "headers": mask_headers(headers, mask=mask),
+            "headers_dropped": headers_dropped,
+            "cookies": mask_cookies(cookies, mask=mask),
+            "cookies_dropped": cookies_dropped,
             "masked": mask,
             "client_host": context.client_host,
             "client_port": context.client_port,

@@ -13,6 +13,7 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
+from debug_toolbar.core.bounds import first_pairs
 from debug_toolbar.core.masking import mask_headers
 from debug_toolbar.core.panel import Panel
 
@@ -44,11 +45,13 @@ class ResponsePanel(Panel):
             None,
         )
         mask = self.config.mask_secrets
+        headers, headers_dropped = first_pairs(context.response_headers)
         return {
             "status_code": context.status_code,
             "reason": reason_phrase(context.status_code),
             "content_type": content_type,
-            "headers": mask_headers(context.response_headers, mask=mask),
+            "headers": mask_headers(headers, mask=mask),
+            "headers_dropped": headers_dropped,
             "masked": mask,
             "body_bytes": context.response_body_bytes,
             "body_cut_at": context.body_cut_at,

@@ -17,6 +17,7 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 import debug_toolbar
+from debug_toolbar.core.bounds import share
 from debug_toolbar.core.panel import Panel
 
 if TYPE_CHECKING:
@@ -75,19 +76,22 @@ def process_versions() -> dict[str, Any]:
     if highlighted[0]["version"] is None:
         # Running from a source tree without an install: the package still knows its version.
         highlighted[0]["version"] = debug_toolbar.__version__
-    return {
-        "python_version": platform.python_version(),
-        "python_implementation": platform.python_implementation(),
-        "python_build": " ".join(platform.python_build()),
-        "python_compiler": platform.python_compiler(),
-        "executable": sys.executable,
-        "platform": platform.platform(),
-        "packages": highlighted,
-        "distributions": [
-            {"name": display, "version": version}
-            for _, (display, version) in sorted(installed.items())
-        ],
-    }
+    # Shared: the history counts it once, not once per record (``bounds.share``).
+    return share(
+        {
+            "python_version": platform.python_version(),
+            "python_implementation": platform.python_implementation(),
+            "python_build": " ".join(platform.python_build()),
+            "python_compiler": platform.python_compiler(),
+            "executable": sys.executable,
+            "platform": platform.platform(),
+            "packages": highlighted,
+            "distributions": [
+                {"name": display, "version": version}
+                for _, (display, version) in sorted(installed.items())
+            ],
+        }
+    )
 
 
 def _event_loop_name() -> str | None:

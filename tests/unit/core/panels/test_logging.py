@@ -329,6 +329,33 @@ class TestCollector:
         collector.add(self._record("late", None))
         assert collector.snapshot() == ([], 0)
 
+    def test_long_messages_and_tracebacks_are_shortened_when_emitted(self) -> None:
+        collector = LogCollector(start_ns=0, max_value_length=500)
+        try:
+            raise ValueError("at the end")
+        except ValueError:
+            exc_info = sys.exc_info()
+        frames = "".join(f"  line {i}\n" for i in range(2000))
+        collector.add(
+            self._record(
+                "query was %s", ("q" * 1_000_000,), exc_info=exc_info, stack_info=frames + "last"
+            )
+        )
+        records, _ = collector.snapshot()
+        entry = records[0]
+        assert len(entry["message"]) <= 500
+        assert entry["message"].startswith("query was qqq")
+        assert entry["message"].endswith("…(1,000,010 characters, 999,553 not kept)")
+        assert len(entry["exc_text"]) <= 500
+        assert entry["exc_text"].startswith("Traceback (most recent call last):")
+        assert entry["exc_text"].endswith("ValueError: at the end")
+        assert len(entry["stack_info"]) <= 500
+        assert entry["stack_info"].endswith("  line 1999\nlast")
+        assert f"…({len(frames) + 4:,} characters, " in entry["stack_info"]
+
+    def test_default_length_is_the_config_default(self) -> None:
+        assert LogCollector(start_ns=0).max_value_length == 4096
+
     def test_concurrent_adds_respect_the_cap(self) -> None:
         collector = LogCollector(start_ns=0, max_records=100)
         start = threading.Barrier(8)

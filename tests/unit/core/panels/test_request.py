@@ -53,6 +53,7 @@ class TestStats:
             "root_path": "/api",
             "query_string": "tag=a&tag=b&empty=&q=caf%C3%A9",
             "query_params": [["tag", "a"], ["tag", "b"], ["empty", ""], ["q", "café"]],
+            "query_params_dropped": 0,
             "headers": [
                 ["host", "127.0.0.1:8000"],
                 ["accept", "application/json"],
@@ -61,7 +62,9 @@ class TestStats:
                 ["x-forwarded-for", "10.0.0.2"],
                 ["cookie", "sessionid=abc123; theme=dark"],
             ],
+            "headers_dropped": 0,
             "cookies": [["sessionid", "abc123"], ["theme", "dark"]],
+            "cookies_dropped": 0,
             "masked": False,
             "client_host": "127.0.0.1",
             "client_port": 51234,
@@ -172,3 +175,39 @@ class TestTemplate:
         assert '<code class="dt-code">sessionid</code>' in html
         assert "Bearer ********" in html
         assert "are masked in what the toolbar records" in html
+
+
+class TestSize:
+    """A request built to be large: only a bounded part of it is kept, and the page says so."""
+
+    @pytest.mark.asyncio
+    async def test_long_values_and_long_lists_are_cut_and_counted(
+        self, make_scope: ScopeFactory, run_lifecycle: Lifecycle
+    ) -> None:
+        query = "&".join(f"k{i}=v" for i in range(300)) + "&big=" + "b" * 1_000_000
+        headers = [(b"host", b"127.0.0.1:8000"), (b"x-long", b"L" * 100_000)]
+        headers += [(f"x-h{i}".encode(), b"1") for i in range(150)]
+        scope = make_scope(query_string=query.encode(), headers=headers)
+        _, record = await run_lifecycle(
+            [RequestPanel], RequestContext.from_scope(scope), max_value_length=1000
+        )
+        panel = record.panel("RequestPanel")
+        assert panel is not None
+        stats = panel.stats
+        assert len(stats["query_string"]) <= 1000
+        kept = stats["query_string"].index("…")
+        assert stats["query_string"][:kept] == query[:kept]
+        assert stats["query_string"][kept:] == (
+            f"…({len(query):,} characters, {len(query) - kept:,} not kept)"
+        )
+        assert stats["query_params"][:2] == [["k0", "v"], ["k1", "v"]]
+        assert (len(stats["query_params"]), stats["query_params_dropped"]) == (100, 201)
+        assert stats["headers"][1][0] == "x-long"
+        assert stats["headers"][1][1].endswith("…(100,000 characters, 99,039 not kept)")
+        assert (len(stats["headers"]), stats["headers_dropped"]) == (100, 52)
+        assert record.query_string == stats["query_string"]
+        html = render_panel(panel, record, "/_debug_toolbar")
+        assert "and 201 more, not kept: a record keeps the first 100." in html
+        assert "and 52 more, not kept: a record keeps the first 100." in html
+        assert "(100,000 characters, 99,039 not kept)" in html
+        assert len(html) < 100_000
