@@ -5,7 +5,8 @@ URLs, under ``config.url_prefix`` (``P``):
 * ``P/`` the history, newest first
 * ``P/requests/{id}`` every panel of one request
 * ``P/requests/{id}/panels/{panel_id}`` one panel's HTML fragment (what the toolbar opens)
-* ``P/requests/{id}/async-trace.json`` the Async panel's timeline as a Chrome trace download
+* ``P/requests/{id}/panels/{panel_id}/downloads/{name}`` a file the panel offers
+  (``Panel.downloads``: the Async panel's Chrome trace), served as an attachment
 * ``P/api/requests`` and ``P/api/requests/{id}`` the same data as JSON
 * ``P/static/{file}`` the toolbar's CSS and JS
 
@@ -15,7 +16,6 @@ pages do not even reveal that they exist); every failure is an error page, never
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl
 from debug_toolbar.asgi.access import toolbar_allowed
 from debug_toolbar.asgi.paths import page_path, toolbar_base_url
 from debug_toolbar.asgi.responses import (
+    PAGE_HEADERS,
     Response,
     html_response,
     json_response,
@@ -30,6 +31,7 @@ from debug_toolbar.asgi.responses import (
 )
 from debug_toolbar.asgi.static import load_static
 from debug_toolbar.asgi.views import (
+    panel_downloads,
     render_detail,
     render_history,
     render_not_found,
@@ -37,14 +39,11 @@ from debug_toolbar.asgi.views import (
 )
 from debug_toolbar.core.bounds import clip
 from debug_toolbar.core.context import RequestContext
-from debug_toolbar.core.panels.async_profiler.export import chrome_trace_from_stats
-from debug_toolbar.core.panels.async_profiler.panel import AsyncProfilerPanel
-
-ASYNC_PANEL_ID = AsyncProfilerPanel.panel_id
 
 if TYPE_CHECKING:
     from debug_toolbar.asgi.types import Receive, Scope, Send
     from debug_toolbar.core.config import DebugToolbarConfig
+    from debug_toolbar.core.panel import PanelDownload
     from debug_toolbar.core.records import RequestRecord
     from debug_toolbar.core.storage import RequestHistory
 
@@ -54,6 +53,7 @@ logger = logging.getLogger("debug_toolbar")
 
 _ALLOWED_METHODS = ("GET", "HEAD")
 _STATIC_FOREVER = "public, max-age=31536000, immutable"
+_NOTHING_TO_DOWNLOAD = "Nothing to download"
 
 
 def _summary(record: RequestRecord) -> dict[str, Any]:
@@ -126,8 +126,8 @@ class ToolbarPages:
                 return self.detail_page(request_id, base_url)
             case ["requests", request_id, "panels", panel_id]:
                 return self.panel_fragment(request_id, panel_id, base_url)
-            case ["requests", request_id, "async-trace.json"]:
-                return self.async_trace(request_id)
+            case ["requests", request_id, "panels", panel_id, "downloads", name]:
+                return self.panel_download(request_id, panel_id, name, base_url)
             case ["api", "requests"]:
                 return json_response(
                     {
@@ -147,8 +147,8 @@ class ToolbarPages:
             case _:
                 return self.not_found("There is no toolbar page at this address.", base_url)
 
-    def not_found(self, message: str, base_url: str) -> Response:
-        return html_response(render_not_found(message, base_url), 404)
+    def not_found(self, message: str, base_url: str, title: str = "Not found") -> Response:
+        return html_response(render_not_found(message, base_url, title=title), 404)
 
     def _missing_request(self, request_id: str, base_url: str) -> Response:
         return self.not_found(
@@ -176,33 +176,72 @@ class ToolbarPages:
             return self.not_found(f"Request {request_id!r} has no panel {panel_id!r}.", base_url)
         return html_response(str(render_panel_fragment(panel, record, base_url, self.config)))
 
-    def async_trace(self, request_id: str) -> Response:
-        """The Async panel's timeline as a Chrome trace file (opens in Perfetto)."""
+    def panel_download(self, request_id: str, panel_id: str, name: str, base_url: str) -> Response:
+        """A file one panel offers for one request (``Panel.downloads``), as an attachment.
+
+        Any panel's: this layer knows no panel, only the declaration. Whatever is missing (the
+        request, the panel, the download, or the panel's data) is an error page that says what.
+        """
         record = self.history.get(request_id)
         if record is None:
-            return json_response({"error": f"no request {request_id!r} in the history"}, 404)
-        panel = record.panel(ASYNC_PANEL_ID)
-        # Stats first: building the deferred part may fail, and then the panel has an error.
-        stats = {} if panel is None or not panel.enabled else panel.stats
-        if panel is None or panel.error is not None or not stats:
-            return json_response(
-                {"error": f"request {request_id!r} has no async profile to export"}, 404
+            return self._missing_request(request_id, base_url)
+        panel = record.panel(panel_id)
+        if panel is None:
+            return self.not_found(
+                f"Request {request_id!r} has no panel {clip(panel_id, 100)!r}.", base_url
             )
-        trace = chrome_trace_from_stats(
-            stats,
-            duration_ms=record.duration_ms,
-            request_id=record.request_id,
-            method=record.method,
-            path=record.path,
-        )
-        response = json_response(trace)
-        filename = f"async-trace-{record.request_id}.json"
-        return dataclasses.replace(
-            response,
-            headers=(
-                *response.headers,
-                ("content-disposition", f'attachment; filename="{filename}"'),
-            ),
+        download = next((d for d in panel_downloads(self.config, panel_id) if d.name == name), None)
+        if download is None:
+            return self.not_found(
+                f"The {panel.title or panel_id} panel offers no download named "
+                f"{clip(name, 100)!r}.",
+                base_url,
+            )
+        if not panel.enabled:
+            return self.not_found(
+                f"The {panel.title or panel_id} panel did not run for this request (it was "
+                "turned off in this browser), so it has nothing to download.",
+                base_url,
+                title=_NOTHING_TO_DOWNLOAD,
+            )
+        stats = panel.stats  # first: building the deferred part may fail, and set the error
+        if panel.error is not None:
+            return self.not_found(
+                f"The {panel.title or panel_id} panel failed on this request, so it has nothing "
+                f"to download: {panel.error}",
+                base_url,
+                title=_NOTHING_TO_DOWNLOAD,
+            )
+        return self._download_response(download, panel_id, stats, record, base_url)
+
+    def _download_response(
+        self,
+        download: PanelDownload,
+        panel_id: str,
+        stats: dict[str, Any],
+        record: RequestRecord,
+        base_url: str,
+    ) -> Response:
+        try:
+            content = download.build(stats, record)
+            if content is not None and not isinstance(content, bytes):
+                content = json_response(content).body  # encoded exactly as the JSON API's
+        except Exception as exc:
+            logger.exception(
+                "debug toolbar: download %s of panel %s failed", download.name, panel_id
+            )
+            message = f"Building {download.name!r} failed: {type(exc).__name__}: {exc}"
+            page = render_not_found(clip(message, 2000), base_url, title="Download failed")
+            return html_response(page, 500)
+        if content is None:
+            return self.not_found(
+                f"Request {record.request_id!r} has nothing to download as {download.name!r}.",
+                base_url,
+                title=_NOTHING_TO_DOWNLOAD,
+            )
+        disposition = f'attachment; filename="{download.filename(record.request_id)}"'
+        return Response(
+            200, content, download.media_type, (*PAGE_HEADERS, ("content-disposition", disposition))
         )
 
     def api_record(self, request_id: str) -> Response:

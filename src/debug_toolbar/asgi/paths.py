@@ -8,11 +8,12 @@ point. These helpers give the same answer in every case.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 if TYPE_CHECKING:
     from debug_toolbar.asgi.types import Scope
 
-__all__ = ("app_path", "page_path", "toolbar_base_url")
+__all__ = ("app_path", "download_url", "page_path", "toolbar_base_url")
 
 
 def _root_path(scope: Scope) -> str:
@@ -46,3 +47,12 @@ def toolbar_base_url(scope: Scope, url_prefix: str) -> str:
     if root.endswith(url_prefix):  # mounted by a framework that moves the mount into root_path
         return root
     return root + url_prefix
+
+
+def download_url(base_url: str, request_id: str, panel_id: str, name: str) -> str:
+    """Where one panel's download for one request is served (see ``ToolbarPages``).
+
+    ``base_url`` is ``toolbar_base_url``'s answer, so the link works wherever the app is mounted.
+    """
+    request, panel, file = (quote(part, safe="") for part in (request_id, panel_id, name))
+    return f"{base_url}/requests/{request}/panels/{panel}/downloads/{file}"

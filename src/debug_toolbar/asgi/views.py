@@ -13,18 +13,23 @@ from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup
 
+from debug_toolbar.asgi.paths import download_url
 from debug_toolbar.asgi.static import static_url
 from debug_toolbar.core.bounds import clip
 from debug_toolbar.core.context import DISABLED_PANELS_COOKIE
+from debug_toolbar.core.panel import DownloadLink
 from debug_toolbar.core.rendering import render_panel, render_template
 
 if TYPE_CHECKING:
     from debug_toolbar.core.config import DebugToolbarConfig
+    from debug_toolbar.core.panel import PanelDownload
     from debug_toolbar.core.records import PanelRecord, RequestRecord
     from debug_toolbar.core.storage import RequestHistory
 
 __all__ = (
     "HISTORY_PAGE_ROWS",
+    "download_links",
+    "panel_downloads",
     "render_detail",
     "render_history",
     "render_not_found",
@@ -46,6 +51,33 @@ def _common(base_url: str) -> dict[str, Any]:
     }
 
 
+def panel_downloads(config: DebugToolbarConfig | None, panel_id: str) -> tuple[PanelDownload, ...]:
+    """What the configured panel ``panel_id`` offers for download (none for an unknown id)."""
+    if config is None:
+        return ()
+    panel_class = next((cls for cls in config.panel_classes if cls.panel_id == panel_id), None)
+    return () if panel_class is None else panel_class.downloads
+
+
+def download_links(
+    panel: PanelRecord,
+    record: RequestRecord,
+    base_url: str,
+    config: DebugToolbarConfig | None,
+) -> list[DownloadLink]:
+    """The links to a panel's downloads for one request, from the pages' base URL: the panel
+    never builds them, so they follow the app wherever it is mounted (``root_path``)."""
+    return [
+        DownloadLink(
+            name=download.name,
+            title=download.title,
+            url=download_url(base_url, record.request_id, panel.panel_id, download.name),
+            filename=download.filename(record.request_id),
+        )
+        for download in panel_downloads(config, panel.panel_id)
+    ]
+
+
 def render_panel_fragment(
     panel: PanelRecord,
     record: RequestRecord,
@@ -54,9 +86,11 @@ def render_panel_fragment(
 ) -> Markup:
     """One panel's HTML; if its template fails, the failure is shown in its place.
 
-    With ``config``, the panel's class adds its render-time view models (the timeline)."""
+    With ``config``, the panel's class adds its render-time view models (the timeline), and
+    the template gets the links to the panel's downloads."""
     try:
-        return Markup(render_panel(panel, record, base_url, config))
+        downloads = download_links(panel, record, base_url, config)
+        return Markup(render_panel(panel, record, base_url, config, downloads))
     except Exception as exc:
         logger.warning("debug toolbar: rendering panel %s failed", panel.panel_id, exc_info=True)
         failed = panel.with_error(f"rendering its template failed: {type(exc).__name__}: {exc}")
@@ -109,7 +143,6 @@ def render_detail(
     )
 
 
-def render_not_found(message: str, base_url: str) -> str:
-    return render_template(
-        "not_found.html", title="Not found", message=message, **_common(base_url)
-    )
+def render_not_found(message: str, base_url: str, *, title: str = "Not found") -> str:
+    """A page saying what is missing (or failed, with another ``title``), linking the history."""
+    return render_template("not_found.html", title=title, message=message, **_common(base_url))

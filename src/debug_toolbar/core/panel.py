@@ -6,7 +6,10 @@ logging handler) lives in a module built for sharing, never on the panel class.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 if TYPE_CHECKING:
     from debug_toolbar.core.config import DebugToolbarConfig
@@ -14,7 +17,70 @@ if TYPE_CHECKING:
     from debug_toolbar.core.records import RequestRecord, StatsBuilder
     from debug_toolbar.core.toolbar import DebugToolbar
 
-__all__ = ("Panel",)
+__all__ = ("DownloadBuilder", "DownloadContent", "DownloadLink", "Panel", "PanelDownload")
+
+DownloadContent: TypeAlias = bytes | dict[str, Any] | list[Any] | None
+"""What a download's builder returns: bytes sent as they are, a JSON-ready dict or list (sent as
+JSON, encoded as the JSON API encodes), or None when this request has nothing to offer."""
+
+DownloadBuilder: TypeAlias = Callable[[dict[str, Any], "RequestRecord"], DownloadContent]
+"""Builds a download from the panel's stored stats (deferred parts included) and the record."""
+
+_DOWNLOAD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(;[ -~]*)?")
+
+
+@dataclass(frozen=True, slots=True)
+class PanelDownload:
+    """A file a panel offers for each request it ran on (``Panel.downloads``).
+
+    Declared on the class, built only when someone asks: the toolbar's pages serve it at
+    ``{toolbar}/requests/{id}/panels/{panel_id}/downloads/{name}`` and hand its link to the
+    panel's template, so a panel never builds URLs (which depend on where the app is mounted).
+    ``build`` runs at download time, from the history: it sees only the stored stats and the
+    record, never a panel instance.
+    """
+
+    name: str
+    """The URL's last segment and the file name's pattern (``async-trace.json`` is saved as
+    ``async-trace-{request_id}.json``): letters, digits, ``_``, ``.`` and ``-``."""
+    title: str
+    """The link's text in the panel."""
+    media_type: str
+    """The response's Content-Type (``application/json``)."""
+    build: DownloadBuilder
+
+    def __post_init__(self) -> None:
+        # Checked at class definition: the name goes into a URL and a header, unescaped.
+        if not isinstance(self.name, str) or not _DOWNLOAD_NAME.fullmatch(self.name):
+            raise ValueError(
+                f"PanelDownload name {self.name!r}: 1 to 100 letters, digits, '_', '.' or '-', "
+                "starting with a letter or digit"
+            )
+        if not isinstance(self.media_type, str) or not _MEDIA_TYPE.fullmatch(self.media_type):
+            raise ValueError(f"PanelDownload media_type {self.media_type!r} is not a media type")
+        if not callable(self.build):
+            raise ValueError(f"PanelDownload build {self.build!r} is not callable")
+
+    def filename(self, request_id: str) -> str:
+        """The saved file's name: the request's id after the name's stem, only safe characters.
+
+        ``async-trace.json`` for request ``ab12`` is ``async-trace-ab12.json``.
+        """
+        stem, dot, extension = self.name.partition(".")
+        safe_id = re.sub(r"[^A-Za-z0-9_-]", "_", request_id)[:100]
+        return f"{stem}-{safe_id}{dot}{extension}"
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadLink:
+    """A download as a panel's template shows it (the ``downloads`` template variable)."""
+
+    name: str
+    title: str
+    url: str
+    """Where the browser fetches it: the toolbar's base URL, the app's root path included."""
+    filename: str
 
 
 class Panel:
@@ -43,12 +109,24 @@ class Panel:
     has_content: ClassVar[bool] = True
     """False for panels whose nav entry says everything (nothing to open)."""
 
+    downloads: ClassVar[tuple[PanelDownload, ...]] = ()
+    """Files this panel offers for each request it ran on; the toolbar's pages serve them and
+    give the template their links (``downloads``). Names are unique within a panel."""
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "panel_id" not in cls.__dict__:
             cls.panel_id = cls.__name__
         if "nav_title" not in cls.__dict__ and "title" in cls.__dict__:
             cls.nav_title = cls.title
+        names = [download.name for download in cls.downloads]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{cls.__name__}.downloads: two downloads share a name in {names}")
+
+    @classmethod
+    def get_download(cls, name: str) -> PanelDownload | None:
+        """The download called ``name``, or None when this panel offers none by that name."""
+        return next((download for download in cls.downloads if download.name == name), None)
 
     @classmethod
     def check_config(cls, config: DebugToolbarConfig) -> None:

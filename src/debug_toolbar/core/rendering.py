@@ -22,7 +22,10 @@ from jinja2 import (
 from debug_toolbar.core.bounds import clip
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from debug_toolbar.core.config import DebugToolbarConfig
+    from debug_toolbar.core.panel import DownloadLink
     from debug_toolbar.core.records import PanelRecord, RequestRecord
 
 __all__ = ("get_environment", "render_panel", "render_template")
@@ -79,12 +82,14 @@ def render_panel(
     record: RequestRecord,
     url_prefix: str,
     config: DebugToolbarConfig | None = None,
+    downloads: Sequence[DownloadLink] = (),
 ) -> str:
     """One panel's HTML fragment: its template, or its error, or a note that it was off.
 
     With ``config``, the panel's class may add render-time view models to the template
     context (``Panel.get_template_context``): heavy views are built when someone looks, not
-    for every request.
+    for every request. ``downloads`` are the links to the panel's downloads (``Panel.downloads``),
+    built by whoever knows the pages' URLs (the ASGI layer): the template gets them as is.
     """
     stats = panel.stats  # first: building deferred stats may fail, and that is an error too
     if panel.error is not None or not panel.enabled or not panel.template:
@@ -96,6 +101,7 @@ def render_panel(
         "stats": stats,
         "record": record,
         "prefix": url_prefix,
+        "downloads": downloads,
     }
     if config is not None:
         panel_class = next(
