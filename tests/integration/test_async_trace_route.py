@@ -17,7 +17,6 @@ from debug_toolbar.asgi import DebugToolbarMiddleware
 from debug_toolbar.asgi.types import Receive, Scope, Send
 from debug_toolbar.core.config import DebugToolbarConfig
 from debug_toolbar.core.panels.async_profiler import AsyncProfilerPanel
-from debug_toolbar.core.panels.async_profiler.export import chrome_trace_from_stats
 from debug_toolbar.core.panels.async_profiler.taskfactory_backend import TaskFactoryBackend
 
 PREFIX = "/_debug_toolbar"
@@ -73,18 +72,16 @@ class TestAsyncTraceDownload:
             f'attachment; filename="async-trace-{request_id}.json"'
         )
         assert trace.headers["cache-control"] == "no-store"
-        # Exactly the export's trace of the stored stats: the download adds nothing of its own.
+        # Exactly what the panel's declared builder makes of the stored stats (the export's
+        # trace, see test_panel.py): the pages add nothing of their own.
         record = app.history.get(request_id)
         assert record is not None
         panel = record.panel("AsyncProfilerPanel")
         assert panel is not None
-        expected = chrome_trace_from_stats(
-            panel.stats,
-            duration_ms=record.duration_ms,
-            request_id=request_id,
-            method="GET",
-            path="/work",
-        )
+        download = AsyncProfilerPanel.get_download("async-trace.json")
+        assert download is not None
+        expected = download.build(panel.stats, record)
+        assert isinstance(expected, dict)
         assert json.loads(trace.content) == expected
         events = expected["traceEvents"]
         thread_names = {
