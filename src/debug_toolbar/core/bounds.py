@@ -212,10 +212,10 @@ class _Walker:
             self.size += _POINTER
             return item
         seen[key] = item
-        if kind is dict or isinstance(item, Mapping):
-            item = self._mapping(item, depth + 1)
-        elif kind is list or kind is tuple:
+        if kind is list or kind is tuple:
             item = self._sequence(item, kind, depth + 1)
+        elif kind is dict or isinstance(item, Mapping):
+            item = self._mapping(item, depth + 1)
         else:
             self.size += _OTHER
         seen[key] = item
@@ -276,6 +276,17 @@ class _Walker:
                 size += _NUMBER
                 continue
             elif entry is None or entry_kind is bool:
+                continue
+            elif (
+                entry_kind is list
+                and len(entry) == 2
+                and type(name := entry[0]) is str
+                and type(value := entry[1]) is str
+                and len(name) <= limit
+                and len(value) <= limit
+            ):
+                # A name/value pair (a header, a cookie): the common case, measured inline.
+                size += _LIST + 2 * _POINTER + 2 * _STR + len(name) + len(value)
                 continue
             else:
                 new = self.walk(entry, depth)
