@@ -204,15 +204,15 @@ class ToolbarPages:
                 base_url,
                 title=_NOTHING_TO_DOWNLOAD,
             )
-        stats = panel.stats  # first: building the deferred part may fail, and set the error
-        if panel.error is not None:
+        resolved = panel.resolve()
+        if resolved.error is not None:
             return self.not_found(
                 f"The {panel.title or panel_id} panel failed on this request, so it has nothing "
-                f"to download: {panel.error}",
+                f"to download: {resolved.error}",
                 base_url,
                 title=_NOTHING_TO_DOWNLOAD,
             )
-        return self._download_response(download, panel_id, stats, record, base_url)
+        return self._download_response(download, panel_id, resolved.stats, record, base_url)
 
     def _download_response(
         self,

@@ -131,8 +131,10 @@ def render_detail(
     record: RequestRecord, base_url: str, config: DebugToolbarConfig | None = None
 ) -> str:
     """Every panel of one request on one page."""
+    # (panel, its error, its HTML): the error as resolving its stats found it.
     sections = [
-        (panel, render_panel_fragment(panel, record, base_url, config)) for panel in record.panels
+        (panel, panel.resolve().error, render_panel_fragment(panel, record, base_url, config))
+        for panel in record.panels
     ]
     return render_template(
         "request_detail.html",

@@ -10,7 +10,7 @@ from typing import Any
 
 from debug_toolbar.core.bounds import bound, shorten
 
-__all__ = ("PanelRecord", "RequestRecord", "StatsBuilder")
+__all__ = ("DeferredStats", "PanelRecord", "PanelStats", "RequestRecord", "StatsBuilder")
 
 logger = logging.getLogger("debug_toolbar")
 
@@ -18,15 +18,102 @@ StatsBuilder = Callable[[], dict[str, Any]]
 """Builds part of a panel's stats on demand (see ``Panel.defer_stats``)."""
 
 
+@dataclass(frozen=True, slots=True)
+class PanelStats:
+    """A panel's complete stats and its error, read together (``PanelRecord.resolve``)."""
+
+    stats: dict[str, Any]
+    error: str | None
+    """``"ExceptionType: message"`` when the panel failed, while collecting or while building
+    its deferred stats; the request was served regardless."""
+
+
+class DeferredStats:
+    """The part of a panel's stats built when someone first reads the record.
+
+    A panel can leave the costly part of its stats (a request's thousand tasks as dicts) to
+    builders that run when someone looks (the panel opened, the JSON API), instead of while the
+    request is answered (``Panel.defer_stats``). The builders run once, under a lock (records
+    are read from any thread); their result, or their error, is kept and the builders dropped,
+    so what they closed over is freed. This is the record's only mutable part, on purpose.
+    """
+
+    __slots__ = (
+        "_builders",
+        "_error",
+        "_lock",
+        "_on_growth",
+        "_panel_id",
+        "_result",
+        "_value_limit",
+        "size",
+    )
+
+    def __init__(
+        self,
+        builders: Iterable[StatsBuilder],
+        *,
+        panel_id: str,
+        value_limit: int | None,
+        approx_size: int,
+    ) -> None:
+        self._builders: list[StatsBuilder] = list(builders)
+        """Emptied once built: what the builders closed over is then freed."""
+        self._value_limit = value_limit
+        self._lock = threading.Lock()
+        self._result: dict[str, Any] = {}
+        self._error: str | None = None
+        self._on_growth: Callable[[int], None] | None = None
+        self.size = approx_size
+        """Bytes held: the panel's estimate until built, then the built stats' measure."""
+        self._panel_id = panel_id
+
+    def on_growth(self, callback: Callable[[int], None] | None) -> None:
+        self._on_growth = callback
+
+    def resolve(self) -> tuple[dict[str, Any], str | None]:
+        """The built stats and the error building them (None), building them on first call."""
+        if not self._builders:
+            return self._result, self._error
+        with self._lock:
+            builders = self._builders
+            if not builders:
+                return self._result, self._error  # built by another thread meanwhile
+            built: dict[str, Any] = {}
+            size = 0
+            for build in builders:
+                try:
+                    part, part_size = bound(build(), self._value_limit)
+                except Exception as exc:  # a broken builder must not break the pages
+                    logger.warning(
+                        "debug toolbar panel %s failed building its stats",
+                        self._panel_id,
+                        exc_info=True,
+                    )
+                    if self._error is None:
+                        error = f"{type(exc).__name__}: {exc}"
+                        limit = self._value_limit
+                        self._error = error if limit is None else shorten(error, limit)
+                    continue
+                built.update(part)
+                size += part_size
+            growth = size - self.size
+            self._result, self.size, self._builders = built, size, []
+            callback = self._on_growth
+        # Outside the lock: the callback takes the history's lock, which is never held while
+        # a record's stats are built.
+        if callback is not None and growth:
+            callback(growth)
+        return self._result, self._error
+
+
 @dataclass(frozen=True, init=False)
 class PanelRecord:
-    """One panel's outcome for one request.
+    """One panel's outcome for one request: plain data, but for its ``DeferredStats``.
 
-    ``stats`` may be completed on first read: a panel can leave the costly part of its stats
-    (a request's thousand tasks as dicts) to a builder that runs when someone looks at the
-    record (the panel opened, the JSON API), instead of while the request is being answered.
-    The first read runs the builders once, under a lock (records are read from any thread);
-    from then on the record is plain data like any other.
+    Read the panel's stats and error with ``resolve()``: one call, both complete. ``stats`` is
+    the same stats on its own; ``error`` is what was known when the record was built (the
+    toolbar's nav reads it while the response waits, without building anything).
 
     Bounded in size: built with ``value_limit`` (the config's ``max_value_length``), every
     string the record keeps, deferred parts included, is shortened to it (``bounds.bound``),
@@ -41,14 +128,11 @@ class PanelRecord:
     has_content: bool
     enabled: bool
     """False when this browser turned the panel off: it did not run."""
-    _error: str | None
+    error: str | None
+    """The panel's failure as known when the record was built (see ``resolve``)."""
     _stats: dict[str, Any] = field(repr=False)
-    _pending: list[StatsBuilder] = field(repr=False, compare=False)
-    _lock: threading.Lock | None = field(repr=False, compare=False)
-    _value_limit: int | None = field(repr=False, compare=False)
+    _deferred: DeferredStats | None = field(repr=False, compare=False)
     _size: int = field(repr=False, compare=False)
-    _deferred_size: int = field(repr=False, compare=False)
-    _on_growth: Callable[[int], None] | None = field(repr=False, compare=False)
 
     def __init__(
         self,
@@ -66,13 +150,11 @@ class PanelRecord:
         value_limit: int | None = None,
         deferred_size: int = 0,
     ) -> None:
-        pending = list(deferred)
+        builders = list(deferred)
         if value_limit is not None:
             nav_subtitle = shorten(nav_subtitle, value_limit)
             error = None if error is None else shorten(error, value_limit)
         stats, size = bound(stats, value_limit)
-        deferred_size = deferred_size if pending else 0
-        size += _PANEL_SIZE + len(nav_subtitle) + len(error or "") + deferred_size
         # Frozen: fill the instance's dict directly (one call, not one __setattr__ per field).
         self.__dict__.update(
             panel_id=panel_id,
@@ -82,24 +164,33 @@ class PanelRecord:
             template=template,
             has_content=has_content,
             enabled=enabled,
-            _error=error,
+            error=error,
             _stats=stats,
-            _pending=pending,
-            _lock=threading.Lock() if pending else None,
-            _value_limit=value_limit,
-            _size=size,
-            _deferred_size=deferred_size,
-            _on_growth=None,
+            _deferred=(
+                DeferredStats(
+                    builders,
+                    panel_id=panel_id,
+                    value_limit=value_limit,
+                    approx_size=deferred_size,
+                )
+                if builders
+                else None
+            ),
+            _size=size + _PANEL_SIZE + len(nav_subtitle) + len(error or ""),
         )
 
-    @property
-    def error(self) -> str | None:
-        """``"ExceptionType: message"`` when the panel failed; the request was served regardless.
+    def resolve(self) -> PanelStats:
+        """The panel's complete stats and error, deferred parts built on the first call."""
+        deferred = self._deferred
+        if deferred is None:
+            return PanelStats(self._stats, self.error)
+        part, error = deferred.resolve()
+        return PanelStats({**self._stats, **part}, self.error or error)
 
-        Also set when building the deferred stats failed, once they have been read: reading
-        this never builds them (the toolbar reads it while the response waits).
-        """
-        return self._error
+    @property
+    def stats(self) -> dict[str, Any]:
+        """``resolve().stats``: the complete stats (for the error too, call ``resolve``)."""
+        return self.resolve().stats
 
     def with_error(self, error: str) -> PanelRecord:
         """A copy of this record marked as failed, for showing the failure in its place."""
@@ -116,56 +207,17 @@ class PanelRecord:
         )
 
     @property
-    def stats(self) -> dict[str, Any]:
-        """The panel's stats, deferred parts included (built here on the first read)."""
-        if self._pending:
-            self._complete()
-        return self._stats
-
-    @property
     def approx_size(self) -> int:
-        """Estimated bytes this record holds: its stats, and until they are built, what the
-        panel estimated its deferred part holds (``Panel.defer_stats``)."""
-        return self._size
+        """Estimated bytes this record holds: its stats, and its deferred part (estimated by
+        the panel until built, measured after; ``Panel.defer_stats``)."""
+        deferred = self._deferred
+        return self._size + (0 if deferred is None else deferred.size)
 
     def on_growth(self, callback: Callable[[int], None] | None) -> None:
         """Have ``callback(bytes)`` told how much ``approx_size`` changed when the deferred
         stats are built (the history keeping its byte budget); None to stop."""
-        object.__setattr__(self, "_on_growth", callback)
-
-    def _complete(self) -> None:
-        assert self._lock is not None
-        with self._lock:
-            if not self._pending:
-                return  # another thread built them while this one waited
-            built = 0
-            limit = self._value_limit
-            while self._pending:
-                build = self._pending[0]
-                try:
-                    part, part_size = bound(build(), limit)
-                    self._stats.update(part)
-                    built += part_size
-                except Exception as exc:  # a broken builder must not break the pages
-                    logger.warning(
-                        "debug toolbar panel %s failed building its stats",
-                        self.panel_id,
-                        exc_info=True,
-                    )
-                    if self._error is None:
-                        error = f"{type(exc).__name__}: {exc}"
-                        if limit is not None:
-                            error = shorten(error, limit)
-                        object.__setattr__(self, "_error", error)
-                del self._pending[0]
-            growth = built - self._deferred_size
-            object.__setattr__(self, "_size", self._size + growth)
-            object.__setattr__(self, "_deferred_size", 0)
-            callback = self._on_growth
-        # Outside the lock: the callback takes the history's lock, which is never held while
-        # a record's stats are read.
-        if callback is not None and growth:
-            callback(growth)
+        if self._deferred is not None:
+            self._deferred.on_growth(callback)
 
 
 _PANEL_SIZE = 600
@@ -214,8 +266,7 @@ class RequestRecord:
 
     def to_api_dict(self) -> dict[str, Any]:
         """The JSON API's view: stats of the panels that ran, errors of those that failed."""
-        # Read every stats first: building a deferred part may fail, and that is an error too.
-        stats = {p.panel_id: p.stats for p in self.panels if p.enabled}
+        resolved = {p.panel_id: p.resolve() for p in self.panels if p.enabled}
         return {
             "request_id": self.request_id,
             "method": self.method,
@@ -228,7 +279,11 @@ class RequestRecord:
             "body_cut_at": self.body_cut_at,
             "client_disconnected": self.client_disconnected,
             "panels": {
-                p.panel_id: stats[p.panel_id] for p in self.panels if p.enabled and p.error is None
+                panel_id: panel.stats for panel_id, panel in resolved.items() if panel.error is None
             },
-            "panel_errors": {p.panel_id: p.error for p in self.panels if p.error is not None},
+            "panel_errors": {
+                panel_id: panel.error
+                for panel_id, panel in resolved.items()
+                if panel.error is not None
+            },
         }

@@ -91,10 +91,15 @@ def render_panel(
     for every request. ``downloads`` are the links to the panel's downloads (``Panel.downloads``),
     built by whoever knows the pages' URLs (the ASGI layer): the template gets them as is.
     """
-    stats = panel.stats  # first: building deferred stats may fail, and that is an error too
-    if panel.error is not None or not panel.enabled or not panel.template:
+    resolved = panel.resolve()
+    stats = resolved.stats
+    if resolved.error is not None or not panel.enabled or not panel.template:
         return render_template(
-            "panels/_unavailable.html", panel=panel, record=record, prefix=url_prefix
+            "panels/_unavailable.html",
+            panel=panel,
+            error=resolved.error,
+            record=record,
+            prefix=url_prefix,
         )
     context: dict[str, Any] = {
         "panel": panel,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +16,7 @@ import pytest
 
 from debug_toolbar.core.config import DEFAULT_PANELS
 from debug_toolbar.core.context import DISABLED_PANELS_COOKIE, RequestContext
-from debug_toolbar.core.records import PanelRecord, RequestRecord
+from debug_toolbar.core.records import PanelRecord, PanelStats, RequestRecord
 
 ScopeFactory = Callable[..., dict[str, Any]]
 Lifecycle = Callable[..., Any]
@@ -158,9 +160,11 @@ class TestDeferredStats:
         extra = _CountingBuilder({"extra": True})
         panel = _deferred_panel(tasks, extra)
         assert (tasks.calls, extra.calls) == (0, 0)
-        assert panel.stats == {"summary": 3, "tasks": [1, 2, 3], "extra": True}
-        assert panel.stats is panel.stats
-        assert (tasks.calls, extra.calls) == (1, 1)
+        assert panel.resolve() == PanelStats(
+            {"summary": 3, "tasks": [1, 2, 3], "extra": True}, None
+        )
+        assert panel.stats == panel.resolve().stats
+        assert (tasks.calls, extra.calls) == (1, 1)  # built once, whatever the reads
 
     def test_reading_the_error_or_the_nav_does_not_build(self) -> None:
         builder = _CountingBuilder({"tasks": []})
@@ -168,6 +172,18 @@ class TestDeferredStats:
         assert panel.error is None
         assert panel.nav_subtitle == "lazy subtitle"
         assert builder.calls == 0
+
+    def test_what_the_builders_closed_over_is_freed_once_built(self) -> None:
+        builder = _CountingBuilder({"tasks": ["t"]})
+        alive = weakref.ref(builder)
+        panel = _deferred_panel(builder)
+        del builder
+        gc.collect()
+        assert alive() is not None  # held by the record until someone reads it
+        assert panel.resolve().stats == {"summary": 3, "tasks": ["t"]}
+        gc.collect()
+        assert alive() is None
+        assert panel.resolve().stats == {"summary": 3, "tasks": ["t"]}
 
     def test_the_api_view_includes_the_deferred_part(self) -> None:
         record = _record(_deferred_panel(_CountingBuilder({"tasks": ["t"]})))
@@ -197,11 +213,13 @@ class TestDeferredStats:
         broken = _CountingBuilder({}, fail=True)
         fine = _CountingBuilder({"tasks": []})
         panel = _deferred_panel(broken, fine)
+        assert panel.error is None  # known at build time: nothing failed yet
         with caplog.at_level(logging.WARNING, logger="debug_toolbar"):
-            assert panel.stats == {"summary": 3, "tasks": []}
-        assert panel.error == "ValueError: no stats today"
+            resolved = panel.resolve()
+        # One call, stats and error together: no order of reads to get right.
+        assert resolved == PanelStats({"summary": 3, "tasks": []}, "ValueError: no stats today")
         assert "lazy failed building its stats" in caplog.text
-        assert panel.stats == {"summary": 3, "tasks": []}
+        assert panel.resolve() == resolved
         assert broken.calls == 1  # not retried on every read
 
     def test_the_api_view_lists_a_failed_build_as_an_error(self) -> None:
@@ -294,10 +312,11 @@ class TestSize:
             deferred=(broken,),
             value_limit=300,
         )
-        assert panel.stats == {}
-        assert panel.error is not None
-        assert panel.error.startswith("ValueError: vvv")
-        assert len(panel.error) <= 300
+        stats, error = panel.resolve().stats, panel.resolve().error
+        assert stats == {}
+        assert error is not None
+        assert error.startswith("ValueError: vvv")
+        assert len(error) <= 300
 
     def test_a_request_record_adds_up_its_panels(self) -> None:
         one, two = _panel("one"), _panel("two", stats={"text": "x" * 5000})

@@ -108,7 +108,11 @@ class TestRenderPanel:
         panel = _panel(enabled=False)
         html = render_panel(panel, _record(panel), "/_debug_toolbar")
         assert html == render_template(
-            "panels/_unavailable.html", panel=panel, record=_record(panel), prefix="/_debug_toolbar"
+            "panels/_unavailable.html",
+            panel=panel,
+            error=None,
+            record=_record(panel),
+            prefix="/_debug_toolbar",
         )
         assert "dt-badge" not in html
 
@@ -116,7 +120,11 @@ class TestRenderPanel:
         panel = _panel(template="", stats={"anything": 1})
         html = render_panel(panel, _record(panel), "/_debug_toolbar")
         assert html == render_template(
-            "panels/_unavailable.html", panel=panel, record=_record(panel), prefix="/_debug_toolbar"
+            "panels/_unavailable.html",
+            panel=panel,
+            error=None,
+            record=_record(panel),
+            prefix="/_debug_toolbar",
         )
 
 
