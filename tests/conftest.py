@@ -1,8 +1,9 @@
 """Fixtures for the whole suite.
 
-The async profiler changes shared state: the event loop's task factory (per loop, reference
-counted in ``task_hooks.task_hooks``). A leak there is exactly the bug this project exists to
-avoid, so every test is checked for it, not only the profiler's own.
+The toolbar changes shared state: the event loop's task factory, a heartbeat and a watchdog
+thread per loop, a log handler, yappi (all reference-counted, ``core.shared_hooks``). A leak
+there is exactly the bug this project exists to avoid, so every test is checked for it, not
+only the profiler's own.
 
 ``uvicorn_server`` is a factory shared by the integration and the browser tests:
 ``server = uvicorn_server(app)`` starts uvicorn for ``app`` in a background thread on a free
@@ -23,7 +24,10 @@ import pytest
 import uvicorn
 from pytest_asyncio import is_async_test
 
+from debug_toolbar.core.panels.async_profiler.heartbeat import WATCHDOG_THREAD_NAME, heartbeats
 from debug_toolbar.core.panels.async_profiler.task_hooks import task_hooks
+from debug_toolbar.core.panels.logging import log_handlers
+from debug_toolbar.core.shared_hooks import hooks_in_use
 
 
 def _loop_scope(item: pytest.Item) -> str:
@@ -36,12 +40,27 @@ def _loop_state(loop: asyncio.AbstractEventLoop) -> tuple[Any, bool]:
     return loop.get_task_factory(), loop.get_debug()
 
 
-@pytest.fixture(autouse=True)
-def _no_leaked_loop_instrumentation(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Fail a test that leaves a loop's task factory or debug flag changed, or a hook installed.
+def _yappi_running() -> bool:
+    try:
+        import yappi
+    except ImportError:
+        return False
+    return bool(yappi.is_running())
 
-    For async tests the loop is the one pytest-asyncio runs the test on; requesting its runner
-    here makes this check run before that loop is closed.
+
+def _watchdogs() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == WATCHDOG_THREAD_NAME and t.is_alive()]
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_instrumentation(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that leaves anything the toolbar shares installed or changed.
+
+    The loop's task factory and debug flag (for async tests, the loop pytest-asyncio runs the
+    test on: requesting its runner here makes this check run before that loop is closed); every
+    shared hook (task factories, heartbeats, log handlers: ``core.shared_hooks``); a watchdog
+    thread; a yappi run. What leaked is cleaned up, so one leak does not fail every following
+    test.
     """
     loop: asyncio.AbstractEventLoop | None = None
     if is_async_test(request.node):
@@ -56,13 +75,20 @@ def _no_leaked_loop_instrumentation(request: pytest.FixtureRequest) -> Iterator[
             problems.append(f"the loop's task factory changed: {before[0]!r} -> {factory!r}")
         if debug != before[1]:
             problems.append(f"the loop's debug flag changed: {before[1]} -> {debug}")
-    leaked = dict(task_hooks._hooks)
+    watchdogs = _watchdogs()
+    if watchdogs:
+        problems.append(f"{len(watchdogs)} watchdog thread(s) still running")
+    leaked = hooks_in_use()
     if leaked:
-        # Clean up so one leak does not fail every following test.
-        task_hooks._hooks.clear()
-        for hook, _users in leaked.values():
-            hook.uninstall()
-        problems.append(f"task hooks still installed on {len(leaked)} loop(s)")
+        problems.append(f"shared hooks still installed: {leaked}")
+        for registry in (task_hooks, heartbeats, log_handlers):
+            registry.clear()
+    if _yappi_running():
+        problems.append("yappi is still running")
+        import yappi
+
+        yappi.stop()
+        yappi.clear_stats()
     if problems:
         pytest.fail("instrumentation leaked: " + "; ".join(problems), pytrace=False)
 

@@ -17,7 +17,7 @@ from debug_toolbar.asgi import DebugToolbarMiddleware
 from debug_toolbar.asgi.types import Receive, Scope, Send
 from debug_toolbar.core.config import DebugToolbarConfig
 from debug_toolbar.core.panels.async_profiler import AsyncProfilerPanel
-from debug_toolbar.core.panels.async_profiler.taskfactory_backend import TaskFactoryBackend
+from debug_toolbar.core.panels.async_profiler.profile import TaskTable
 
 PREFIX = "/_debug_toolbar"
 
@@ -132,10 +132,11 @@ class TestAsyncTraceDownload:
     async def test_a_task_list_that_fails_to_build_is_an_error_not_a_traceback(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        def broken_get_stats(self: TaskFactoryBackend) -> dict[str, Any]:
+        def broken_to_dicts(self: TaskTable) -> list[dict[str, Any]]:
             raise RuntimeError("columns <gone>")
 
-        monkeypatch.setattr(TaskFactoryBackend, "get_stats", broken_get_stats)
+        # The deferred part of the stats (the task list) is built on the first read.
+        monkeypatch.setattr(TaskTable, "to_dicts", broken_to_dicts)
         async with client() as http:
             response = await http.get("/work")
             request_id = response.headers["x-debug-toolbar-request-id"]

@@ -60,7 +60,7 @@ class BlockingProbePanel(Panel):
     def __init__(self, toolbar: Any) -> None:
         super().__init__(toolbar)
         config, context = self.config, self.context
-        self.tracking = TaskTracking(owner=context)
+        self.tracking = TaskTracking()
         self.detector = BlockingCallDetector(
             threshold_ms=config.async_blocking_threshold_ms,
             interval_ms=config.async_lag_sample_interval_ms,

@@ -105,8 +105,14 @@ def build_app() -> tuple[Litestar, dict[str, int]]:
     return Litestar([alpha_view, beta_view], logging_config=None), users_seen
 
 
+def function_dicts(backend: YappiBackend) -> list[dict[str, Any]]:
+    functions = backend.collected().functions
+    assert functions is not None
+    return [function.to_dict() for function in functions.functions]
+
+
 def names(backend: YappiBackend) -> set[str]:
-    return {function["name"] for function in backend.get_stats()["functions"]}
+    return {function["name"] for function in function_dicts(backend)}
 
 
 class TestYappiUnderUvicorn:
@@ -133,19 +139,16 @@ class TestYappiUnderUvicorn:
         assert {"beta_view", "beta_part"} <= names(beta_backend)
         assert not {"alpha_view", "alpha_nap"} & names(beta_backend)
 
-        alpha_stats, beta_stats = alpha_backend.get_stats(), beta_backend.get_stats()
-        nap = next(f for f in alpha_stats["functions"] if f["name"] == "alpha_nap")
+        nap = next(f for f in function_dicts(alpha_backend) if f["name"] == "alpha_nap")
         assert 40.0 <= nap["total_ms"] <= 250.0
         assert nap["is_coroutine"] is True
-        assert [task["coro_name"].rsplit(".", 1)[-1] for task in alpha_stats["tasks"]] == [
-            "alpha_nap"
-        ]
-        assert [task["coro_name"].rsplit(".", 1)[-1] for task in beta_stats["tasks"]] == [
-            "beta_part"
-        ] * 3
+        alpha_tasks = alpha_backend.collected().tasks.to_dicts()
+        beta_tasks = beta_backend.collected().tasks.to_dicts()
+        assert [task["coro_name"].rsplit(".", 1)[-1] for task in alpha_tasks] == ["alpha_nap"]
+        assert [task["coro_name"].rsplit(".", 1)[-1] for task in beta_tasks] == ["beta_part"] * 3
         # No request saw the HTTP client's code, which ran in this thread meanwhile.
-        for stats in (alpha_stats, beta_stats):
-            assert not any("httpx" in f["filename"] for f in stats["functions"])
+        for backend in (alpha_backend, beta_backend):
+            assert not any("httpx" in f["filename"] for f in function_dicts(backend))
 
 
 class TestYappiKeepsWhatItProfiles:

@@ -26,18 +26,20 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from debug_toolbar.core.bounds import DEFAULT_MAX_VALUE_LENGTH, shorten
 from debug_toolbar.core.panel import Panel
+from debug_toolbar.core.shared_hooks import SharedHooks
 
 if TYPE_CHECKING:
     from debug_toolbar.core.context import RequestContext
 
 __all__ = (
     "MAX_RECORDS_PER_REQUEST",
+    "ROOT_LOGGER",
     "LogCollector",
+    "LogHandlerHook",
     "LoggingPanel",
     "RequestLogHandler",
-    "SharedLogHandler",
     "current_collector",
-    "shared_log_handler",
+    "log_handlers",
 )
 
 MAX_RECORDS_PER_REQUEST = 1000
@@ -197,46 +199,38 @@ class RequestLogHandler(logging.Handler):
         return True
 
 
-class SharedLogHandler:
-    """One ``RequestLogHandler`` on a logger (the root by default), reference-counted.
+class LogHandlerHook:
+    """One ``RequestLogHandler`` on a logger (the root by default), shared by every request.
 
-    Installing and removing a handler per request would race between overlapping requests; a
-    count under a lock makes the first ``acquire`` install it and the last ``release`` remove it.
+    Installed by the first request's ``log_handlers.acquire`` and removed by the last one's
+    release (``core.shared_hooks``): a handler added and removed per request would race
+    between overlapping requests.
     """
 
     def __init__(self, logger_name: str = "") -> None:
         self.logger_name = logger_name
         self.handler = RequestLogHandler()
-        self._lock = threading.Lock()
-        self._refcount = 0
-
-    @property
-    def refcount(self) -> int:
-        return self._refcount
 
     @property
     def installed(self) -> bool:
         return self.handler in logging.getLogger(self.logger_name).handlers
 
-    def acquire(self) -> None:
-        with self._lock:
-            logger = logging.getLogger(self.logger_name)
-            # Also re-adds the handler if a logging reconfiguration removed it meanwhile.
-            if self.handler not in logger.handlers:
-                logger.addHandler(self.handler)
-            self._refcount += 1
+    def install(self) -> None:
+        logging.getLogger(self.logger_name).addHandler(self.handler)
 
-    def release(self) -> None:
-        with self._lock:
-            if self._refcount == 0:
-                return
-            self._refcount -= 1
-            if self._refcount == 0:
-                logging.getLogger(self.logger_name).removeHandler(self.handler)
+    def ensure_installed(self) -> None:
+        """Put the handler back if a logging reconfiguration removed it meanwhile."""
+        if not self.installed:
+            self.install()
+
+    def uninstall(self) -> None:
+        logging.getLogger(self.logger_name).removeHandler(self.handler)
 
 
-shared_log_handler = SharedLogHandler()
-"""The process's one installation, shared by every LoggingPanel."""
+log_handlers: SharedHooks[str, LogHandlerHook] = SharedHooks("log handler", LogHandlerHook)
+"""The process's log handlers, one per logger name (the toolbar uses the root logger's)."""
+
+ROOT_LOGGER = ""
 
 
 class LoggingPanel(Panel):
@@ -263,7 +257,7 @@ class LoggingPanel(Panel):
         self._collector = LogCollector(
             context.start_ns, self.max_records, self.config.max_value_length
         )
-        shared_log_handler.acquire()
+        log_handlers.acquire(ROOT_LOGGER).ensure_installed()
         self._acquired = True
         self._token = current_collector.set(self._collector)
 
@@ -278,7 +272,7 @@ class LoggingPanel(Panel):
                 current_collector.reset(token)
         if self._acquired:
             self._acquired = False
-            shared_log_handler.release()
+            log_handlers.release(ROOT_LOGGER)
 
     async def generate_stats(self, context: RequestContext) -> dict[str, Any]:
         if self._collector is None:

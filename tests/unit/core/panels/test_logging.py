@@ -19,11 +19,11 @@ import pytest
 from debug_toolbar.core.config import DebugToolbarConfig
 from debug_toolbar.core.context import RequestContext
 from debug_toolbar.core.panels.logging import (
+    ROOT_LOGGER,
     LogCollector,
     LoggingPanel,
-    SharedLogHandler,
     current_collector,
-    shared_log_handler,
+    log_handlers,
 )
 from debug_toolbar.core.rendering import render_panel
 from debug_toolbar.core.toolbar import DebugToolbar
@@ -43,8 +43,8 @@ def app_logger() -> Iterator[logging.Logger]:
     LOGGER.setLevel(logging.DEBUG)
     yield LOGGER
     LOGGER.setLevel(previous)
-    assert shared_log_handler.refcount == 0
-    assert not shared_log_handler.installed
+    assert log_handlers.users(ROOT_LOGGER) == 0
+    assert log_handlers.get(ROOT_LOGGER) is None
     assert root.level == root_level
     assert root.handlers == root_handlers
 
@@ -94,7 +94,7 @@ class TestConcurrentRequests:
                 await started[other].wait()  # both requests are now in flight
                 if both_started is not None:
                     await both_started.wait()
-                refcounts_seen.append(shared_log_handler.refcount)
+                refcounts_seen.append(log_handlers.users(ROOT_LOGGER))
                 await asyncio.create_task(child(label, 0))
                 await asyncio.gather(child(label, 1), child(label, 2))
                 await asyncio.create_task(grandparent(label))
@@ -136,8 +136,8 @@ class TestConcurrentRequests:
             LOGGER.info("b before")
             a_may_end.set()
             await a_ended.wait()
-            observed["refcount_after_a"] = shared_log_handler.refcount
-            observed["installed_after_a"] = shared_log_handler.installed
+            observed["refcount_after_a"] = log_handlers.users(ROOT_LOGGER)
+            observed["installed_after_a"] = log_handlers.get(ROOT_LOGGER) is not None
             LOGGER.info("b after a ended")
             await b_may_end.wait()
 
@@ -148,7 +148,7 @@ class TestConcurrentRequests:
 
         task_a = asyncio.create_task(request_a())
         await asyncio.sleep(0)
-        assert shared_log_handler.refcount == 1
+        assert log_handlers.users(ROOT_LOGGER) == 1
         task_b = asyncio.create_task(_serve(_toolbar(make_scope, "/b"), app_b))
         toolbar_a = await task_a
         b_may_end.set()
@@ -157,8 +157,8 @@ class TestConcurrentRequests:
         assert observed == {"refcount_after_a": 1, "installed_after_a": True}
         assert _messages(toolbar_a) == ["a before"]
         assert _messages(toolbar_b) == ["b before", "b after a ended"]
-        assert shared_log_handler.refcount == 0
-        assert not shared_log_handler.installed
+        assert log_handlers.users(ROOT_LOGGER) == 0
+        assert log_handlers.get(ROOT_LOGGER) is None
 
 
 class TestAttribution:
@@ -377,60 +377,61 @@ class TestCollector:
 
 class TestSharedHandler:
     def test_refcount_installs_and_removes(self) -> None:
-        shared = SharedLogHandler("tests.debug_toolbar.refcount")
-        logger = logging.getLogger("tests.debug_toolbar.refcount")
-        assert not shared.installed
-        shared.acquire()
-        shared.acquire()
-        assert shared.refcount == 2
-        assert logger.handlers == [shared.handler]
-        shared.release()
-        assert shared.installed
-        shared.release()
-        assert shared.refcount == 0
+        name = "tests.debug_toolbar.refcount"
+        logger = logging.getLogger(name)
+        assert log_handlers.get(name) is None
+        hook = log_handlers.acquire(name)
+        assert log_handlers.acquire(name) is hook
+        assert log_handlers.users(name) == 2
+        assert logger.handlers == [hook.handler]
+        log_handlers.release(name)
+        assert hook.installed
+        log_handlers.release(name)
+        assert log_handlers.users(name) == 0
         assert logger.handlers == []
-        shared.release()  # an extra release is harmless
-        assert shared.refcount == 0
+        log_handlers.release(name)  # an extra release is harmless
+        assert log_handlers.users(name) == 0
 
     def test_reinstalled_after_a_logging_reconfiguration(self) -> None:
-        shared = SharedLogHandler("tests.debug_toolbar.reconfigured")
-        logger = logging.getLogger("tests.debug_toolbar.reconfigured")
-        shared.acquire()
+        name = "tests.debug_toolbar.reconfigured"
+        logger = logging.getLogger(name)
+        log_handlers.acquire(name)
         logger.handlers.clear()  # what dictConfig / basicConfig(force=True) do
-        shared.acquire()
-        assert logger.handlers == [shared.handler]
-        shared.release()
-        shared.release()
+        hook = log_handlers.acquire(name)
+        hook.ensure_installed()  # what the panel does on every acquire
+        assert logger.handlers == [hook.handler]
+        log_handlers.release(name)
+        log_handlers.release(name)
         assert logger.handlers == []
 
     def test_thread_safe_refcount(self) -> None:
-        shared = SharedLogHandler("tests.debug_toolbar.threads")
+        name = "tests.debug_toolbar.threads"
         start = threading.Barrier(16)
 
         def churn() -> None:
             start.wait()
             for _ in range(500):
-                shared.acquire()
-                shared.release()
+                log_handlers.acquire(name)
+                log_handlers.release(name)
 
         threads = [threading.Thread(target=churn) for _ in range(16)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        assert shared.refcount == 0
-        assert not shared.installed
+        assert log_handlers.users(name) == 0
+        assert logging.getLogger(name).handlers == []
 
     def test_handler_ignores_records_outside_requests(self) -> None:
-        shared = SharedLogHandler("tests.debug_toolbar.outside")
-        logger = logging.getLogger("tests.debug_toolbar.outside")
+        name = "tests.debug_toolbar.outside"
+        logger = logging.getLogger(name)
         logger.setLevel(logging.INFO)
-        shared.acquire()
+        log_handlers.acquire(name)
         try:
             logger.info("nobody is listening")  # must neither fail nor be stored anywhere
             assert current_collector.get() is None
         finally:
-            shared.release()
+            log_handlers.release(name)
             logger.setLevel(logging.NOTSET)
 
 
@@ -459,12 +460,11 @@ class TestLastResort:
             without_toolbar = stream.getvalue()
             stream.seek(0)
             stream.truncate()
-            shared = SharedLogHandler("tests.debug_toolbar.unconfigured")
-            shared.acquire()
+            log_handlers.acquire("tests.debug_toolbar.unconfigured")
             try:
                 self._emit_all(child)
             finally:
-                shared.release()
+                log_handlers.release(top.name)
             with_toolbar = stream.getvalue()
         finally:
             child.setLevel(logging.NOTSET)
@@ -479,12 +479,11 @@ class TestLastResort:
         app_stream = io.StringIO()
         app_handler = logging.StreamHandler(app_stream)
         top.addHandler(app_handler)
-        shared = SharedLogHandler("tests.debug_toolbar.configured")
-        shared.acquire()
+        log_handlers.acquire("tests.debug_toolbar.configured")
         try:
             top.warning("once")
         finally:
-            shared.release()
+            log_handlers.release(top.name)
             top.removeHandler(app_handler)
         assert app_stream.getvalue() == "once\n"
         assert stream.getvalue() == ""
@@ -500,11 +499,11 @@ class TestLifecycleEdges:
             LOGGER.info("in the starting task")
 
         await asyncio.create_task(start())
-        assert shared_log_handler.refcount == 1
+        assert log_handlers.users(ROOT_LOGGER) == 1
         await asyncio.create_task(toolbar.process_response())
         await toolbar.generate_stats()
         assert toolbar.errors == {}
-        assert shared_log_handler.refcount == 0
+        assert log_handlers.users(ROOT_LOGGER) == 0
         assert _messages(toolbar) == ["in the starting task"]
 
     @pytest.mark.asyncio
@@ -516,7 +515,7 @@ class TestLifecycleEdges:
         toolbar = _toolbar(make_scope, "/boom")
         with pytest.raises(RuntimeError, match="app failed"):
             await _serve(toolbar, app)
-        assert shared_log_handler.refcount == 0
+        assert log_handlers.users(ROOT_LOGGER) == 0
         await toolbar.generate_stats()
         assert _messages(toolbar) == ["about to fail"]
 

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 if TYPE_CHECKING:
     from asyncio import AbstractEventLoop, Future
 
+    from debug_toolbar.core.panels.async_profiler.profile import BackendProfile
+
 __all__ = ("AsyncProfilerBackend",)
 
 
@@ -41,18 +43,9 @@ class AsyncProfilerBackend(ABC):
         collecting). Called from the blocking-call watchdog's thread: reads only."""
 
     @abstractmethod
-    def get_summary(self) -> dict[str, Any]:
-        """The figures the panel needs while the response waits, cheap to read after ``stop``.
+    def collected(self) -> BackendProfile:
+        """What was collected, frozen (call after ``stop``).
 
-        Keys: ``completed``, ``cancelled``, ``failed``, ``pending`` (task counts by state),
-        ``dropped`` (tasks beyond the cap) and ``overhead_ms`` (what profiling cost the request
-        itself). Nothing here may cost per task: the full stats are built later, on demand.
-        """
-
-    @abstractmethod
-    def get_stats(self) -> dict[str, Any]:
-        """JSON-compatible stats of what was collected (call after ``stop``).
-
-        May cost per task (the task list is built here): the panel calls it only when someone
-        reads the request's record. The data it reads must not change after ``stop``.
+        Called while the response waits: nothing here may cost per task beyond copying the
+        recorder's columns. Stacks stay unresolved (``TaskTable``) until someone reads them.
         """

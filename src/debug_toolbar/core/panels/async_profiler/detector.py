@@ -36,7 +36,7 @@ if TYPE_CHECKING:
         StallSample,
     )
     from debug_toolbar.core.panels.async_profiler.models import StackFrame
-    from debug_toolbar.core.panels.async_profiler.shared_hooks import PerLoopRegistry
+    from debug_toolbar.core.shared_hooks import LoopHooks
 
 __all__ = ("BlockingCallDetector", "EventLoopLagMonitor")
 
@@ -81,7 +81,7 @@ class BlockingCallDetector:
         owns_task: Callable[[asyncio.Future[Any]], bool] | None = None,
         origin_ns: int | None = None,
         max_calls: int = 100,
-        registry: PerLoopRegistry[LoopHeartbeat] = heartbeats,
+        registry: LoopHooks[LoopHeartbeat] = heartbeats,
     ) -> None:
         self.threshold_ms = float(threshold_ms)
         self._threshold_ns = _ns("threshold_ms", threshold_ms)
@@ -258,7 +258,7 @@ class EventLoopLagMonitor:
         interval_ms: float = 10.0,
         origin_ns: int | None = None,
         max_samples: int = 1000,
-        registry: PerLoopRegistry[LoopHeartbeat] = heartbeats,
+        registry: LoopHooks[LoopHeartbeat] = heartbeats,
     ) -> None:
         self.threshold_ms = float(threshold_ms)
         self.interval_ms = float(interval_ms)

@@ -24,12 +24,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from debug_toolbar.core.panels.async_profiler.timeline import timeline_from_stats
+from debug_toolbar.core.panels.async_profiler.timeline import timeline_of
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from debug_toolbar.core.panels.async_profiler.models import StackFrame
+    from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile
     from debug_toolbar.core.panels.async_profiler.timeline import (
         BlockingBand,
         LagMark,
@@ -42,7 +41,7 @@ __all__ = (
     "LOOP_TID",
     "PID",
     "REQUEST_TID",
-    "chrome_trace_from_stats",
+    "chrome_trace",
     "to_chrome_trace",
 )
 
@@ -264,14 +263,14 @@ def to_chrome_trace(
     }
 
 
-def chrome_trace_from_stats(
-    stats: Mapping[str, Any],
+def chrome_trace(
+    profile: AsyncProfile,
     *,
     duration_ms: float | None,
     request_id: str,
     method: str,
     path: str,
 ) -> dict[str, Any]:
-    """The trace straight from the panel's stored stats, every task included."""
-    timeline = timeline_from_stats(stats, duration_ms=duration_ms, max_rows=None)
+    """The trace of a request's profile, every task included."""
+    timeline = timeline_of(profile, duration_ms=duration_ms, max_rows=None)
     return to_chrome_trace(timeline, request_id=request_id, method=method, path=path)

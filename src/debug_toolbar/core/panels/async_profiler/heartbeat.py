@@ -19,7 +19,7 @@ of the running request starts a new segment of the stall (``StallSample``), so t
 is blamed for its own part only (see ``Stall.parts``).
 
 A stall ends with the next beat: its duration is from the last beat before it to that beat (see
-``Stall``). Everything is shared by every request in flight on the loop (a ``PerLoopRegistry``):
+``Stall``). Everything is shared by every request in flight on the loop (``core.shared_hooks``):
 the first user installs, the last removes, and each request keeps what falls in its own window.
 
 Threads: the loop's thread runs beats and (un)subscribes; the watchdog only reads the heartbeat's
@@ -30,6 +30,7 @@ the loop thread takes only when a stall closes.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 import logging
 import threading
@@ -39,11 +40,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
-from debug_toolbar.core.panels.async_profiler.shared_hooks import PerLoopRegistry
 from debug_toolbar.core.panels.async_profiler.stacks import (
     innermost_app_frame,
     sample_thread_stack,
 )
+from debug_toolbar.core.shared_hooks import LoopHooks, SharedHooks
 
 if TYPE_CHECKING:
     from debug_toolbar.core.panels.async_profiler.stacks import RawStack
@@ -83,6 +84,7 @@ _MAX_SEGMENTS = 64
 _JOIN_TIMEOUT_S = 2.0
 
 _current_task = asyncio.current_task
+_BEAT_CONTEXT = contextvars.Context()
 _installed: weakref.WeakSet[LoopHeartbeat] = weakref.WeakSet()
 
 
@@ -255,7 +257,10 @@ class LoopHeartbeat:
     def _schedule(self, now_ns: int) -> None:
         interval = self.interval_ns
         self.due_ns = now_ns + interval
-        self._handle = self.loop.call_later(interval / 1e9, self.beat)
+        # In a context of its own: scheduled from a request's task, the timer would otherwise
+        # carry that request's context (its RequestContext, headers and query) for as long as
+        # the heartbeat runs, and hand it to every beat.
+        self._handle = self.loop.call_later(interval / 1e9, self.beat, context=_BEAT_CONTEXT)
 
     def beat(self) -> None:
         """One heartbeat: the loop calls it every interval (tests may call it by hand)."""
@@ -482,5 +487,5 @@ class Watchdog:
         )
 
 
-heartbeats: PerLoopRegistry[LoopHeartbeat] = PerLoopRegistry(LoopHeartbeat)
+heartbeats: LoopHooks[LoopHeartbeat] = SharedHooks("heartbeat", LoopHeartbeat)
 """The process-wide registry of heartbeats, one per loop."""

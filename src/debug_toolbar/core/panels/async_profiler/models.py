@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 __all__ = (
+    "TASK_STATES",
     "BlockingCall",
     "BlockingRelation",
     "LagSample",
@@ -25,7 +26,7 @@ __all__ = (
 TaskState = Literal["pending", "completed", "cancelled", "failed"]
 """``pending``: still running when the response ended (it escaped the request)."""
 
-_TASK_STATES: frozenset[str] = frozenset(get_args(TaskState))
+TASK_STATES: frozenset[str] = frozenset(get_args(TaskState))
 
 BlockingRelation = Literal["own", "suffered", "unknown"]
 """How a stall relates to the request. ``own``: its own code blocked the loop. ``suffered``:
@@ -114,7 +115,7 @@ class TaskEvent:
         """
         end_ms = data.get("end_ms")
         state = data.get("state") or ("pending" if end_ms is None else "completed")
-        if state not in _TASK_STATES:
+        if state not in TASK_STATES:
             raise ValueError(f"unknown task state {state!r}")
         parent_id = data.get("parent_id")
         exception = data.get("exception") or None

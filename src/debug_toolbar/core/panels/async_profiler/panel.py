@@ -1,15 +1,15 @@
 """AsyncProfilerPanel: the tasks a request spawned, what blocked the loop, and the loop's lag.
 
-The panel is per request like every panel; what must be shared per loop (the task factory, the
-heartbeat and its watchdog) lives in ``task_hooks`` and ``heartbeat``, reached through the
-backend, the detector and the lag monitor. The timeline is built at render time from the stored
-stats (``get_template_context``), only when someone opens the panel.
+The panel is per request like every panel. It picks the request's backend, hands the collecting
+to one ``AsyncRequestProfiler`` (which starts and stops the backend, the blocking-call detector
+and the lag monitor together) and records the frozen ``AsyncProfile`` it returns: the cheap part
+at once, the part that costs per task when the record is first read. The page, the JSON API and
+the trace download all read the same profile (``AsyncProfile.from_dict`` of the stored stats).
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from debug_toolbar.core.panel import Panel, PanelDownload
@@ -17,12 +17,10 @@ from debug_toolbar.core.panels.async_profiler.backends import (
     BackendUnavailableError,
     select_backend,
 )
-from debug_toolbar.core.panels.async_profiler.detector import (
-    BlockingCallDetector,
-    EventLoopLagMonitor,
-)
-from debug_toolbar.core.panels.async_profiler.export import chrome_trace_from_stats
-from debug_toolbar.core.panels.async_profiler.timeline import timeline_from_stats
+from debug_toolbar.core.panels.async_profiler.export import chrome_trace
+from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile, YappiRetention
+from debug_toolbar.core.panels.async_profiler.profiler import AsyncRequestProfiler
+from debug_toolbar.core.panels.async_profiler.timeline import timeline_of
 
 if TYPE_CHECKING:
     from debug_toolbar.core.config import DebugToolbarConfig
@@ -37,23 +35,9 @@ BACKEND_COOKIE = "debug_toolbar_async_backend"
 config for that browser's following requests, so the cheap backend can stay the default while
 yappi is one click away."""
 
-_PROFILE_KEYS = {
-    "functions": "functions",
-    "functions_total": "total",
-    "max_functions": "max_functions",
-    "functions_error": "error",
-    "cost_note": "cost_note",
-    "clock": "clock",
-}
-"""Backend keys (yappi's function profile) gathered under ``stats["profile"]``."""
-
-_STATES = ("completed", "cancelled", "failed", "pending")
-_SUMMARIZED_KEYS = frozenset({"tasks", "dropped", "overhead_ms", "overhead", *_PROFILE_KEYS})
-"""Backend stats that the panel reshapes into ``summary``/``tasks``/``overhead``."""
-
 _UNBUILT_TASK_BYTES = 300
 _UNBUILT_FRAME_BYTES = 24
-"""What a backend holds per kept task, and per frame of its creation stack, until the
+"""What a profile holds per kept task, and per frame of its creation stack, until the
 deferred stats are built (measured with tracemalloc: about 290 bytes a task)."""
 
 
@@ -61,8 +45,8 @@ def _chrome_trace(stats: dict[str, Any], record: RequestRecord) -> dict[str, Any
     """The request's whole timeline as a Chrome trace; None when nothing was profiled."""
     if not stats:
         return None
-    return chrome_trace_from_stats(
-        stats,
+    return chrome_trace(
+        AsyncProfile.from_dict(stats),
         duration_ms=record.duration_ms,
         request_id=record.request_id,
         method=record.method,
@@ -88,12 +72,10 @@ class AsyncProfilerPanel(Panel):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.backend: AsyncProfilerBackend | None = None
+        self.profiler: AsyncRequestProfiler | None = None
         self.backend_note: str | None = None
         self.yappi_asked = False
         """yappi was chosen for this request (it may have fallen back at its limit)."""
-        self.detector: BlockingCallDetector | None = None
-        self.lag_monitor: EventLoopLagMonitor | None = None
 
     @classmethod
     def check_config(cls, config: DebugToolbarConfig) -> None:
@@ -154,7 +136,6 @@ class AsyncProfilerPanel(Panel):
             max_tasks=config.async_max_tasks,
             capture_stacks=config.async_capture_task_stacks,
             max_stack_depth=config.async_max_stack_depth,
-            owner=context,
             origin_ns=context.start_ns,
             **options,
         )
@@ -162,43 +143,15 @@ class AsyncProfilerPanel(Panel):
     async def process_request(self, context: RequestContext) -> None:
         # Runs in the request's own task: the backend records it as the root and sets the
         # ContextVar that every task spawned from here inherits.
-        loop = asyncio.get_running_loop()
-        config = self.config
-        backend = self.create_backend(context)
-        self.backend = backend
-        backend.start(loop)
-        interval_ms = config.async_lag_sample_interval_ms
-        if config.async_enable_blocking_detection:
-            self.detector = BlockingCallDetector(
-                threshold_ms=config.async_blocking_threshold_ms,
-                interval_ms=interval_ms,
-                max_stack_depth=config.async_max_stack_depth,
-                owner=context,
-                owns_task=backend.owns_task,
-                origin_ns=context.start_ns,
-            )
-            self.detector.install(loop)
-        if config.async_enable_event_loop_monitoring:
-            self.lag_monitor = EventLoopLagMonitor(
-                threshold_ms=config.async_event_loop_lag_threshold_ms,
-                interval_ms=interval_ms,
-                origin_ns=context.start_ns,
-            )
-            self.lag_monitor.start(loop)
+        profiler = AsyncRequestProfiler(
+            context, self.config, self.create_backend(context), backend_note=self.backend_note
+        )
+        self.profiler = profiler
+        profiler.start()
 
     async def process_response(self, context: RequestContext) -> None:
-        # Each stop is idempotent and safe after a failed start; one failing must not keep
-        # the others installed.
-        try:
-            if self.lag_monitor is not None:
-                self.lag_monitor.stop()
-        finally:
-            try:
-                if self.detector is not None:
-                    self.detector.uninstall()
-            finally:
-                if self.backend is not None:
-                    self.backend.stop()
+        if self.profiler is not None:
+            self.profiler.stop()
 
     async def generate_stats(self, context: RequestContext) -> dict[str, Any]:
         """The summary, blocking calls and lag now; the task list when the record is read.
@@ -207,35 +160,23 @@ class AsyncProfilerPanel(Panel):
         the lag samples over the threshold). Turning every task into a dict, with its creation
         stack resolved to file, line and source, costs about a microsecond per task: that is
         deferred to the first read of the record (``Panel.defer_stats``), so a request nobody
-        inspects never pays it, and one that is inspected pays it on the toolbar's page.
+        inspects never pays it. The deferred part closes over the frozen profile only.
         """
-        backend = self.backend
-        if backend is None:
+        if self.profiler is None:
             return {}
-        backend.stop()  # stats are only read from a stopped backend
-        blocking = [] if self.detector is None else self.detector.get_stats()
-        lag = None if self.lag_monitor is None else self.lag_monitor.get_stats()
-        summary = self._summary(backend.get_summary())
-        summary["blocking_calls"] = sum(1 for call in blocking if call.relation == "own")
-        summary["suffered_blocking_calls"] = len(blocking) - summary["blocking_calls"]
-        summary["max_lag_ms"] = None if lag is None else lag.max_lag_ms
-        # Until built, the history counts the backend's raw task records by the caps.
+        profile = self.profiler.stop()
+        retention = self._yappi_retention()
+        if retention is not None:
+            profile = replace(profile, yappi_retention=retention)
+        # Until built, the history counts the profile's raw task records by the caps.
         depth = self.config.async_max_stack_depth if self.config.async_capture_task_stacks else 0
-        kept_tasks = summary["total_tasks"] - summary["dropped"]
         self.defer_stats(
-            functools.partial(_backend_stats, backend),
-            approx_size=kept_tasks * (_UNBUILT_TASK_BYTES + _UNBUILT_FRAME_BYTES * depth),
+            profile.detail_dict,
+            approx_size=len(profile.tasks) * (_UNBUILT_TASK_BYTES + _UNBUILT_FRAME_BYTES * depth),
         )
-        return {
-            "backend": backend.name,
-            "backend_note": self.backend_note,
-            "yappi_retention": self._yappi_retention(),
-            "summary": summary,
-            "blocking_calls": [call.to_dict() for call in blocking],
-            "lag": None if lag is None else lag.to_dict(),
-        }
+        return profile.head_dict()
 
-    def _yappi_retention(self) -> dict[str, int] | None:
+    def _yappi_retention(self) -> YappiRetention | None:
         """What yappi keeps alive in this process so far, for requests that asked for yappi.
 
         Read after this request released yappi, so it is counted; a few microseconds (a lock).
@@ -244,20 +185,13 @@ class AsyncProfilerPanel(Panel):
             return None
         from debug_toolbar.core.panels.async_profiler.yappi_backend import yappi_session
 
-        retention = yappi_session.retention().to_dict()
-        retention["limit"] = self.config.async_yappi_max_requests
-        return retention
-
-    @staticmethod
-    def _summary(collected: dict[str, Any]) -> dict[str, Any]:
-        counts = {state: int(collected[state]) for state in _STATES}
-        dropped = int(collected.get("dropped", 0))
-        return {
-            "total_tasks": sum(counts.values()) + dropped,
-            **counts,
-            "dropped": dropped,
-            "profiling_overhead_ms": float(collected.get("overhead_ms", 0.0)),
-        }
+        retention = yappi_session.retention()
+        return YappiRetention(
+            requests=retention.requests,
+            coroutines=retention.coroutines,
+            approx_bytes=retention.approx_bytes,
+            limit=self.config.async_yappi_max_requests,
+        )
 
     def get_nav_subtitle(self) -> str:
         summary = self.get_stats().get("summary")
@@ -276,24 +210,14 @@ class AsyncProfilerPanel(Panel):
     ) -> dict[str, Any]:
         from debug_toolbar.core.panels.async_profiler.yappi_backend import YappiBackend
 
+        profile = AsyncProfile.from_dict(stats) if stats else None
         return {
-            "timeline": timeline_from_stats(
-                stats, duration_ms=record.duration_ms, max_rows=config.async_max_timeline_rows
+            "profile": profile,
+            "timeline": None
+            if profile is None
+            else timeline_of(
+                profile, duration_ms=record.duration_ms, max_rows=config.async_max_timeline_rows
             ),
             "backend_cookie": BACKEND_COOKIE,
             "yappi_available": YappiBackend.is_available(),
         }
-
-
-def _backend_stats(backend: AsyncProfilerBackend) -> dict[str, Any]:
-    """The deferred part of the panel's stats: the tasks, the overhead, the backend's extras."""
-    collected = backend.get_stats()
-    stats: dict[str, Any] = {
-        "tasks": collected["tasks"],
-        "overhead": collected.get("overhead", {}),
-    }
-    if "functions" in collected:
-        stats["profile"] = {name: collected.get(key) for key, name in _PROFILE_KEYS.items()}
-    # Sections only one backend has pass through under their own name.
-    stats.update((key, value) for key, value in collected.items() if key not in _SUMMARIZED_KEYS)
-    return stats

@@ -14,14 +14,12 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from debug_toolbar.core.panels.async_profiler.models import StackFrame, TaskEvent
-from debug_toolbar.core.panels.async_profiler.stacks import RawStack, is_machinery, resolve_stack
+from debug_toolbar.core.panels.async_profiler.profile import TaskTable
+from debug_toolbar.core.panels.async_profiler.stacks import RawStack, is_machinery
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
     from types import CodeType, FrameType
-
-    from debug_toolbar.core.panels.async_profiler.models import TaskState
 
     TaskFactory = Callable[..., asyncio.Future[Any]]
 
@@ -92,7 +90,6 @@ class TaskRecorder:
         "max_tasks",
         "names",
         "overhead_ns",
-        "owner",
         "parents",
         "root_task",
         "stacks",
@@ -105,13 +102,10 @@ class TaskRecorder:
         max_tasks: int = 1000,
         capture_stacks: bool = True,
         max_stack_depth: int = 10,
-        owner: object | None = None,
     ) -> None:
         self.max_tasks = max_tasks
         self.capture_stacks = capture_stacks
         self.max_stack_depth = max_stack_depth
-        self.owner = owner
-        """Who the tasks belong to (the request's context), for naming a culprit."""
         self.active = True
         self.parents: list[int] = []
         """The creating task's id, 0 when it is not tracked (the request's own task)."""
@@ -373,121 +367,21 @@ class TaskRecorder:
             name = self.names.get(index, name)  # the name it had at creation
         self.names[index] = name
 
-    def state_counts(self) -> dict[str, int]:
-        """How many recorded tasks are in each state, without building anything per task.
-
-        Finished tasks are in ``ends``; the cancelled and the failed among them are in their
-        own (disjoint) collections; the rest of the finished completed.
-        """
-        finished = len(self.ends)
-        cancelled = len(self.cancelled)
-        failed = len(self.exceptions)
-        return {
-            "completed": finished - cancelled - failed,
-            "cancelled": cancelled,
-            "failed": failed,
-            "pending": len(self.starts) - finished,
-        }
-
-    def state(self, index: int) -> TaskState:
-        if index not in self.ends:
-            return "pending"
-        if index in self.cancelled:
-            return "cancelled"
-        if index in self.exceptions:
-            return "failed"
-        return "completed"
-
-    def events(self, origin_ns: int) -> list[TaskEvent]:
-        """The recorded tasks as ``TaskEvent``s, times in ms from ``origin_ns``.
-
-        Each distinct stack is resolved once: the tasks of one site share the same tuple.
-        """
-        events = []
-        resolved: dict[int, list[StackFrame]] = {}
-        for index, start in enumerate(self.starts):
-            end = self.ends.get(index)
-            exc_type, exc_message = self.exceptions.get(index, (None, None))
-            stack: list[StackFrame] = []
-            if self.capture_stacks:
-                raw = self.stacks[index]
-                known = resolved.get(id(raw))
-                if known is None:
-                    known = resolved[id(raw)] = resolve_stack(raw)
-                stack = known
-            events.append(
-                TaskEvent(
-                    task_id=index + 1,
-                    parent_id=self.parents[index] or None,
-                    name=self.names.get(index, ""),
-                    coro_name=self.coro_names[index],
-                    state=self.state(index),
-                    start_ms=(start - origin_ns) / 1e6,
-                    end_ms=None if end is None else (end - origin_ns) / 1e6,
-                    exception_type=exc_type,
-                    exception_message=exc_message,
-                    stack=list(stack),
-                )
-            )
-        return events
-
-    def task_dicts(self, origin_ns: int) -> list[dict[str, Any]]:
-        """The tasks as ``TaskEvent.to_dict()`` would give them, built straight from the columns.
-
-        The same values as ``[e.to_dict() for e in self.events(origin_ns)]`` (a test holds the
-        two equal) without an object per task and per frame on the way: the stats are built
-        before the response's last message leaves, so this is on the request's path. The
-        tasks created at one site share one list of frame dicts, so treat the result as
-        read-only, like every stats dict.
-        """
-        tasks = []
-        capture = self.capture_stacks
-        stacks = self.stacks
-        shared: dict[int, list[dict[str, Any]]] = {}
-        ends, names, exceptions, cancelled = self.ends, self.names, self.exceptions, self.cancelled
-        for index, start in enumerate(self.starts):
-            start_ms = (start - origin_ns) / 1e6
-            end = ends.get(index)
-            exception = exceptions.get(index)
-            if end is None:
-                end_ms = duration_ms = None
-                state = "pending"
-            else:
-                end_ms = (end - origin_ns) / 1e6
-                duration_ms = end_ms - start_ms
-                if index in cancelled:
-                    state = "cancelled"
-                elif exception is not None:
-                    state = "failed"
-                else:
-                    state = "completed"
-            if capture:
-                raw = stacks[index]
-                stack = shared.get(id(raw))
-                if stack is None:
-                    stack = [frame.to_dict() for frame in resolve_stack(raw)]
-                    shared[id(raw)] = stack
-            else:
-                stack = []
-            tasks.append(
-                {
-                    "task_id": index + 1,
-                    "parent_id": self.parents[index] or None,
-                    "name": names.get(index, ""),
-                    "coro_name": self.coro_names[index],
-                    "state": state,
-                    "start_ms": start_ms,
-                    "end_ms": end_ms,
-                    "duration_ms": duration_ms,
-                    "exception": (
-                        None
-                        if exception is None
-                        else {"type": exception[0], "message": exception[1]}
-                    ),
-                    "stack": stack,
-                }
-            )
-        return tasks
+    def table(self, origin_ns: int) -> TaskTable:
+        """The recorded tasks, frozen: the columns copied (a few C-level copies, whatever the
+        number of tasks), the stacks left unresolved. Call after ``stop``."""
+        return TaskTable(
+            origin_ns=origin_ns,
+            parents=tuple(self.parents),
+            coro_names=tuple(self.coro_names),
+            starts_ns=tuple(self.starts),
+            ends_ns=dict(self.ends),
+            names=dict(self.names),
+            cancelled=frozenset(self.cancelled),
+            exceptions=dict(self.exceptions),
+            stacks=tuple(self.stacks) if self.capture_stacks else None,
+            dropped=self.dropped,
+        )
 
 
 def _task_name(task: asyncio.Future[Any]) -> str:

@@ -2,7 +2,7 @@
 
 The first profiled request on a loop installs one factory (chained to whatever was there: the
 app's own, ``asyncio.eager_task_factory``, uvloop's), the last one to finish restores exactly
-that (``shared_hooks.PerLoopRegistry``), and in between each new task is attributed through a
+that (``core.shared_hooks.SharedHooks``), and in between each new task is attributed through a
 ContextVar to the request it was created under. asyncio copies the context into every task, so
 children, grandchildren, ``TaskGroup``, ``gather`` and ``ensure_future`` are all attributed
 without any bookkeeping per request.
@@ -18,12 +18,12 @@ from contextvars import Context, ContextVar
 from typing import TYPE_CHECKING, Any
 
 from debug_toolbar.core.panels.async_profiler.recorder import TaskRecorder, current_task
-from debug_toolbar.core.panels.async_profiler.shared_hooks import PerLoopRegistry
+from debug_toolbar.core.shared_hooks import LoopHooks, SharedHooks
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine
 
-    from debug_toolbar.core.panels.async_profiler.models import TaskEvent
+    from debug_toolbar.core.panels.async_profiler.profile import TaskTable
     from debug_toolbar.core.panels.async_profiler.recorder import TaskFactory
 
 __all__ = ("LoopTaskHooks", "TaskTracking", "task_hooks")
@@ -82,7 +82,7 @@ class LoopTaskHooks:
         self.factory = None
 
 
-task_hooks: PerLoopRegistry[LoopTaskHooks] = PerLoopRegistry(LoopTaskHooks)
+task_hooks: LoopHooks[LoopTaskHooks] = SharedHooks("task factory", LoopTaskHooks)
 """The process-wide registry of task hooks, one per loop."""
 
 
@@ -99,13 +99,11 @@ class TaskTracking:
         max_tasks: int = 1000,
         capture_stacks: bool = True,
         max_stack_depth: int = 10,
-        owner: object | None = None,
     ) -> None:
         self.recorder = TaskRecorder(
             max_tasks=max_tasks,
             capture_stacks=capture_stacks,
             max_stack_depth=max_stack_depth,
-            owner=owner,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._hooks: LoopTaskHooks | None = None
@@ -153,8 +151,6 @@ class TaskTracking:
     def overhead_ns(self) -> int:
         return self.recorder.overhead_ns + self.setup_ns
 
-    def events(self, origin_ns: int) -> list[TaskEvent]:
-        return self.recorder.events(origin_ns)
-
-    def task_dicts(self, origin_ns: int) -> list[dict[str, Any]]:
-        return self.recorder.task_dicts(origin_ns)
+    def table(self, origin_ns: int) -> TaskTable:
+        """The request's tasks, frozen (after ``stop``); times in ms from ``origin_ns``."""
+        return self.recorder.table(origin_ns)

@@ -12,6 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from debug_toolbar.core.panels.async_profiler.base import AsyncProfilerBackend
+from debug_toolbar.core.panels.async_profiler.profile import BackendProfile, Overhead
 from debug_toolbar.core.panels.async_profiler.task_hooks import TaskTracking
 
 if TYPE_CHECKING:
@@ -38,14 +39,12 @@ class TaskFactoryBackend(AsyncProfilerBackend):
         max_tasks: int = 1000,
         capture_stacks: bool = True,
         max_stack_depth: int = 10,
-        owner: object | None = None,
         origin_ns: int | None = None,
     ) -> None:
         self.tracking = TaskTracking(
             max_tasks=max_tasks,
             capture_stacks=capture_stacks,
             max_stack_depth=max_stack_depth,
-            owner=owner,
         )
         self.origin_ns = time.perf_counter_ns() if origin_ns is None else origin_ns
 
@@ -62,26 +61,12 @@ class TaskFactoryBackend(AsyncProfilerBackend):
     def owns_task(self, task: Future[Any]) -> bool:
         return self.tracking.recorder.owns(task)
 
-    def get_summary(self) -> dict[str, Any]:
-        recorder = self.tracking.recorder
-        summary: dict[str, Any] = dict(recorder.state_counts())
-        summary["dropped"] = recorder.dropped
-        summary["overhead_ms"] = self.tracking.overhead_ns / 1e6
-        return summary
-
-    def get_stats(self) -> dict[str, Any]:
-        started = time.perf_counter_ns()
-        tasks = self.tracking.task_dicts(self.origin_ns)
-        report_ns = time.perf_counter_ns() - started
-        tracking_ns = self.tracking.recorder.overhead_ns
-        setup_ns = self.tracking.setup_ns
-        return {
-            "tasks": tasks,
-            "dropped": self.tracking.recorder.dropped,
-            "overhead_ms": (tracking_ns + setup_ns + report_ns) / 1e6,
-            "overhead": {
-                "tracking_ms": tracking_ns / 1e6,
-                "setup_ms": setup_ns / 1e6,
-                "report_ms": report_ns / 1e6,
-            },
-        }
+    def collected(self) -> BackendProfile:
+        tracking = self.tracking
+        return BackendProfile(
+            tasks=tracking.table(self.origin_ns),
+            overhead=Overhead(
+                tracking_ms=tracking.recorder.overhead_ns / 1e6,
+                setup_ms=tracking.setup_ns / 1e6,
+            ),
+        )

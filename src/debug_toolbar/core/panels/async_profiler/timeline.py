@@ -16,19 +16,20 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
-
-from debug_toolbar.core.panels.async_profiler.models import (
-    BlockingCall,
-    BlockingRelation,
-    LagSample,
-    StackFrame,
-    TaskEvent,
-    TaskState,
-)
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Sequence
+
+    from debug_toolbar.core.panels.async_profiler.models import (
+        BlockingCall,
+        BlockingRelation,
+        LagSample,
+        StackFrame,
+        TaskEvent,
+        TaskState,
+    )
+    from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile
 
 __all__ = (
     "DEFAULT_MAX_ROWS",
@@ -44,7 +45,7 @@ __all__ = (
     "format_duration",
     "format_tick",
     "generate_timeline",
-    "timeline_from_stats",
+    "timeline_of",
 )
 
 DEFAULT_MAX_ROWS = 500
@@ -579,36 +580,22 @@ def _build(
     )
 
 
-def timeline_from_stats(
-    stats: Mapping[str, Any],
+def timeline_of(
+    profile: AsyncProfile,
     *,
     duration_ms: float | None,
     max_rows: int | None = DEFAULT_MAX_ROWS,
 ) -> Timeline:
-    """The timeline from the panel's stored stats (JSON-like dicts, as kept in the history).
-
-    Reads ``tasks``, ``blocking_calls``, ``lag`` (``samples``, ``threshold_ms``) and the
-    collector's ``dropped`` count (top level, or in the panel's ``summary``); any of them may
-    be missing.
-    """
-    raw_tasks = stats.get("tasks") or ()
-    # Stacks are rebuilt only for the rows drawn (see ``_build``).
-    tasks = [TaskEvent.from_dict({**task, "stack": ()}) for task in raw_tasks]
-
-    def stack_of(index: int) -> tuple[StackFrame, ...]:
-        return tuple(StackFrame.from_dict(frame) for frame in raw_tasks[index].get("stack") or ())
-
-    calls = [BlockingCall.from_dict(call) for call in stats.get("blocking_calls") or ()]
-    lag = stats.get("lag") or {}
-    samples = [LagSample.from_dict(sample) for sample in lag.get("samples") or ()]
-    threshold = lag.get("threshold_ms")
+    """The timeline of a request's profile; only the drawn rows' stacks are resolved."""
+    tasks = profile.tasks
+    lag = profile.lag
     return _build(
         duration_ms=duration_ms,
-        tasks=tasks,
-        blocking_calls=calls,
-        lag_samples=samples,
-        lag_threshold_ms=None if threshold is None else float(threshold),
+        tasks=tasks.events(stacks=False),
+        blocking_calls=profile.blocking_calls,
+        lag_samples=() if lag is None else lag.samples,
+        lag_threshold_ms=None if lag is None else lag.threshold_ms,
         max_rows=max_rows,
-        dropped_tasks=int(stats.get("dropped") or (stats.get("summary") or {}).get("dropped") or 0),
-        stack_of=stack_of,
+        dropped_tasks=tasks.dropped,
+        stack_of=tasks.frames,
     )

@@ -39,13 +39,20 @@ import os
 import threading
 import time
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import debug_toolbar
 from debug_toolbar.core.panels.async_profiler.backends import BackendUnavailableError
 from debug_toolbar.core.panels.async_profiler.base import AsyncProfilerBackend
+from debug_toolbar.core.panels.async_profiler.profile import (
+    BackendProfile,
+    FunctionProfile,
+    FunctionStat,
+    YappiRetention,
+)
 from debug_toolbar.core.panels.async_profiler.taskfactory_backend import TaskFactoryBackend
+from debug_toolbar.core.shared_hooks import SharedHooks
 
 if TYPE_CHECKING:
     from asyncio import AbstractEventLoop, Future
@@ -58,7 +65,6 @@ __all__ = (
     "RETAINED_BYTES_PER_FUNCTION",
     "RETAINED_BYTES_PER_REQUEST",
     "YAPPI_COST_NOTE",
-    "FunctionStat",
     "YappiBackend",
     "YappiBusyError",
     "YappiLimitError",
@@ -120,101 +126,24 @@ class YappiLimitError(YappiBusyError):
     """This process has profiled as many requests with yappi as it was allowed to."""
 
 
-@dataclass(slots=True, frozen=True)
-class YappiRetention:
-    """What the yappi runs of this process have left in memory so far (a snapshot).
+class YappiRun:
+    """One run of yappi, shared by the requests it profiles (a ``SharedHook``).
 
-    yappi keeps it until the process exits, stopped and cleared or not: restarting the process
-    is the only way to get it back.
+    Installed by the first request (yappi started, the tag callback set), uninstalled by the
+    last one (yappi stopped and cleared, what the run changed restored). While it runs it admits
+    at most ``max_requests`` requests, then drains: new requests get no function stats until
+    the requests in flight finish and the next run starts with empty tables.
     """
 
-    requests: int
-    """Requests given a yappi tag (profiled by yappi) in this process."""
-    coroutines: int
-    """Coroutines of those requests that yappi keeps alive: their completed calls, as yappi
-    counted them. A lower bound: coroutines of unprofiled code that ran meanwhile are kept too."""
-    approx_bytes: int
-    """Estimated from the counts (``RETAINED_BYTES_PER_*``)."""
-
-    def to_dict(self) -> dict[str, int]:
-        return {
-            "requests": self.requests,
-            "coroutines": self.coroutines,
-            "approx_bytes": self.approx_bytes,
-        }
-
-
-class YappiSession:
-    """The one yappi run of the process, shared by every profiled request (reference-counted).
-
-    Requests in different threads (one event loop per thread) may start and stop at the same
-    time, so every transition happens under one lock. Collecting a request's stats and
-    releasing its share happen under that same lock, so the last user cannot clear the stats
-    between another request's collection and its release.
-    """
-
-    def __init__(self, *, max_requests: int = 200) -> None:
-        if max_requests < 1:
-            raise ValueError(f"max_requests must be at least 1, got {max_requests}")
+    def __init__(self, max_requests: int) -> None:
         self.max_requests = max_requests
-        """Requests one run accepts before it must drain (bounds yappi's memory)."""
-        self._lock = threading.Lock()
-        self._tags = itertools.count(1)
-        self._users = 0
-        self._served = 0
+        self.served = 0
         self._saved_clock_type: str | None = None
         self._saved_thread_profile: Any = None
-        self._profiled = 0
-        self._kept_coroutines = 0
-        self._kept_bytes = 0
 
-    @property
-    def profiled(self) -> int:
-        """Requests given a tag in this process, all runs together (never goes down)."""
-        return self._profiled
+    def install(self) -> None:
+        import yappi
 
-    def retention(self) -> YappiRetention:
-        """What this process's yappi runs have left in memory so far."""
-        with self._lock:
-            return YappiRetention(self._profiled, self._kept_coroutines, self._kept_bytes)
-
-    @property
-    def users(self) -> int:
-        """Profiled requests currently sharing the run (0: yappi is not ours right now)."""
-        return self._users
-
-    def acquire(self, limit: int | None = None) -> int:
-        """Join (or start) the run; returns this request's tag.
-
-        ``limit`` is how many requests this process may profile with yappi in all (``None``: no
-        limit); checked under the lock, so requests arriving together cannot overshoot it.
-        Raises ``BackendUnavailableError`` when yappi cannot be imported, ``YappiLimitError``
-        past the limit, and ``YappiBusyError`` when yappi belongs to someone else or the run is
-        draining.
-        """
-        try:
-            import yappi
-        except ImportError as exc:
-            raise BackendUnavailableError(
-                f"the yappi backend needs the yappi package ({exc}); install the extra: "
-                f"{YAPPI_EXTRA}"
-            ) from exc
-        with self._lock:
-            if limit is not None and self._profiled >= limit:
-                raise YappiLimitError(limit_note(self._profiled))
-            if self._users == 0:
-                self._start(yappi)
-            elif self._served >= self.max_requests:
-                raise YappiBusyError(
-                    f"the shared yappi run has profiled {self._served} requests and is "
-                    "draining; function stats resume once the requests in flight finish"
-                )
-            self._users += 1
-            self._served += 1
-            self._profiled += 1
-            return next(self._tags)
-
-    def _start(self, yappi: Any) -> None:
         if yappi.is_running():
             raise YappiBusyError(
                 "yappi was already running, started outside debug-toolbar; it is left to its "
@@ -235,7 +164,97 @@ class YappiSession:
         except BaseException:
             self._restore(yappi)
             raise
-        self._served = 0
+        self.served = 1
+
+    def admit(self) -> None:
+        """One more request joins the run, unless the run is draining."""
+        if self.served >= self.max_requests:
+            raise YappiBusyError(
+                f"the shared yappi run has profiled {self.served} requests and is "
+                "draining; function stats resume once the requests in flight finish"
+            )
+        self.served += 1
+
+    def uninstall(self) -> None:
+        import yappi
+
+        yappi.stop()
+        self._restore(yappi)
+
+    def _restore(self, yappi: Any) -> None:
+        yappi.clear_stats()
+        yappi.set_tag_callback(None)
+        yappi.set_context_name_callback(None)  # yappi's default
+        if self._saved_clock_type is not None:
+            yappi.set_clock_type(self._saved_clock_type)
+        # yappi.stop() sets every new thread's profile hook to None: put back what was there.
+        threading.setprofile(self._saved_thread_profile)
+        self._saved_thread_profile = None
+
+
+_RUN = "yappi"
+"""The one key of the yappi runs' registry: yappi profiles the whole process."""
+
+
+class YappiSession:
+    """yappi's runs in this process (reference-counted in ``runs``) and what they cost so far.
+
+    A request joins the current run (``acquire``), or starts one, and leaves it (``release``)
+    after reading its own stats: while it holds its share, the run cannot end, so no other
+    request can clear the stats between its reading and its leaving.
+    """
+
+    def __init__(self, *, max_requests: int = 200) -> None:
+        if max_requests < 1:
+            raise ValueError(f"max_requests must be at least 1, got {max_requests}")
+        self.max_requests = max_requests
+        """Requests one run accepts before it must drain (bounds yappi's memory)."""
+        self.runs: SharedHooks[str, YappiRun] = SharedHooks(
+            "yappi", lambda _key: YappiRun(self.max_requests)
+        )
+        self._lock = threading.Lock()
+        self._tags = itertools.count(1)
+        self._profiled = 0
+        self._kept_coroutines = 0
+        self._kept_bytes = 0
+
+    @property
+    def profiled(self) -> int:
+        """Requests given a tag in this process, all runs together (never goes down)."""
+        return self._profiled
+
+    def retention(self) -> YappiRetention:
+        """What this process's yappi runs have left in memory so far."""
+        with self._lock:
+            return YappiRetention(self._profiled, self._kept_coroutines, self._kept_bytes)
+
+    @property
+    def users(self) -> int:
+        """Profiled requests currently sharing the run (0: yappi is not ours right now)."""
+        return self.runs.users(_RUN)
+
+    def acquire(self, limit: int | None = None) -> int:
+        """Join (or start) the run; returns this request's tag.
+
+        ``limit`` is how many requests this process may profile with yappi in all (``None``: no
+        limit); checked under the lock, so requests arriving together cannot overshoot it.
+        Raises ``BackendUnavailableError`` when yappi cannot be imported, ``YappiLimitError``
+        past the limit, and ``YappiBusyError`` when yappi belongs to someone else or the run is
+        draining.
+        """
+        try:
+            import yappi  # noqa: F401  (only checking that it imports)
+        except ImportError as exc:
+            raise BackendUnavailableError(
+                f"the yappi backend needs the yappi package ({exc}); install the extra: "
+                f"{YAPPI_EXTRA}"
+            ) from exc
+        with self._lock:
+            if limit is not None and self._profiled >= limit:
+                raise YappiLimitError(limit_note(self._profiled))
+            self.runs.acquire(_RUN)
+            self._profiled += 1
+            return next(self._tags)
 
     def release(self, tag: int) -> list[Any]:
         """Leave the run, returning this request's yappi stats (``YFuncStat``s) first.
@@ -245,16 +264,12 @@ class YappiSession:
         """
         import yappi
 
-        with self._lock:
-            if self._users == 0:
-                return []
-            try:
-                stats = list(yappi.get_func_stats(filter={"tag": tag}))
-            finally:
-                self._users -= 1
-                if self._users == 0:
-                    self._stop(yappi)
-            return stats
+        if self.runs.users(_RUN) == 0:
+            return []
+        try:
+            return list(yappi.get_func_stats(filter={"tag": tag}))
+        finally:
+            self.runs.release(_RUN)
 
     def record_kept(self, *, functions: int, coroutines: int) -> None:
         """Add what one released request left in yappi to the process's totals.
@@ -270,21 +285,6 @@ class YappiSession:
                 + RETAINED_BYTES_PER_COROUTINE * coroutines
             )
 
-    def _stop(self, yappi: Any) -> None:
-        yappi.stop()
-        self._restore(yappi)
-
-    def _restore(self, yappi: Any) -> None:
-        yappi.clear_stats()
-        yappi.set_tag_callback(None)
-        yappi.set_context_name_callback(None)  # yappi's default
-        if self._saved_clock_type is not None:
-            yappi.set_clock_type(self._saved_clock_type)
-        # yappi.stop() sets every new thread's profile hook to None: put back what was there.
-        threading.setprofile(self._saved_thread_profile)
-        self._saved_thread_profile = None
-        self._served = 0
-
 
 yappi_session = YappiSession()
 """The process-wide session every ``YappiBackend`` joins unless given another."""
@@ -299,36 +299,6 @@ def limit_note(profiled: int) -> str:
         f"yappi was not used: this process has already profiled {profiled:,} requests with it, "
         "its limit (async_yappi_max_requests), because yappi keeps memory of each one."
     )
-
-
-@dataclass(slots=True, frozen=True)
-class FunctionStat:
-    """One function's wall-clock stats within one request."""
-
-    name: str
-    """Qualified name (``Class.method``)."""
-    filename: str
-    lineno: int
-    calls: int
-    """Real calls: a coroutine resumed after each ``await`` still counts once."""
-    total_ms: float
-    """Wall time from call to return, awaits and callees included."""
-    own_ms: float
-    """``total_ms`` minus the time spent in profiled callees."""
-    avg_ms: float
-    is_coroutine: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "filename": self.filename,
-            "lineno": self.lineno,
-            "calls": self.calls,
-            "total_ms": self.total_ms,
-            "own_ms": self.own_ms,
-            "avg_ms": self.avg_ms,
-            "is_coroutine": self.is_coroutine,
-        }
 
 
 def summarize(stats: Iterable[Any], limit: int) -> tuple[list[FunctionStat], int, int]:
@@ -387,7 +357,6 @@ class YappiBackend(AsyncProfilerBackend):
         max_tasks: int = 1000,
         capture_stacks: bool = True,
         max_stack_depth: int = 10,
-        owner: object | None = None,
         origin_ns: int | None = None,
         max_functions: int = 50,
         session: YappiSession | None = None,
@@ -397,7 +366,6 @@ class YappiBackend(AsyncProfilerBackend):
             max_tasks=max_tasks,
             capture_stacks=capture_stacks,
             max_stack_depth=max_stack_depth,
-            owner=owner,
             origin_ns=origin_ns,
         )
         if max_functions < 1:
@@ -483,24 +451,16 @@ class YappiBackend(AsyncProfilerBackend):
     def owns_task(self, task: Future[Any]) -> bool:
         return self._tasks.owns_task(task)
 
-    def get_summary(self) -> dict[str, Any]:
-        summary = self._tasks.get_summary()
-        summary["overhead_ms"] += self.profiler_ns / 1e6
-        return summary
-
-    def get_stats(self) -> dict[str, Any]:
-        stats = self._tasks.get_stats()
-        profiler_ms = self.profiler_ns / 1e6
-        stats["overhead_ms"] += profiler_ms
-        stats["overhead"]["profiler_ms"] = profiler_ms
-        stats.update(
-            {
-                "clock": "wall",
-                "functions": [function.to_dict() for function in self.functions],
-                "functions_total": self.functions_total,
-                "max_functions": self.max_functions,
-                "functions_error": self.functions_error,
-                "cost_note": YAPPI_COST_NOTE,
-            }
+    def collected(self) -> BackendProfile:
+        tasks = self._tasks.collected()
+        return BackendProfile(
+            tasks=tasks.tasks,
+            overhead=replace(tasks.overhead, profiler_ms=self.profiler_ns / 1e6),
+            functions=FunctionProfile(
+                functions=tuple(self.functions),
+                total=self.functions_total,
+                max_functions=self.max_functions,
+                error=self.functions_error,
+                cost_note=YAPPI_COST_NOTE,
+            ),
         )
-        return stats

@@ -112,7 +112,7 @@ class Request:
     async def _task(self, handler: Callable[[], Awaitable[Any]]) -> Request:
         loop = asyncio.get_running_loop()
         context = self.context
-        tracking = TaskTracking(owner=context)
+        tracking = TaskTracking()
         detector = BlockingCallDetector(
             threshold_ms=self.threshold_ms,
             owner=context,

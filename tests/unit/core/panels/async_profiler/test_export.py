@@ -13,7 +13,7 @@ from debug_toolbar.core.panels.async_profiler.export import (
     LOOP_TID,
     PID,
     REQUEST_TID,
-    chrome_trace_from_stats,
+    chrome_trace,
     to_chrome_trace,
 )
 from debug_toolbar.core.panels.async_profiler.models import (
@@ -21,6 +21,7 @@ from debug_toolbar.core.panels.async_profiler.models import (
     LagSample,
     StackFrame,
 )
+from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile
 from debug_toolbar.core.panels.async_profiler.timeline import generate_timeline
 from support import task_event as task
 
@@ -82,13 +83,15 @@ def is_number(value: object) -> bool:
 
 
 def validate_trace(trace: dict[str, Any]) -> None:
-    """Assert the JSON object form of the Trace Event Format, phase by phase."""
+    """Assert the JSON object form of the Trace Event Format, phase by phase, and that every
+    span and instant lies within the request's window (the export clips them to it)."""
     assert set(trace) == {"traceEvents", "displayTimeUnit", "metadata"}
     assert trace["displayTimeUnit"] == "ms"
     assert isinstance(trace["metadata"], dict)
     events = trace["traceEvents"]
     assert isinstance(events, list)
     assert events
+    window_us = round(trace["metadata"]["window_ms"] * 1000.0, 3)
     for event in events:
         for key in ("name", "ph", "ts", "pid", "tid"):
             assert key in event, (key, event)
@@ -97,12 +100,12 @@ def validate_trace(trace: dict[str, Any]) -> None:
         assert isinstance(event["pid"], int)
         assert isinstance(event["tid"], int)
         assert is_number(event["ts"])
-        assert event["ts"] >= 0
         phase = event["ph"]
         assert phase in {"M", "X", "C", "i"}, event
+        if phase in {"X", "i"}:
+            assert event["ts"] + event.get("dur", 0.0) <= window_us + 0.001, (window_us, event)
         if phase == "X":
             assert is_number(event["dur"])
-            assert event["dur"] >= 0
             assert isinstance(event.get("args", {}), dict)
         elif phase == "C":
             assert isinstance(event["args"], dict)
@@ -235,6 +238,13 @@ class TestTaskEvents:
         assert (event["args"]["end_ms"], event["args"]["duration_ms"]) == (180.0, 120.0)
         assert event["args"]["clipped"] is True
 
+    def test_task_started_before_the_request_starts_at_zero(self) -> None:
+        trace = full_trace(tasks=[task(1, -5.0, 30.0)])
+        validate_trace(trace)
+        (event,) = task_events(trace).values()
+        assert (event["ts"], event["dur"]) == (0.0, 30_000.0)
+        assert (event["args"]["start_ms"], event["args"]["duration_ms"]) == (-5.0, 35.0)
+
     def test_zero_length_task_has_zero_duration(self) -> None:
         event = task_events(full_trace())[6]
         assert (event["ts"], event["dur"]) == (60_000.0, 0.0)
@@ -309,6 +319,14 @@ class TestLagCounter:
             (35_000.0, 0.0),
         ]
 
+    def test_a_delay_longer_than_the_request_so_far_starts_at_zero(self) -> None:
+        counter = phase(full_trace(lag_samples=[LagSample(at_ms=5.0, lag_ms=12.0)]), "C")
+        assert [(event["ts"], event["args"]["lag_ms"]) for event in counter] == [
+            (0.0, 0.0),
+            (0.0, 12.0),
+            (5_000.0, 0.0),
+        ]
+
     def test_no_samples_no_counter(self) -> None:
         assert phase(full_trace(lag_samples=[]), "C") == []
 
@@ -334,7 +352,7 @@ class TestEmptyAndCapped:
         assert request["dur"] == 90_000.0
 
 
-class TestFromStats:
+class TestOfAProfile:
     def test_every_task_is_exported_beyond_the_panel_cap(self) -> None:
         tasks = [task(1, 0.0, 500.0)] + [
             task(i, i * 0.5, i * 0.5 + 2.0, parent_id=1) for i in range(2, 701)
@@ -344,13 +362,21 @@ class TestFromStats:
                 {
                     "tasks": [event.to_dict() for event in tasks],
                     "blocking_calls": [OWN_STALL.to_dict(), SUFFERED_STALL.to_dict()],
-                    "lag": {"samples": [s.to_dict() for s in SAMPLES], "threshold_ms": 10.0},
-                    "dropped": 12,
+                    "lag": {
+                        "samples": [s.to_dict() for s in SAMPLES],
+                        "threshold_ms": 10.0,
+                        "interval_ms": 10.0,
+                    },
+                    "summary": {"total_tasks": 712, "dropped": 12},
                 }
             )
         )
-        trace = chrome_trace_from_stats(
-            stats, duration_ms=500.0, request_id=REQUEST_ID, method="POST", path="/import"
+        trace = chrome_trace(
+            AsyncProfile.from_dict(stats),
+            duration_ms=500.0,
+            request_id=REQUEST_ID,
+            method="POST",
+            path="/import",
         )
         validate_trace(trace)
         assert len(task_events(trace)) == 700

@@ -30,8 +30,8 @@ from debug_toolbar.core.panels.async_profiler.heartbeat import (
     installed_heartbeats,
 )
 from debug_toolbar.core.panels.async_profiler.models import BlockingCall, LagSample
-from debug_toolbar.core.panels.async_profiler.shared_hooks import PerLoopRegistry
 from debug_toolbar.core.panels.async_profiler.task_hooks import TaskTracking
+from debug_toolbar.core.shared_hooks import LoopHooks, SharedHooks
 
 T = TypeVar("T")
 MS = 1_000_000
@@ -76,9 +76,11 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 
 
 @pytest.fixture
-def registry(clock: FakeClock) -> PerLoopRegistry[LoopHeartbeat]:
+def registry(clock: FakeClock) -> LoopHooks[LoopHeartbeat]:
     """Heartbeats on the fake clock, without a watchdog thread (tests poll by hand)."""
-    return PerLoopRegistry(lambda loop: LoopHeartbeat(loop, clock=clock, run_watchdog=False))
+    return SharedHooks(
+        "test heartbeat", lambda loop: LoopHeartbeat(loop, clock=clock, run_watchdog=False)
+    )
 
 
 def run(loop: asyncio.AbstractEventLoop, body: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -145,7 +147,9 @@ class TestHeartbeat:
         assert 2 <= run(loop, body) <= 7  # every 10 ms during 60 ms, timers permitting
 
     def test_interval_and_threshold_come_from_the_listeners(
-        self, loop: asyncio.AbstractEventLoop, registry: PerLoopRegistry[LoopHeartbeat]
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registry: LoopHooks[LoopHeartbeat],
     ) -> None:
         lag = EventLoopLagMonitor(interval_ms=8, registry=registry)
         slow = BlockingCallDetector(threshold_ms=200, interval_ms=50, registry=registry)
@@ -167,7 +171,9 @@ class TestHeartbeat:
         assert registry.get(loop) is None
 
     def test_one_heartbeat_shared_by_every_user(
-        self, loop: asyncio.AbstractEventLoop, registry: PerLoopRegistry[LoopHeartbeat]
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registry: LoopHooks[LoopHeartbeat],
     ) -> None:
         monitor = EventLoopLagMonitor(registry=registry)
         detector = BlockingCallDetector(registry=registry)
@@ -188,7 +194,9 @@ class TestHeartbeat:
 class TestLagMonitor:
     @pytest.fixture
     def monitor(
-        self, loop: asyncio.AbstractEventLoop, registry: PerLoopRegistry[LoopHeartbeat]
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registry: LoopHooks[LoopHeartbeat],
     ) -> Iterator[EventLoopLagMonitor]:
         monitor = EventLoopLagMonitor(
             threshold_ms=5, interval_ms=10, origin_ns=START_NS - 3 * MS, registry=registry
@@ -198,7 +206,7 @@ class TestLagMonitor:
         monitor.stop()
 
     @staticmethod
-    def heartbeat(registry: PerLoopRegistry[LoopHeartbeat], loop: Any) -> LoopHeartbeat:
+    def heartbeat(registry: LoopHooks[LoopHeartbeat], loop: Any) -> LoopHeartbeat:
         heartbeat = registry.get(loop)
         assert heartbeat is not None
         return heartbeat
@@ -206,7 +214,7 @@ class TestLagMonitor:
     def test_on_time_beats_leave_no_sample(
         self,
         monitor: EventLoopLagMonitor,
-        registry: PerLoopRegistry[LoopHeartbeat],
+        registry: LoopHooks[LoopHeartbeat],
         loop: asyncio.AbstractEventLoop,
         clock: FakeClock,
     ) -> None:
@@ -220,7 +228,7 @@ class TestLagMonitor:
     def test_a_late_beat_is_a_sample_at_its_time_with_its_lateness(
         self,
         monitor: EventLoopLagMonitor,
-        registry: PerLoopRegistry[LoopHeartbeat],
+        registry: LoopHooks[LoopHeartbeat],
         loop: asyncio.AbstractEventLoop,
         clock: FakeClock,
     ) -> None:
@@ -248,7 +256,7 @@ class TestLagMonitor:
     def test_the_threshold_is_exclusive_and_max_covers_every_beat(
         self,
         monitor: EventLoopLagMonitor,
-        registry: PerLoopRegistry[LoopHeartbeat],
+        registry: LoopHooks[LoopHeartbeat],
         loop: asyncio.AbstractEventLoop,
         clock: FakeClock,
     ) -> None:
@@ -264,7 +272,7 @@ class TestLagMonitor:
     def test_samples_are_capped_and_the_rest_counted(
         self,
         loop: asyncio.AbstractEventLoop,
-        registry: PerLoopRegistry[LoopHeartbeat],
+        registry: LoopHooks[LoopHeartbeat],
         clock: FakeClock,
     ) -> None:
         monitor = EventLoopLagMonitor(threshold_ms=1, max_samples=2, registry=registry)
@@ -281,7 +289,7 @@ class TestLagMonitor:
     def test_lateness_before_the_request_is_not_charged_to_it(
         self,
         loop: asyncio.AbstractEventLoop,
-        registry: PerLoopRegistry[LoopHeartbeat],
+        registry: LoopHooks[LoopHeartbeat],
         clock: FakeClock,
     ) -> None:
         first = EventLoopLagMonitor(threshold_ms=1, registry=registry)
@@ -300,7 +308,7 @@ class TestLagMonitor:
     def test_an_overdue_beat_counts_when_the_request_stops(
         self,
         loop: asyncio.AbstractEventLoop,
-        registry: PerLoopRegistry[LoopHeartbeat],
+        registry: LoopHooks[LoopHeartbeat],
         clock: FakeClock,
     ) -> None:
         monitor = EventLoopLagMonitor(threshold_ms=5, registry=registry)
@@ -314,7 +322,7 @@ class TestLagMonitor:
     def test_beats_after_stop_are_not_seen(
         self,
         loop: asyncio.AbstractEventLoop,
-        registry: PerLoopRegistry[LoopHeartbeat],
+        registry: LoopHooks[LoopHeartbeat],
         clock: FakeClock,
     ) -> None:
         monitor = EventLoopLagMonitor(threshold_ms=1, registry=registry)
@@ -330,7 +338,9 @@ class TestLagMonitor:
         assert other.get_stats().beats == 1
 
     def test_start_twice_fails_and_stop_is_idempotent(
-        self, loop: asyncio.AbstractEventLoop, registry: PerLoopRegistry[LoopHeartbeat]
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registry: LoopHooks[LoopHeartbeat],
     ) -> None:
         monitor = EventLoopLagMonitor(registry=registry)
         monitor.stop()  # never started: nothing to do
@@ -363,14 +373,18 @@ class TestStalls:
     THRESHOLD = 100.0
 
     def detector(
-        self, registry: PerLoopRegistry[LoopHeartbeat], owner: object | None, **kwargs: Any
+        self,
+        registry: LoopHooks[LoopHeartbeat],
+        owner: object | None,
+        **kwargs: Any,
     ) -> BlockingCallDetector:
         kwargs.setdefault("threshold_ms", self.THRESHOLD)
         return BlockingCallDetector(owner=owner, registry=registry, **kwargs)
 
     @staticmethod
     def parts(
-        registry: PerLoopRegistry[LoopHeartbeat], loop: asyncio.AbstractEventLoop
+        registry: LoopHooks[LoopHeartbeat],
+        loop: asyncio.AbstractEventLoop,
     ) -> tuple[LoopHeartbeat, Watchdog]:
         heartbeat = registry.get(loop)
         assert heartbeat is not None
@@ -379,7 +393,7 @@ class TestStalls:
     def test_a_sampled_stall_in_the_request_is_its_own(
         self,
         loop: asyncio.AbstractEventLoop,
-        registry: PerLoopRegistry[LoopHeartbeat],
+        registry: LoopHooks[LoopHeartbeat],
         clock: FakeClock,
         function_name: Callable[[str], str],
     ) -> None:
@@ -423,7 +437,7 @@ class TestStalls:
     def test_a_short_gap_is_not_a_stall_even_if_sampled(
         self,
         loop: asyncio.AbstractEventLoop,
-        registry: PerLoopRegistry[LoopHeartbeat],
+        registry: LoopHooks[LoopHeartbeat],
         clock: FakeClock,
     ) -> None:
         detector = self.detector(registry, context("/"))
@@ -449,7 +463,7 @@ class TestStalls:
     def test_the_watchdog_sleeps_until_half_the_threshold(
         self,
         loop: asyncio.AbstractEventLoop,
-        registry: PerLoopRegistry[LoopHeartbeat],
+        registry: LoopHooks[LoopHeartbeat],
         clock: FakeClock,
     ) -> None:
         detector = self.detector(registry, None)
@@ -468,7 +482,7 @@ class TestStalls:
     def test_a_loop_that_is_not_running_is_not_sampled(
         self,
         loop: asyncio.AbstractEventLoop,
-        registry: PerLoopRegistry[LoopHeartbeat],
+        registry: LoopHooks[LoopHeartbeat],
         clock: FakeClock,
     ) -> None:
         detector = self.detector(registry, None)
@@ -482,7 +496,7 @@ class TestStalls:
     def test_a_sample_of_a_stall_that_already_ended_is_discarded(
         self,
         loop: asyncio.AbstractEventLoop,
-        registry: PerLoopRegistry[LoopHeartbeat],
+        registry: LoopHooks[LoopHeartbeat],
         clock: FakeClock,
     ) -> None:
         detector = self.detector(registry, None)
@@ -503,7 +517,7 @@ class TestStalls:
     def test_a_segment_keeps_the_first_application_line_of_its_culprit(
         self,
         loop: asyncio.AbstractEventLoop,
-        registry: PerLoopRegistry[LoopHeartbeat],
+        registry: LoopHooks[LoopHeartbeat],
         clock: FakeClock,
     ) -> None:
         detector = self.detector(registry, None)
@@ -529,7 +543,7 @@ class TestStalls:
     def test_culprit_and_victim(
         self,
         loop: asyncio.AbstractEventLoop,
-        registry: PerLoopRegistry[LoopHeartbeat],
+        registry: LoopHooks[LoopHeartbeat],
         clock: FakeClock,
     ) -> None:
         slow, waiting = context("/slow", "POST"), context("/waiting")
@@ -572,7 +586,7 @@ class TestStalls:
     def test_outside_any_request(
         self,
         loop: asyncio.AbstractEventLoop,
-        registry: PerLoopRegistry[LoopHeartbeat],
+        registry: LoopHooks[LoopHeartbeat],
         clock: FakeClock,
         function_name: Callable[[str], str],
     ) -> None:
@@ -602,12 +616,12 @@ class TestStalls:
     def test_a_child_task_is_attributed_through_the_task_tracking(
         self,
         loop: asyncio.AbstractEventLoop,
-        registry: PerLoopRegistry[LoopHeartbeat],
+        registry: LoopHooks[LoopHeartbeat],
         clock: FakeClock,
         function_name: Callable[[str], str],
     ) -> None:
         request = context("/fan-out")
-        tracking = TaskTracking(owner=request)
+        tracking = TaskTracking()
         detector = self.detector(registry, request, owns_task=tracking.recorder.owns)
         lines: list[int] = []
 
@@ -636,7 +650,7 @@ class TestStalls:
     def test_a_stall_open_when_the_request_stops_is_closed_then(
         self,
         loop: asyncio.AbstractEventLoop,
-        registry: PerLoopRegistry[LoopHeartbeat],
+        registry: LoopHooks[LoopHeartbeat],
         clock: FakeClock,
     ) -> None:
         ending, other = context("/ending"), context("/other")
@@ -669,7 +683,7 @@ class TestStalls:
     def test_a_request_that_starts_after_a_block_does_not_report_it(
         self,
         loop: asyncio.AbstractEventLoop,
-        registry: PerLoopRegistry[LoopHeartbeat],
+        registry: LoopHooks[LoopHeartbeat],
         clock: FakeClock,
     ) -> None:
         early = self.detector(registry, context("/early"))
@@ -691,7 +705,7 @@ class TestStalls:
     def test_a_stall_partly_before_the_request_is_clipped_to_its_start(
         self,
         loop: asyncio.AbstractEventLoop,
-        registry: PerLoopRegistry[LoopHeartbeat],
+        registry: LoopHooks[LoopHeartbeat],
         clock: FakeClock,
     ) -> None:
         first = self.detector(registry, context("/first"))
@@ -712,7 +726,7 @@ class TestStalls:
     def test_back_to_back_blocks_of_two_requests_are_cut_where_the_culprit_changed(
         self,
         loop: asyncio.AbstractEventLoop,
-        registry: PerLoopRegistry[LoopHeartbeat],
+        registry: LoopHooks[LoopHeartbeat],
         clock: FakeClock,
     ) -> None:
         """Two requests block one after the other with no beat between them (released together,
@@ -758,7 +772,7 @@ class TestStalls:
     def test_a_stall_of_short_blocks_adding_up_is_not_blamed_on_any(
         self,
         loop: asyncio.AbstractEventLoop,
-        registry: PerLoopRegistry[LoopHeartbeat],
+        registry: LoopHooks[LoopHeartbeat],
         clock: FakeClock,
     ) -> None:
         one, other = context("/one"), context("/other")
@@ -780,7 +794,7 @@ class TestStalls:
     def test_a_stall_changing_hands_too_often_ends_unknown(
         self,
         loop: asyncio.AbstractEventLoop,
-        registry: PerLoopRegistry[LoopHeartbeat],
+        registry: LoopHooks[LoopHeartbeat],
         clock: FakeClock,
     ) -> None:
         requests = [context("/a"), context("/b")]
@@ -808,7 +822,7 @@ class TestStalls:
     def test_the_threshold_is_per_request(
         self,
         loop: asyncio.AbstractEventLoop,
-        registry: PerLoopRegistry[LoopHeartbeat],
+        registry: LoopHooks[LoopHeartbeat],
         clock: FakeClock,
     ) -> None:
         strict = self.detector(registry, None, threshold_ms=50)
@@ -827,7 +841,7 @@ class TestStalls:
     def test_calls_are_capped_and_the_rest_counted(
         self,
         loop: asyncio.AbstractEventLoop,
-        registry: PerLoopRegistry[LoopHeartbeat],
+        registry: LoopHooks[LoopHeartbeat],
         clock: FakeClock,
     ) -> None:
         detector = self.detector(registry, None, max_calls=1)
@@ -844,7 +858,7 @@ class TestStalls:
     def test_the_stack_is_cut_at_the_maximum_depth(
         self,
         loop: asyncio.AbstractEventLoop,
-        registry: PerLoopRegistry[LoopHeartbeat],
+        registry: LoopHooks[LoopHeartbeat],
         clock: FakeClock,
     ) -> None:
         detector = self.detector(registry, None, max_stack_depth=2)
@@ -866,7 +880,9 @@ class TestStalls:
         assert call.stack[0].function.endswith("handler")
 
     def test_install_twice_fails_uninstall_is_idempotent(
-        self, loop: asyncio.AbstractEventLoop, registry: PerLoopRegistry[LoopHeartbeat]
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registry: LoopHooks[LoopHeartbeat],
     ) -> None:
         detector = self.detector(registry, None)
         detector.uninstall()
@@ -882,7 +898,7 @@ class TestStalls:
         def broken(loop: asyncio.AbstractEventLoop) -> LoopHeartbeat:
             raise OSError("no timers today")
 
-        detector = BlockingCallDetector(registry=PerLoopRegistry(broken))
+        detector = BlockingCallDetector(registry=SharedHooks("test heartbeat", broken))
         with pytest.raises(OSError, match="no timers"):
             detector.install(loop)
         assert not detector.running
@@ -894,8 +910,8 @@ class TestStalls:
         clock: FakeClock,
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
-        registry: PerLoopRegistry[LoopHeartbeat] = PerLoopRegistry(
-            lambda loop: LoopHeartbeat(loop, clock=clock)
+        registry: LoopHooks[LoopHeartbeat] = SharedHooks(
+            "test heartbeat", lambda loop: LoopHeartbeat(loop, clock=clock)
         )
         monitor = EventLoopLagMonitor(registry=registry)
         monitor.start(loop)
@@ -940,3 +956,42 @@ def handler_name() -> str:
 def test_blocking_call_round_trips_through_its_dict() -> None:
     call = BlockingCall(1.0, 150.0, None, None, None, None, relation="unknown")
     assert BlockingCall.from_dict(call.to_dict()) == call
+
+
+class TestBeatContext:
+    @pytest.mark.parametrize("loop_factory", ["asyncio", "uvloop"])
+    def test_beats_run_outside_the_request_that_installed_the_heartbeat(
+        self, loop_factory: str
+    ) -> None:
+        import contextvars
+
+        import uvloop
+
+        request_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+            "request", default=None
+        )
+        seen: list[str | None] = []
+        loop = asyncio.new_event_loop() if loop_factory == "asyncio" else uvloop.new_event_loop()
+        registry: LoopHooks[LoopHeartbeat] = SharedHooks(
+            "context test", lambda loop: LoopHeartbeat(loop, run_watchdog=False)
+        )
+
+        class Listener:
+            interval_ns = 1_000_000
+
+            def on_beat(self, now_ns: int, due_ns: int) -> None:
+                seen.append(request_var.get())
+
+        async def request() -> None:
+            request_var.set("the request's secrets")
+            heartbeat = registry.acquire(asyncio.get_running_loop())
+            heartbeat.add_lag_listener(Listener())
+            await asyncio.sleep(0.02)
+            registry.release(asyncio.get_running_loop())
+
+        try:
+            loop.run_until_complete(request())
+        finally:
+            loop.close()
+        assert seen, "no beat ran"
+        assert set(seen) == {None}

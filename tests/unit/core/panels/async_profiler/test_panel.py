@@ -23,8 +23,9 @@ from debug_toolbar.core.panels.async_profiler.backends import (
     BackendUnavailableError,
     select_backend,
 )
-from debug_toolbar.core.panels.async_profiler.export import chrome_trace_from_stats
+from debug_toolbar.core.panels.async_profiler.export import chrome_trace
 from debug_toolbar.core.panels.async_profiler.panel import BACKEND_COOKIE, AsyncProfilerPanel
+from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile, TaskTable
 from debug_toolbar.core.panels.async_profiler.task_hooks import task_hooks
 from debug_toolbar.core.panels.async_profiler.taskfactory_backend import TaskFactoryBackend
 from debug_toolbar.core.panels.timer import TimerPanel
@@ -129,19 +130,30 @@ class TestStats:
         assert panel is not None
         assert panel.error is None
         stats = panel.stats
+        assert set(stats) == {
+            "backend",
+            "backend_note",
+            "yappi_retention",
+            "summary",
+            "blocking_calls",
+            "lag",
+            "tasks",
+            "overhead",
+        }
         assert stats["backend"] == "taskfactory"
-        assert stats["summary"]["total_tasks"] == 5
-        assert {key: stats["summary"][key] for key in stats["summary"]} == {
+        overhead = stats["overhead"]
+        # The summary is what the request paid; building the task list came later (report).
+        assert stats["summary"] == {
             "total_tasks": 5,
             "completed": 3,
             "cancelled": 1,
             "failed": 1,
             "pending": 0,
             "dropped": 0,
-            "profiling_overhead_ms": stats["summary"]["profiling_overhead_ms"],
+            "profiling_overhead_ms": pytest.approx(overhead["tracking_ms"] + overhead["setup_ms"]),
             "blocking_calls": 0,
             "suffered_blocking_calls": 0,
-            "max_lag_ms": stats["summary"]["max_lag_ms"],
+            "max_lag_ms": stats["lag"]["max_lag_ms"],
         }
         assert stats["summary"]["profiling_overhead_ms"] > 0
         rows = [(t["task_id"], t["parent_id"], t["name"], t["state"]) for t in stats["tasks"]]
@@ -171,11 +183,6 @@ class TestStats:
             failing["stack"][0]["code"] == 'failing = asyncio.create_task(fails(), name="failing")'
         )
         assert panel.nav_subtitle == "5 tasks"
-        # The summary is what the request paid; building the task list came later (report).
-        overhead = stats["overhead"]
-        assert overhead["tracking_ms"] + overhead["setup_ms"] == pytest.approx(
-            stats["summary"]["profiling_overhead_ms"]
-        )
         assert overhead["report_ms"] > 0
 
     @pytest.mark.asyncio
@@ -256,13 +263,13 @@ class TestDeferredTaskList:
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         built: list[int] = []
-        get_stats = TaskFactoryBackend.get_stats
+        to_dicts = TaskTable.to_dicts
 
-        def counting_get_stats(self: TaskFactoryBackend) -> dict[str, Any]:
-            built.append(1)
-            return get_stats(self)
+        def counting_to_dicts(self: TaskTable) -> list[dict[str, Any]]:
+            built.append(len(self))
+            return to_dicts(self)
 
-        monkeypatch.setattr(TaskFactoryBackend, "get_stats", counting_get_stats)
+        monkeypatch.setattr(TaskTable, "to_dicts", counting_to_dicts)
         toolbar, record = await profile(spawning_app)
         # The request is answered and recorded with the counts only...
         (live_panel,) = toolbar.panels
@@ -274,7 +281,7 @@ class TestDeferredTaskList:
         # ...and the first read builds the list once, agreeing with the counts.
         tasks = panel.stats["tasks"]
         assert panel.stats["tasks"] is tasks
-        assert built == [1]
+        assert built == [5]
         summary = panel.stats["summary"]
         for state in ("completed", "cancelled", "failed", "pending"):
             assert summary[state] == sum(1 for task in tasks if task["state"] == state)
@@ -316,7 +323,7 @@ class TestRobustness:
         with pytest.raises(RuntimeError, match="handler failed"):
             await profile(broken)
         assert asyncio.get_running_loop().get_task_factory() is None
-        assert task_hooks._hooks == {}
+        assert task_hooks.get(asyncio.get_running_loop()) is None
         for task in asyncio.all_tasks():
             if task.get_name() == "left-behind":
                 task.cancel()
@@ -631,12 +638,36 @@ class TestTemplateContext:
         assert panel is not None
         config = DebugToolbarConfig(panels=[AsyncProfilerPanel], async_max_timeline_rows=2)
         context = AsyncProfilerPanel.get_template_context(panel.stats, record, config)
+        stored = context["profile"]
+        assert isinstance(stored, AsyncProfile)
+        assert stored.summary.to_dict() == panel.stats["summary"]
+        assert [event.name for event in stored.tasks.events(stacks=False)] == [
+            "parent",
+            "sibling",
+            "grandchild",
+            "failing",
+            "cancelled",
+        ]
         timeline = context["timeline"]
         assert len(timeline.rows) == 2
         assert timeline.hidden_rows == 3
         assert context["backend_cookie"] == BACKEND_COOKIE
         # Links are the pages' job (``Panel.downloads``): the panel builds no URL.
         assert "trace_url" not in context
+
+    def test_no_stats_no_profile_and_no_timeline(self) -> None:
+        record = RequestRecord(
+            request_id="r1",
+            method="GET",
+            path="/",
+            query_string="",
+            status_code=200,
+            duration_ms=1.0,
+            started_at=0.0,
+            panels=(),
+        )
+        context = AsyncProfilerPanel.get_template_context({}, record, CONFIG)
+        assert (context["profile"], context["timeline"]) == (None, None)
 
 
 class TestTraceDownload:
@@ -651,8 +682,8 @@ class TestTraceDownload:
         assert download.title == "Download trace (Perfetto)"
         assert download.filename(record.request_id) == f"async-trace-{record.request_id}.json"
         trace = download.build(panel.stats, record)
-        assert trace == chrome_trace_from_stats(
-            panel.stats,
+        assert trace == chrome_trace(
+            AsyncProfile.from_dict(panel.stats),
             duration_ms=record.duration_ms,
             request_id=record.request_id,
             method=record.method,

@@ -7,22 +7,19 @@ import collections.abc
 import gc
 import logging
 import re
-import subprocess
 import sys
 import weakref
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from debug_toolbar.core.panels.async_profiler.recorder import TaskRecorder
-from debug_toolbar.core.panels.async_profiler.shared_hooks import PerLoopRegistry
 from debug_toolbar.core.panels.async_profiler.stacks import resolve_stack
 from debug_toolbar.core.panels.async_profiler.task_hooks import (
     LoopTaskHooks,
     TaskTracking,
     task_hooks,
 )
+from debug_toolbar.core.shared_hooks import LoopHooks, SharedHooks
 
 THIS_FILE = __file__
 
@@ -36,7 +33,11 @@ async def wait_for(event: asyncio.Event) -> None:
 
 
 def names(tracking: TaskTracking) -> list[str]:
-    return [event.name for event in tracking.events(0)]
+    return [event.name for event in tracking.table(0).events()]
+
+
+class Marker:
+    """A weakly referenceable local, to see whether a frame is still kept alive."""
 
 
 class CountingHook:
@@ -54,9 +55,9 @@ class CountingHook:
         self.uninstalls += 1
 
 
-class TestPerLoopRegistry:
+class TestSharedHooksPerLoop:
     def test_first_acquire_installs_last_release_uninstalls(self) -> None:
-        registry: PerLoopRegistry[CountingHook] = PerLoopRegistry(CountingHook)
+        registry: LoopHooks[CountingHook] = SharedHooks("test hook", CountingHook)
         loop = asyncio.new_event_loop()
         try:
             first = registry.acquire(loop)
@@ -69,12 +70,29 @@ class TestPerLoopRegistry:
             assert (first.installs, first.uninstalls) == (1, 1)
             assert registry.get(loop) is None
             assert registry.users(loop) == 0
-            assert registry._hooks == {}
         finally:
             loop.close()
 
+    def test_the_last_release_lets_go_of_the_loop(self) -> None:
+        registry: LoopHooks[CountingHook] = SharedHooks("test hook", CountingHook)
+        loop = asyncio.new_event_loop()
+        registry.acquire(loop)
+        registry.acquire(loop)
+        registry.release(loop)
+        loop.close()
+        loop_ref = weakref.ref(loop)
+        del loop
+        gc.collect()
+        assert loop_ref() is not None  # one user left: its hook (and so the loop) is kept
+        live = loop_ref()
+        assert live is not None
+        registry.release(live)
+        del live
+        gc.collect()
+        assert loop_ref() is None
+
     def test_each_loop_gets_its_own_hook(self) -> None:
-        registry: PerLoopRegistry[CountingHook] = PerLoopRegistry(CountingHook)
+        registry: LoopHooks[CountingHook] = SharedHooks("test hook", CountingHook)
         loops = [asyncio.new_event_loop(), asyncio.new_event_loop()]
         try:
             hooks = [registry.acquire(loop) for loop in loops]
@@ -88,7 +106,7 @@ class TestPerLoopRegistry:
                 loop.close()
 
     def test_release_without_acquire_is_a_no_op(self) -> None:
-        registry: PerLoopRegistry[CountingHook] = PerLoopRegistry(CountingHook)
+        registry: LoopHooks[CountingHook] = SharedHooks("test hook", CountingHook)
         loop = asyncio.new_event_loop()
         try:
             registry.release(loop)
@@ -218,11 +236,14 @@ class TestTaskTrackingLifecycle:
     @pytest.mark.asyncio
     async def test_failed_start_leaves_nothing_behind(self) -> None:
         tracking = TaskTracking()
+        not_a_loop = object()
         with pytest.raises(AttributeError):
-            tracking.start(object())  # type: ignore[arg-type]
+            tracking.start(not_a_loop)  # type: ignore[arg-type]
         assert not tracking.running
         tracking.stop()
-        assert task_hooks._hooks == {}
+        assert task_hooks.get(not_a_loop) is None  # type: ignore[arg-type]
+        assert task_hooks.users(not_a_loop) == 0  # type: ignore[arg-type]
+        assert asyncio.get_running_loop().get_task_factory() is None
 
     @pytest.mark.asyncio
     async def test_stop_from_another_task_still_stops_recording(self) -> None:
@@ -318,7 +339,7 @@ class TestAttribution:
             await asyncio.ensure_future(noop())
 
         await run_in_request(tracking, body)
-        events = tracking.events(0)
+        events = tracking.table(0).events()
         assert [(e.task_id, e.parent_id, e.coro_name.rsplit(".", 1)[-1]) for e in events] == [
             (1, None, "child"),
             (2, 1, "grandchild"),
@@ -347,7 +368,7 @@ class TestAttribution:
         pending.cancel()
         with pytest.raises(asyncio.CancelledError):
             await pending
-        events = tracking.events(0)
+        events = tracking.table(0).events()
         assert [e.state for e in events] == ["completed"] * 4 + ["pending"]
         unnamed = [events[i].name for i in (0, 1, 2, 4)]
         assert all(re.fullmatch(r"Task-\d+", name) for name in unnamed), unnamed
@@ -368,7 +389,7 @@ class TestAttribution:
                 group.create_task(worker(), name="w2")
 
         await run_in_request(tracking, body)
-        events = tracking.events(0)
+        events = tracking.table(0).events()
         assert sorted(e.name for e in events) == ["inner", "inner", "w1", "w2"]
         workers = {e.name: e.task_id for e in events if e.name.startswith("w")}
         parents = sorted(e.parent_id or 0 for e in events if e.name == "inner")
@@ -471,7 +492,7 @@ class TestChaining:
             return done_eagerly.get_name()
 
         assert await run_in_request(tracking, body) == "eager-done"
-        events = {e.name: e for e in tracking.events(0)}
+        events = {e.name: e for e in tracking.table(0).events()}
         assert set(events) == {"eager-done", "eager-child", "eager-grandchild"}
         assert all(e.state == "completed" for e in events.values())
         assert events["eager-grandchild"].parent_id == events["eager-child"].task_id
@@ -494,7 +515,7 @@ class TestCreationStack:
             await asyncio.gather(noop(), noop())
 
         await run_in_request(tracking, body)
-        stacks = [event.stack for event in tracking.events(0)]
+        stacks = [event.stack for event in tracking.table(0).events()]
         assert [(s[0].filename, s[0].lineno) for s in stacks] == [
             (THIS_FILE, lines[0]),
             (THIS_FILE, lines[1]),
@@ -508,27 +529,19 @@ class TestCreationStack:
         assert stacks[0][1].function == function_name("_run_in_request.<locals>.request_task")
 
     @pytest.mark.asyncio
-    async def test_one_stack_walk_for_a_gather_of_100(
-        self, monkeypatch: pytest.MonkeyPatch, run_in_request: Any
-    ) -> None:
-        walks: list[int] = []
-        real_walk = TaskRecorder._walk
-
-        def counting_walk(self: TaskRecorder, skip: int) -> Any:
-            walks.append(skip)
-            return real_walk(self, skip + 1)
-
-        monkeypatch.setattr(TaskRecorder, "_walk", counting_walk)
+    async def test_one_stack_walk_for_a_gather_of_100(self, run_in_request: Any) -> None:
         tracking = TaskTracking()
 
         async def body() -> None:
             await asyncio.gather(*(noop() for _ in range(100)))
 
         await run_in_request(tracking, body)
-        stacks = tracking.recorder.stacks
+        stacks = tracking.table(0).stacks
+        assert stacks is not None
         assert len(stacks) == 100
-        assert len(walks) == 1
-        assert all(stack is stacks[0] for stack in stacks)  # one tuple, resolved once
+        # A walk builds a new tuple: one shared tuple means one walk (and one resolution).
+        assert all(stack is stacks[0] for stack in stacks)
+        assert tracking.table(0).frames(99)[0].function.endswith("body")
 
     @pytest.mark.asyncio
     async def test_same_frame_other_line_or_other_callee_is_walked_again(
@@ -552,7 +565,8 @@ class TestCreationStack:
 
         await run_in_request(tracking, body)
         sites = [
-            (e.stack[0].function.rsplit(".", 1)[-1], e.stack[0].lineno) for e in tracking.events(0)
+            (e.stack[0].function.rsplit(".", 1)[-1], e.stack[0].lineno)
+            for e in tracking.table(0).events()
         ]
         gather_line, helper_line = lines[0], lines[1]
         assert sites == [
@@ -573,14 +587,14 @@ class TestCreationStack:
                 await asyncio.create_task(noop())
 
         await run_in_request(tracking, lambda: deep(8))
-        (event,) = tracking.events(0)
+        (event,) = tracking.table(0).events()
         assert [frame.function.rsplit(".", 1)[-1] for frame in event.stack] == ["deep"] * 3
 
     @pytest.mark.asyncio
     async def test_no_stacks_when_disabled(self, run_in_request: Any) -> None:
         tracking = TaskTracking(capture_stacks=False)
         await run_in_request(tracking, lambda: asyncio.gather(noop(), noop()))
-        assert [event.stack for event in tracking.events(0)] == [[], []]
+        assert [event.stack for event in tracking.table(0).events()] == [[], []]
         assert tracking.recorder.stacks == []
 
     def test_resolve_stack_reads_the_source_line_once_per_frame(self, function_name: Any) -> None:
@@ -625,17 +639,27 @@ class TestReferences:
         gc.collect()
         assert refs["finished"]() is None
         assert refs["escaped"]() is None
-        states = {event.name: event.state for event in tracking.events(0)}
+        states = {event.name: event.state for event in tracking.table(0).events()}
         assert states == {"finished": "completed", "escaped": "pending"}
 
     @pytest.mark.asyncio
-    async def test_stopping_forgets_the_cached_site(self, run_in_request: Any) -> None:
+    async def test_stopping_lets_go_of_the_creating_frames(self, run_in_request: Any) -> None:
+        """While recording, the recorder keeps the creating site's frames (the next task from
+        the same site reuses their stack); once stopped, it keeps neither them nor their locals.
+        A finished frame that is still referenced keeps its locals alive."""
         tracking = TaskTracking()
-        await run_in_request(tracking, lambda: asyncio.gather(noop(), noop()))
-        recorder = tracking.recorder
-        assert recorder._site_frame is None
-        assert recorder._site_top is None
-        assert recorder.live == {}
+        locals_of_the_site: list[weakref.ref[Marker]] = []
+
+        async def body() -> None:
+            marker = Marker()
+            locals_of_the_site.append(weakref.ref(marker))
+            await asyncio.gather(noop(), noop())
+
+        await run_in_request(tracking, body)
+        gc.collect()
+        assert len(tracking.recorder) == 2
+        assert locals_of_the_site[0]() is None
+        assert tracking.recorder.live == {}
 
 
 class TestFailuresStayLoud:
@@ -648,7 +672,6 @@ class TestFailuresStayLoud:
         reported: list[dict[str, Any]] = []
         previous_handler = loop.get_exception_handler()
         loop.set_exception_handler(lambda loop, context: reported.append(context))
-        log_traceback: list[bool] = []
 
         async def fails() -> None:
             raise ValueError("nobody awaits me")
@@ -658,98 +681,22 @@ class TestFailuresStayLoud:
             await asyncio.sleep(0)
             await asyncio.sleep(0)  # the done callback has run
             assert task.done()
-            log_traceback.append(task._log_traceback)  # type: ignore[attr-defined]
 
         try:
             await run_in_request(tracking, body)
             gc.collect()
         finally:
             loop.set_exception_handler(previous_handler)
-        (event,) = tracking.events(0)
+        (event,) = tracking.table(0).events()
         assert (event.state, event.exception_type, event.exception_message) == (
             "failed",
             "ValueError",
             "nobody awaits me",
         )
-        assert log_traceback == [True]
         assert [context["message"] for context in reported] == [
             "Task exception was never retrieved"
         ]
         assert str(reported[0]["exception"]) == "nobody awaits me"
-
-
-LEAKY_TESTS = """
-import asyncio
-
-import pytest
-
-from debug_toolbar.core.panels.async_profiler.task_hooks import task_hooks
-
-
-def own_factory(loop, coro, **kwargs):
-    return asyncio.Task(coro, loop=loop, **kwargs)
-
-
-@pytest.mark.asyncio
-async def test_leaves_a_task_factory():
-    asyncio.get_running_loop().set_task_factory(own_factory)
-
-
-@pytest.mark.asyncio
-async def test_leaves_debug_on():
-    asyncio.get_running_loop().set_debug(True)
-
-
-@pytest.mark.asyncio
-async def test_leaves_a_hook_installed():
-    task_hooks.acquire(asyncio.get_running_loop())
-
-
-def test_sync_and_clean():
-    pass
-
-
-@pytest.mark.asyncio
-async def test_async_and_clean():
-    await asyncio.sleep(0)
-"""
-
-
-class TestLeakGuard:
-    def test_the_suite_guard_fails_leaky_tests(self, tmp_path: Path) -> None:
-        """The autouse fixture in tests/conftest.py, run on tests that leak on purpose."""
-        (tmp_path / "conftest.py").write_text(
-            (Path(__file__).parents[4] / "conftest.py").read_text()
-        )
-        (tmp_path / "test_leaky.py").write_text(LEAKY_TESTS)
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                str(tmp_path),
-                "-p",
-                "no:cacheprovider",
-                "--rootdir",
-                str(tmp_path),
-                "-o",
-                "asyncio_default_fixture_loop_scope=function",
-                "-rA",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        out = result.stdout
-        assert result.returncode == 1, out
-        assert "5 passed, 3 errors" in out  # the three leaky ones fail at teardown
-        assert "ERROR at teardown of test_leaves_a_task_factory" in out
-        assert "the loop's task factory changed" in out
-        assert "the loop's debug flag changed: False -> True" in out
-        assert "task hooks still installed on 1 loop(s)" in out
-        assert "teardown of test_sync_and_clean" not in out
-        assert "teardown of test_async_and_clean" not in out
 
 
 class TestTaskDicts:
@@ -778,8 +725,9 @@ class TestTaskDicts:
 
         await run_in_request(tracking, body)
         origin = tracking.recorder.starts[0] - 5_000_000
-        dicts = tracking.task_dicts(origin)
-        assert dicts == [event.to_dict() for event in tracking.events(origin)]
+        table = tracking.table(origin)
+        dicts = table.to_dicts()
+        assert dicts == [event.to_dict() for event in table.events()]
         assert [task["state"] for task in dicts] == [
             "completed",
             "completed",
@@ -820,7 +768,7 @@ class TestUnusualTasks:
             return await asyncio.create_task(ManualCoroutine())  # type: ignore[arg-type]
 
         assert await run_in_request(tracking, body) == "manual result"
-        (event,) = tracking.events(0)
+        (event,) = tracking.table(0).events()
         assert (event.coro_name, event.state) == ("ManualCoroutine", "completed")
 
     @pytest.mark.asyncio
@@ -863,7 +811,7 @@ class TestUnusualTasks:
 
         loop.set_task_factory(future_factory)
         await run_in_request(tracking, body)
-        events = tracking.events(0)
+        events = tracking.table(0).events()
         assert [(e.name, e.state) for e in events] == [
             ("NamelessFuture", "completed"),
             ("NamelessFuture", "failed"),

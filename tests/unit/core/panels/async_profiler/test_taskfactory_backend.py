@@ -1,4 +1,4 @@
-"""TaskFactoryBackend: what one request's tasks look like in its stats."""
+"""TaskFactoryBackend: what one request's tasks look like in what it collected."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from debug_toolbar.core.panels.async_profiler.base import AsyncProfilerBackend
+from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile, Overhead
 from debug_toolbar.core.panels.async_profiler.task_hooks import task_hooks
 from debug_toolbar.core.panels.async_profiler.taskfactory_backend import TaskFactoryBackend
 
@@ -29,8 +30,13 @@ async def fails() -> None:
     raise LookupError("no such row: 42")
 
 
-def by_name(stats: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {task["name"]: task for task in stats["tasks"]}
+def task_dicts(backend: TaskFactoryBackend) -> list[dict[str, Any]]:
+    """The tasks as the history stores them (``TaskTable.to_dicts``)."""
+    return backend.collected().tasks.to_dicts()
+
+
+def by_name(tasks: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {task["name"]: task for task in tasks}
 
 
 class TestContract:
@@ -40,9 +46,8 @@ class TestContract:
         assert TaskFactoryBackend.is_available() is True
 
     def test_options_reach_the_recorder(self) -> None:
-        owner = object()
         backend = TaskFactoryBackend(
-            max_tasks=7, capture_stacks=False, max_stack_depth=3, owner=owner, origin_ns=123
+            max_tasks=7, capture_stacks=False, max_stack_depth=3, origin_ns=123
         )
         recorder = backend.tracking.recorder
         assert (recorder.max_tasks, recorder.capture_stacks, recorder.max_stack_depth) == (
@@ -50,25 +55,22 @@ class TestContract:
             False,
             3,
         )
-        assert recorder.owner is owner
         assert backend.origin_ns == 123
 
-    def test_stats_of_a_backend_that_never_started(self) -> None:
+    def test_what_a_backend_that_never_started_collected(self) -> None:
         backend = TaskFactoryBackend(origin_ns=0)
         backend.stop()
-        stats = backend.get_stats()
-        assert stats["tasks"] == []
-        assert stats["dropped"] == 0
-        assert stats["overhead"]["tracking_ms"] == 0
-        assert stats["overhead"]["setup_ms"] == 0
-        assert backend.get_summary() == {
+        collected = backend.collected()
+        assert collected.tasks.to_dicts() == []
+        assert collected.tasks.dropped == 0
+        assert collected.tasks.state_counts() == {
             "completed": 0,
             "cancelled": 0,
             "failed": 0,
             "pending": 0,
-            "dropped": 0,
-            "overhead_ms": 0.0,
         }
+        assert collected.overhead == Overhead(tracking_ms=0.0, setup_ms=0.0)
+        assert collected.functions is None
 
 
 class TestTaskStates:
@@ -93,24 +95,24 @@ class TestTaskStates:
 
         await run_in_request(backend, body)
         stopped_ms = (time.perf_counter_ns() - origin) / 1e6
-        stats = backend.get_stats()
-        tasks = by_name(stats)
-        assert [task["task_id"] for task in stats["tasks"]] == [1, 2, 3, 4]
+        table = backend.collected().tasks
+        task_list = table.to_dicts()
+        tasks = by_name(task_list)
+        assert [task["task_id"] for task in task_list] == [1, 2, 3, 4]
         assert {name: task["state"] for name, task in tasks.items()} == {
             "done": "completed",
             "failing": "failed",
             "cancelled": "cancelled",
             "escaped": "pending",
         }
-        # The summary counts the same states without building the task list.
-        assert backend.get_summary() | {"overhead_ms": None} == {
+        # The counts say the same states without building the task list.
+        assert table.state_counts() == {
             "completed": 1,
             "cancelled": 1,
             "failed": 1,
             "pending": 1,
-            "dropped": 0,
-            "overhead_ms": None,
         }
+        assert table.dropped == 0
         assert tasks["failing"]["exception"] == {
             "type": "LookupError",
             "message": "no such row: 42",
@@ -120,7 +122,7 @@ class TestTaskStates:
         assert tasks["done"]["coro_name"] == "noop"
         assert tasks["escaped"]["coro_name"] == "sleeper"
         # Times are ms from the request's start, in creation order, within the request.
-        starts = [task["start_ms"] for task in stats["tasks"]]
+        starts = [task["start_ms"] for task in task_list]
         assert starts == sorted(starts)
         assert 0 < starts[0] < stopped_ms
         for name in ("done", "failing", "cancelled"):
@@ -149,7 +151,7 @@ class TestTaskStates:
             await task
 
         await run_in_request(backend, body)
-        assert [task["name"] for task in backend.get_stats()["tasks"]] == ["renamed"]
+        assert [task["name"] for task in task_dicts(backend)] == ["renamed"]
 
     @pytest.mark.asyncio
     async def test_a_task_done_before_its_callback_ran_is_not_pending(
@@ -169,13 +171,13 @@ class TestTaskStates:
             seen.append(task.done())  # finished; its done callbacks have not run yet
 
         await run_in_request(backend, body)  # stops right there
-        (task,) = backend.get_stats()["tasks"]
+        (task,) = task_dicts(backend)
         assert seen == [True]
         assert task["state"] == "completed"
         assert task["name"] == "quick"
         assert task["end_ms"] is not None
         await asyncio.sleep(0)  # our callback runs now, after stop: it must do nothing
-        assert backend.get_stats()["tasks"][0]["end_ms"] == task["end_ms"]
+        assert task_dicts(backend)[0]["end_ms"] == task["end_ms"]
 
     @pytest.mark.asyncio
     async def test_an_exception_that_cannot_be_printed(self, run_in_request: Any) -> None:
@@ -193,7 +195,7 @@ class TestTaskStates:
                 await asyncio.create_task(raises())
 
         await run_in_request(backend, body)
-        (task,) = backend.get_stats()["tasks"]
+        (task,) = task_dicts(backend)
         assert task["state"] == "failed"
         assert task["exception"]["message"] == "<unprintable>"
         assert task["exception"]["type"].endswith("UnprintableError")
@@ -219,7 +221,7 @@ class TestRelations:
         await run_in_request(backend, body)
         rows = [
             (task["task_id"], task["parent_id"], task["coro_name"].rsplit(".", 1)[-1])
-            for task in backend.get_stats()["tasks"]
+            for task in task_dicts(backend)
         ]
         assert rows == [(1, None, "middle"), (2, 1, "leaf"), (3, 1, "leaf"), (4, None, "leaf")]
 
@@ -234,7 +236,7 @@ class TestRelations:
                     group.create_task(noop(), name=f"member-{index}")
 
         await run_in_request(backend, body)
-        tasks = backend.get_stats()["tasks"]
+        tasks = task_dicts(backend)
         assert [task["name"] for task in tasks] == ["member-0", "member-1", "member-2"]
         assert {task["state"] for task in tasks} == {"completed"}
         assert {task["stack"][0]["code"] for task in tasks} == {
@@ -258,12 +260,11 @@ class TestLimits:
             return list(await asyncio.gather(*(work(index) for index in range(5))))
 
         assert await run_in_request(backend, body) == [0, 1, 2, 3, 4]
-        stats = backend.get_stats()
+        table = backend.collected().tasks
         assert sorted(ran) == [0, 1, 2, 3, 4]
-        assert len(stats["tasks"]) == 3
-        assert stats["dropped"] == 2
-        summary = backend.get_summary()
-        assert (summary["completed"], summary["dropped"]) == (3, 2)
+        assert len(table.to_dicts()) == len(table) == 3
+        assert table.dropped == 2
+        assert (table.state_counts()["completed"], table.dropped) == (3, 2)
 
 
 class TestOverhead:
@@ -277,19 +278,24 @@ class TestOverhead:
         started = time.perf_counter_ns()
         await run_in_request(backend, body)
         elapsed_ms = (time.perf_counter_ns() - started) / 1e6
-        stats = backend.get_stats()
-        parts = stats["overhead"]
-        assert parts["tracking_ms"] > 0
-        assert parts["setup_ms"] > 0
-        assert parts["report_ms"] > 0
-        assert stats["overhead_ms"] == pytest.approx(
-            parts["tracking_ms"] + parts["setup_ms"] + parts["report_ms"]
-        )
+        collected = backend.collected()
+        paid = collected.overhead
+        assert paid.tracking_ms > 0
+        assert paid.setup_ms > 0
+        assert (paid.report_ms, paid.profiler_ms) == (0.0, None)  # nothing built yet
         # What ran while the request ran cannot exceed the request itself.
-        assert parts["tracking_ms"] + parts["setup_ms"] < elapsed_ms
-        # The summary is what the request paid: building the stats came after it.
-        assert backend.get_summary()["overhead_ms"] == pytest.approx(
-            parts["tracking_ms"] + parts["setup_ms"]
+        assert paid.tracking_ms + paid.setup_ms < elapsed_ms
+        # The summary is what the request paid; building the task list (report) comes later.
+        profile = AsyncProfile(backend=backend.name, tasks=collected.tasks, overhead=paid)
+        assert profile.summary.profiling_overhead_ms == pytest.approx(
+            paid.tracking_ms + paid.setup_ms
+        )
+        detail = profile.detail_dict()
+        assert len(detail["tasks"]) == 50
+        assert detail["overhead"]["report_ms"] > 0
+        assert (detail["overhead"]["tracking_ms"], detail["overhead"]["setup_ms"]) == (
+            paid.tracking_ms,
+            paid.setup_ms,
         )
 
 
@@ -316,5 +322,7 @@ class TestLifecycle:
         with pytest.raises(AttributeError):
             backend.start(None)  # type: ignore[arg-type]
         backend.stop()
-        assert backend.get_stats()["tasks"] == []
-        assert task_hooks._hooks == {}
+        assert backend.collected().tasks.to_dicts() == []
+        assert task_hooks.users(None) == 0  # type: ignore[arg-type]  # nothing under the bad loop
+        assert task_hooks.get(asyncio.get_running_loop()) is None
+        assert asyncio.get_running_loop().get_task_factory() is None

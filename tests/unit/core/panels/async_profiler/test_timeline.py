@@ -1,4 +1,4 @@
-"""generate_timeline / timeline_from_stats: hand-built records in, the Gantt's view model out."""
+"""generate_timeline / timeline_of: hand-built records in, the Gantt's view model out."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ import pytest
 from debug_toolbar.core.panels.async_profiler.models import (
     BlockingCall,
     LagSample,
+    LagStats,
     StackFrame,
     TaskEvent,
 )
+from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile, TaskTable
 from debug_toolbar.core.panels.async_profiler.timeline import (
     MIN_BAR_PCT,
     MIN_WINDOW_MS,
@@ -23,7 +25,7 @@ from debug_toolbar.core.panels.async_profiler.timeline import (
     format_duration,
     format_tick,
     generate_timeline,
-    timeline_from_stats,
+    timeline_of,
 )
 from support import task_event as task
 
@@ -521,31 +523,39 @@ STATS_CALLS = [
 STATS_SAMPLES = [LagSample(at_ms=50.0, lag_ms=31.5), LagSample(at_ms=60.0, lag_ms=1.25)]
 
 
-class TestFromStats:
-    def _stats(self) -> dict[str, Any]:
-        stats = {
-            "tasks": [event.to_dict() for event in STATS_TASKS],
-            "dropped": 3,
-            "blocking_calls": [call.to_dict() for call in STATS_CALLS],
-            "lag": {
-                "samples": [sample.to_dict() for sample in STATS_SAMPLES],
-                "max_lag_ms": 31.5,
-                "threshold_ms": 10.0,
-                "interval_ms": 10.0,
-            },
-        }
-        result: dict[str, Any] = json.loads(json.dumps(stats))
-        return result
+STATS_TABLE = TaskTable.from_events(STATS_TASKS, dropped=3)
+
+
+def stored(stats: dict[str, Any]) -> AsyncProfile:
+    """The profile of stats as the history holds them (a JSON round trip first)."""
+    return AsyncProfile.from_dict(json.loads(json.dumps(stats)))
+
+
+class TestOfAProfile:
+    def _profile(self) -> AsyncProfile:
+        return AsyncProfile(
+            backend="taskfactory",
+            tasks=STATS_TABLE,
+            blocking_calls=tuple(STATS_CALLS),
+            lag=LagStats(
+                samples=list(STATS_SAMPLES), max_lag_ms=31.5, threshold_ms=10.0, interval_ms=10.0
+            ),
+        )
 
     def test_records_survive_the_round_trip_through_json(self) -> None:
-        stats = self._stats()
-        assert [TaskEvent.from_dict(t) for t in stats["tasks"]] == STATS_TASKS
-        assert [BlockingCall.from_dict(c) for c in stats["blocking_calls"]] == STATS_CALLS
-        samples = stats["lag"]["samples"]
-        assert [LagSample.from_dict(s) for s in samples] == STATS_SAMPLES
+        profile = stored(self._profile().to_dict())
+        assert list(profile.tasks.events()) == STATS_TASKS
+        assert list(profile.blocking_calls) == STATS_CALLS
+        assert profile.lag is not None
+        assert profile.lag.samples == STATS_SAMPLES
+        assert profile.tasks.dropped == 3
 
-    def test_same_timeline_as_from_the_records(self) -> None:
-        from_stats = timeline_from_stats(self._stats(), duration_ms=100.0, max_rows=3)
+    @pytest.mark.parametrize("as_stored", [False, True])
+    def test_same_timeline_as_from_the_records(self, as_stored: bool) -> None:
+        profile = self._profile()
+        if as_stored:
+            profile = stored(profile.to_dict())
+        of_profile = timeline_of(profile, duration_ms=100.0, max_rows=3)
         from_records = generate_timeline(
             duration_ms=100.0,
             tasks=STATS_TASKS,
@@ -555,20 +565,37 @@ class TestFromStats:
             max_rows=3,
             dropped_tasks=3,
         )
-        assert from_stats == from_records
-        assert from_stats.hidden_rows == 1
-        assert from_stats.dropped_tasks == 3
-        assert from_stats.lag_threshold_ms == 10.0
-        assert (from_stats.own_blocking, from_stats.suffered_blocking) == (1, 2)
-        assert from_stats.unknown_blocking == 1
-        assert from_stats.blocking[2].culprit_label == "code outside any profiled request"
-        assert from_stats.blocking[3].relation == "unknown"
+        assert of_profile == from_records
+        assert of_profile.hidden_rows == 1
+        assert of_profile.dropped_tasks == 3
+        assert of_profile.lag_threshold_ms == 10.0
+        assert (of_profile.own_blocking, of_profile.suffered_blocking) == (1, 2)
+        assert of_profile.unknown_blocking == 1
+        assert of_profile.blocking[2].culprit_label == "code outside any profiled request"
+        assert of_profile.blocking[3].relation == "unknown"
+        assert of_profile.rows[0].stack == tuple(CREATION_STACK)
+
+    def test_each_drawn_row_carries_its_own_tasks_stack(self) -> None:
+        tasks = [task(1, 0.0, 10.0, stack=CREATION_STACK)] + [
+            task(i, 1.0, 2.0, parent_id=1, stack=[StackFrame("/srv/app/x.py", i, "f")])
+            for i in range(2, 6)
+        ]
+        timeline = timeline_of(
+            AsyncProfile(backend="taskfactory", tasks=TaskTable.from_events(tasks)),
+            duration_ms=10.0,
+            max_rows=2,
+        )
+        assert [row.stack for row in timeline.rows] == [
+            tuple(CREATION_STACK),
+            (StackFrame("/srv/app/x.py", 2, "f"),),
+        ]
 
     def test_missing_optional_keys(self) -> None:
         stats = {"tasks": [{"task_id": 1, "start_ms": 2.0, "name": "t"}]}
-        timeline = timeline_from_stats(stats, duration_ms=10.0)
+        timeline = timeline_of(stored(stats), duration_ms=10.0)
         (row,) = timeline.rows
         assert (row.state, row.clipped, row.parent_id, row.stack) == ("pending", True, None, ())
+        assert (row.name, row.start_ms) == ("t", 2.0)
         assert timeline.blocking == ()
         assert timeline.lag == ()
         assert timeline.lag_threshold_ms is None
@@ -576,15 +603,13 @@ class TestFromStats:
 
     def test_dropped_count_from_the_panel_summary(self) -> None:
         stats = {"summary": {"total_tasks": 9, "dropped": 9}, "tasks": []}
-        assert timeline_from_stats(stats, duration_ms=10.0).dropped_tasks == 9
+        assert timeline_of(stored(stats), duration_ms=10.0).dropped_tasks == 9
 
     def test_empty_stats(self) -> None:
-        timeline = timeline_from_stats({}, duration_ms=25.0)
+        timeline = timeline_of(stored({}), duration_ms=25.0)
         assert timeline.empty is True
         assert timeline.window_ms == 25.0
 
     def test_unknown_state_is_an_error(self) -> None:
         with pytest.raises(ValueError, match="unknown task state 'zombie'"):
-            timeline_from_stats(
-                {"tasks": [{"task_id": 1, "start_ms": 0.0, "state": "zombie"}]}, duration_ms=1.0
-            )
+            stored({"tasks": [{"task_id": 1, "start_ms": 0.0, "state": "zombie"}]})

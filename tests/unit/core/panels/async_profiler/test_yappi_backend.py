@@ -8,6 +8,7 @@ fail, by putting None in ``sys.modules`` (a real ImportError), and those run wit
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import os
 import sys
@@ -23,11 +24,12 @@ from typing import Any, TypeVar
 import pytest
 
 import debug_toolbar
-from debug_toolbar.core.panels.async_profiler import yappi_backend
 from debug_toolbar.core.panels.async_profiler.backends import (
     BackendUnavailableError,
     select_backend,
 )
+from debug_toolbar.core.panels.async_profiler.base import AsyncProfilerBackend
+from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile, FunctionProfile
 from debug_toolbar.core.panels.async_profiler.taskfactory_backend import TaskFactoryBackend
 from debug_toolbar.core.panels.async_profiler.yappi_backend import (
     YappiBackend,
@@ -76,8 +78,34 @@ async def in_request(backend: YappiBackend, body: Callable[[], Awaitable[T]]) ->
     return await asyncio.create_task(request_task())
 
 
+def function_profile(backend: YappiBackend) -> FunctionProfile:
+    functions = backend.collected().functions
+    assert functions is not None  # the yappi backend always has a table, maybe empty
+    return functions
+
+
+def function_dicts(backend: YappiBackend) -> list[dict[str, Any]]:
+    """The function table as the history stores it."""
+    return [function.to_dict() for function in function_profile(backend).functions]
+
+
 def functions_by_name(backend: YappiBackend) -> dict[str, dict[str, Any]]:
-    return {function["name"]: function for function in backend.get_stats()["functions"]}
+    return {function["name"]: function for function in function_dicts(backend)}
+
+
+def task_dicts(backend: AsyncProfilerBackend) -> list[dict[str, Any]]:
+    return backend.collected().tasks.to_dicts()
+
+
+def profile_of(backend: AsyncProfilerBackend) -> AsyncProfile:
+    """The request's profile as the panel freezes it (without detector and lag monitor)."""
+    collected = backend.collected()
+    return AsyncProfile(
+        backend=backend.name,
+        tasks=collected.tasks,
+        overhead=collected.overhead,
+        functions=collected.functions,
+    )
 
 
 # The app code the requests run: distinct names so each request's functions are recognisable.
@@ -163,9 +191,10 @@ class TestFunctionStats:
         # Only the request's code and the asyncio it drives: no toolbar bookkeeping, nor the
         # stdlib helpers that bookkeeping calls (contextlib and the like).
         asyncio_dir = os.path.dirname(asyncio.__file__) + os.sep
-        stats = backend.get_stats()
         assert {
-            f["filename"] for f in stats["functions"] if not f["filename"].startswith(asyncio_dir)
+            f["filename"]
+            for f in function_dicts(backend)
+            if not f["filename"].startswith(asyncio_dir)
         } == {__file__}
 
     @pytest.mark.asyncio
@@ -197,16 +226,16 @@ class TestFunctionStats:
 
         backend = YappiBackend(max_functions=3)
         await in_request(backend, body)
-        stats = backend.get_stats()
+        table = function_profile(backend)
 
-        totals = [function["total_ms"] for function in stats["functions"]]
+        totals = [function.total_ms for function in table.functions]
         assert len(totals) == 3
         assert totals == sorted(totals, reverse=True)
-        assert stats["functions_total"] > 3
-        assert stats["max_functions"] == 3
+        assert table.total > 3
+        assert table.max_functions == 3
         # asyncio.sleep (about 70 ms in all) and body (about 70 ms) outrank nap_50ms.
-        assert [function["name"] for function in stats["functions"]][2] == "nap_50ms"
-        assert not any(function["filename"].startswith(OWN_DIR) for function in stats["functions"])
+        assert [function.name for function in table.functions][2] == "nap_50ms"
+        assert not any(function.filename.startswith(OWN_DIR) for function in table.functions)
 
     @pytest.mark.asyncio
     async def test_sync_code_in_a_worker_thread_is_attributed_to_the_request(
@@ -225,25 +254,36 @@ class TestFunctionStats:
     async def test_stats_keep_the_task_backends_shape_and_add_the_functions(
         self, yappi: Any
     ) -> None:
+        async def body() -> None:
+            await asyncio.gather(alpha_handler(), shared_step())
+
         backend = YappiBackend(origin_ns=time.perf_counter_ns())
-        await in_request(backend, alpha_handler)
-        stats = backend.get_stats()
+        await in_request(backend, body)
+        profile = profile_of(backend)
+        stats = profile.to_dict()
 
         reference = TaskFactoryBackend()
-        await in_request(reference, alpha_handler)  # type: ignore[arg-type]
-        assert set(reference.get_stats()) < set(stats)
-        assert set(reference.get_stats()["overhead"]) < set(stats["overhead"])
-        assert stats["clock"] == "wall"
-        assert stats["functions_error"] is None
-        assert "slower" in stats["cost_note"]
-        assert stats["overhead"]["profiler_ms"] > 0.0
-        assert stats["overhead_ms"] == pytest.approx(sum(stats["overhead"].values()))
+        await in_request(reference, body)  # type: ignore[arg-type]
+        reference_stats = profile_of(reference).to_dict()
+        assert set(stats) - set(reference_stats) == {"profile"}
+        assert set(stats["overhead"]) - set(reference_stats["overhead"]) == {"profiler_ms"}
+        assert [t["coro_name"] for t in stats["tasks"]] == [
+            t["coro_name"] for t in reference_stats["tasks"]
+        ]
+        functions = function_profile(backend)
+        assert functions.clock == "wall"
+        assert functions.error is None
+        assert functions.cost_note is not None
+        assert "slower" in functions.cost_note
+        overhead = profile.overhead
+        assert overhead.profiler_ms is not None
+        assert overhead.profiler_ms > 0.0
         # The summary: the same counts as the task backend's, and yappi's cost in the overhead.
-        summary = backend.get_summary()
-        assert set(summary) == set(reference.get_summary())
-        assert summary["completed"] == sum(1 for t in stats["tasks"] if t["state"] == "completed")
-        paid = stats["overhead"]["tracking_ms"] + stats["overhead"]["setup_ms"]
-        assert summary["overhead_ms"] == pytest.approx(paid + stats["overhead"]["profiler_ms"])
+        summary = profile.summary
+        assert summary.completed == sum(1 for t in stats["tasks"] if t["state"] == "completed")
+        assert summary.completed == profile_of(reference).summary.completed == 2
+        paid = overhead.tracking_ms + overhead.setup_ms
+        assert summary.profiling_overhead_ms == pytest.approx(paid + overhead.profiler_ms)
 
 
 class TestIsolation:
@@ -349,15 +389,25 @@ class TestSharedRun:
 
     @pytest.mark.asyncio
     async def test_the_tag_callback_is_removed_afterwards(self, yappi: Any) -> None:
-        await in_request(YappiBackend(), nap_50ms)
+        backend = YappiBackend()
+        inside: list[tuple[contextvars.Context, int | None]] = []
 
-        token = yappi_backend._request_tag.set(7)
+        async def body() -> None:
+            await nap_50ms()
+            inside.append((contextvars.copy_context(), backend.tag))
+
+        await in_request(backend, body)
+        (request_context, request_tag), = inside
+        assert request_tag is not None
+        assert request_tag > 0
+
+        # Someone else's yappi run, afterwards, in a context that still carries the request's
+        # tag: the toolbar's tag callback must be gone, so yappi tags nothing.
         yappi.start()
         try:
-            sync_helper()
+            request_context.run(sync_helper)
         finally:
             yappi.stop()
-            yappi_backend._request_tag.reset(token)
         tags = {stat.tag for stat in yappi.get_func_stats() if stat.name == "sync_helper"}
         yappi.clear_stats()
 
@@ -415,10 +465,11 @@ class TestSharedRun:
         backend = YappiBackend()
 
         await in_request(backend, nap_50ms)
-        functions = backend.get_stats()["functions"]
+        functions = function_dicts(backend)
         backend.stop()
 
-        assert backend.get_stats()["functions"] == functions
+        assert "nap_50ms" in {function["name"] for function in functions}
+        assert function_dicts(backend) == functions
         assert yappi_session.users == 0
 
     @pytest.mark.asyncio
@@ -462,7 +513,7 @@ class TestSharedRun:
 
         assert yappi_session.users == 0
         assert not yappi.is_running()
-        assert backend.get_stats()["functions"] == []
+        assert function_dicts(backend) == []
 
     def test_releasing_a_run_nobody_holds_returns_nothing(self, yappi: Any) -> None:
         assert YappiSession().release(12345) == []
@@ -481,12 +532,12 @@ class TestSomeoneElsesYappi:
             yappi.stop()
             yappi.clear_stats()
 
-        stats = backend.get_stats()
+        table = function_profile(backend)
         assert still_running is True
         assert "alpha_handler" in theirs  # their profile kept everything
-        assert stats["functions"] == []
-        assert "already running" in stats["functions_error"]
-        assert [task["coro_name"] for task in stats["tasks"]] == []
+        assert table.functions == ()
+        assert "already running" in str(table.error)
+        assert [task["coro_name"] for task in task_dicts(backend)] == []
         assert yappi_session.users == 0
 
     @pytest.mark.asyncio
@@ -505,11 +556,11 @@ class TestSomeoneElsesYappi:
         finally:
             yappi.clear_stats()
 
-        stats = backend.get_stats()
+        table = function_profile(backend)
         assert "sync_helper" in theirs
-        assert stats["functions"] == []
-        assert "holds stats" in stats["functions_error"]
-        assert [task["coro_name"] for task in stats["tasks"]] == ["shared_step"]
+        assert table.functions == ()
+        assert "holds stats" in str(table.error)
+        assert [task["coro_name"] for task in task_dicts(backend)] == ["shared_step"]
 
 
 class TestDrainingRun:
@@ -549,10 +600,10 @@ class TestDrainingRun:
 
         assert functions_by_name(first)["shared_step"]["calls"] == 1
         assert functions_by_name(second)["shared_step"]["calls"] == 1
-        third_stats = third.get_stats()
-        assert third_stats["functions"] == []
-        assert "draining" in third_stats["functions_error"]
-        assert [task["coro_name"] for task in third_stats["tasks"]] == ["shared_step"]
+        third_table = function_profile(third)
+        assert third_table.functions == ()
+        assert "draining" in str(third_table.error)
+        assert [task["coro_name"] for task in task_dicts(third)] == ["shared_step"]
         assert "nap_50ms" in functions_by_name(fourth)  # a fresh run once it drained
 
     def test_at_least_one_request_per_run_and_one_function_per_table(self) -> None:
@@ -576,9 +627,9 @@ class TestTasksUnderYappi:
 
         backend = YappiBackend(max_tasks=3)
         await in_request(backend, body)
-        stats = backend.get_stats()
+        table = backend.collected().tasks
 
-        tasks = {task["task_id"]: task for task in stats["tasks"]}
+        tasks = {task["task_id"]: task for task in table.to_dicts()}
         assert [task["coro_name"].rsplit(".", 1)[-1] for task in tasks.values()] == [
             "child",
             "child",
@@ -588,7 +639,7 @@ class TestTasksUnderYappi:
         assert tasks[2]["parent_id"] is None
         assert tasks[3]["parent_id"] in {1, 2}
         assert all(task["state"] == "completed" for task in tasks.values())
-        assert stats["dropped"] == 1  # the second grandchild, past max_tasks
+        assert table.dropped == 1  # the second grandchild, past max_tasks
         assert backend.tracking.recorder.dropped == 1
 
 
@@ -709,11 +760,11 @@ class TestProcessLimit:
 
         assert [b.functions_error for b in backends[:2]] == [None, None]
         assert all("shared_step" in functions_by_name(b) for b in backends[:2])
-        over = backends[2].get_stats()
-        assert over["functions"] == []
-        assert "async_yappi_max_requests" in over["functions_error"]
-        assert "already profiled 2 requests" in over["functions_error"]
-        assert [task["coro_name"] for task in over["tasks"]] == ["shared_step"]  # still tracked
+        over = function_profile(backends[2])
+        assert over.functions == ()
+        assert "async_yappi_max_requests" in str(over.error)
+        assert "already profiled 2 requests" in str(over.error)
+        assert [task["coro_name"] for task in task_dicts(backends[2])] == ["shared_step"]
         assert session.profiled == 2
         assert session.retention().requests == 2
         with pytest.raises(YappiLimitError):
