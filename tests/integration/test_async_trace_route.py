@@ -17,7 +17,7 @@ from debug_toolbar.asgi import DebugToolbarMiddleware
 from debug_toolbar.asgi.types import Receive, Scope, Send
 from debug_toolbar.core.config import DebugToolbarConfig
 from debug_toolbar.core.panels.async_profiler import AsyncProfilerPanel
-from debug_toolbar.core.panels.async_profiler.profile import TaskTable
+from debug_toolbar.core.panels.async_profiler.task_table import TaskTable
 
 PREFIX = "/_debug_toolbar"
 

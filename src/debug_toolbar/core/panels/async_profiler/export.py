@@ -24,12 +24,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from debug_toolbar.core.panels.async_profiler.timeline import timeline_of
+from debug_toolbar.core.panels.async_profiler.timeline import (
+    timeline_of,
+)
 
 if TYPE_CHECKING:
     from debug_toolbar.core.panels.async_profiler.models import StackFrame
     from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile
-    from debug_toolbar.core.panels.async_profiler.timeline import (
+    from debug_toolbar.core.panels.async_profiler.timeline_model import (
         BlockingBand,
         LagMark,
         Timeline,

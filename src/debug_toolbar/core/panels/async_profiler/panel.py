@@ -20,7 +20,9 @@ from debug_toolbar.core.panels.async_profiler.backends import (
 from debug_toolbar.core.panels.async_profiler.export import chrome_trace
 from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile, YappiRetention
 from debug_toolbar.core.panels.async_profiler.profiler import AsyncRequestProfiler
-from debug_toolbar.core.panels.async_profiler.timeline import timeline_of
+from debug_toolbar.core.panels.async_profiler.timeline import (
+    timeline_of,
+)
 
 if TYPE_CHECKING:
     from debug_toolbar.core.config import DebugToolbarConfig

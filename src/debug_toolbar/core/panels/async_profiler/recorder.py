@@ -14,8 +14,8 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from debug_toolbar.core.panels.async_profiler.profile import TaskTable
 from debug_toolbar.core.panels.async_profiler.stacks import RawStack, is_machinery
+from debug_toolbar.core.panels.async_profiler.task_table import TaskTable
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine

@@ -30,14 +30,17 @@ import sysconfig
 from types import CodeType
 from typing import TypeAlias
 
+import debug_toolbar
 from debug_toolbar.core.panels.async_profiler.models import StackFrame
 
 __all__ = (
     "MAX_SAMPLED_FRAMES",
+    "TOOLBAR_DIR",
     "RawStack",
     "innermost_app_frame",
     "is_app_code",
     "is_machinery",
+    "is_toolbar_file",
     "resolve_stack",
     "sample_thread_stack",
     "stack_window",
@@ -50,15 +53,22 @@ MAX_SAMPLED_FRAMES = 256
 """Frames read per sample: far deeper than any real handler, but a bound for runaway recursion."""
 
 
-def _library_prefixes() -> tuple[str, ...]:
-    import debug_toolbar
+TOOLBAR_DIR = os.path.dirname(os.path.abspath(debug_toolbar.__file__)) + os.sep
+"""The toolbar's own code: never the application's, whoever calls it."""
 
+
+def is_toolbar_file(filename: str) -> bool:
+    """Whether ``filename`` is the toolbar's own code (the profiler's bookkeeping, not the app)."""
+    return filename.startswith(TOOLBAR_DIR)
+
+
+def _library_prefixes() -> tuple[str, ...]:
     paths = sysconfig.get_paths()
     candidates = [paths.get(name) for name in ("stdlib", "platstdlib", "purelib", "platlib")]
     candidates.extend(site.getsitepackages() if hasattr(site, "getsitepackages") else ())
     user_site = site.getusersitepackages() if hasattr(site, "getusersitepackages") else None
     candidates.append(user_site)
-    candidates.append(os.path.dirname(os.path.abspath(debug_toolbar.__file__)))
+    candidates.append(TOOLBAR_DIR)
     prefixes = {os.path.normcase(os.path.abspath(path)) + os.sep for path in candidates if path}
     # Longest first, only for readable debugging: startswith() with a tuple is order-free.
     return tuple(sorted(prefixes, key=len, reverse=True))
@@ -132,10 +142,7 @@ def stack_window(stack: RawStack, index: int, depth: int) -> RawStack:
 
 
 # Frames in these directories are machinery (asyncio's and ours), not where a task was created.
-_MACHINERY_DIRS = (
-    os.path.dirname(asyncio.__file__) + os.sep,
-    os.path.dirname(__file__) + os.sep,
-)
+_MACHINERY_DIRS = (os.path.dirname(asyncio.__file__) + os.sep, TOOLBAR_DIR)
 _is_machinery_cache: dict[CodeType, bool] = {}
 _MACHINERY_CACHE_LIMIT = 4096
 

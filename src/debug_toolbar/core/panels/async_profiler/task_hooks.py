@@ -23,8 +23,8 @@ from debug_toolbar.core.shared_hooks import LoopHooks, SharedHooks
 if TYPE_CHECKING:
     from collections.abc import Coroutine
 
-    from debug_toolbar.core.panels.async_profiler.profile import TaskTable
     from debug_toolbar.core.panels.async_profiler.recorder import TaskFactory
+    from debug_toolbar.core.panels.async_profiler.task_table import TaskTable
 
 __all__ = ("LoopTaskHooks", "TaskTracking", "task_hooks")
 

@@ -15,19 +15,27 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
+
+from debug_toolbar.core.panels.async_profiler.timeline_model import (
+    BlockingBand,
+    LagMark,
+    TaskCounts,
+    Tick,
+    Timeline,
+    TimelineRow,
+    format_duration,
+    format_tick,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
 
     from debug_toolbar.core.panels.async_profiler.models import (
         BlockingCall,
-        BlockingRelation,
         LagSample,
         StackFrame,
         TaskEvent,
-        TaskState,
     )
     from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile
 
@@ -36,14 +44,6 @@ __all__ = (
     "MAX_TICKS",
     "MIN_BAR_PCT",
     "MIN_WINDOW_MS",
-    "BlockingBand",
-    "LagMark",
-    "TaskCounts",
-    "Tick",
-    "Timeline",
-    "TimelineRow",
-    "format_duration",
-    "format_tick",
     "generate_timeline",
     "timeline_of",
 )
@@ -66,165 +66,6 @@ _PCT_DIGITS = 4
 _TICK_MANTISSAS = (1.0, 2.0, 5.0)
 
 _SEPARATOR = " · "
-
-
-@dataclass(frozen=True, slots=True)
-class Tick:
-    """One labelled mark of the time axis."""
-
-    at_ms: float
-    left_pct: float
-    label: str
-    """Readable: ``"0 ms"``, ``"250 ms"``, ``"1.5 s"``."""
-    align: Literal["start", "center", "end"]
-    """How to anchor the label so the first and last do not spill out of the axis."""
-
-
-@dataclass(frozen=True, slots=True)
-class TimelineRow:
-    """One task's bar, in tree order. Times are the recorded ones; ``bar_*`` are what is drawn."""
-
-    task_id: int
-    parent_id: int | None
-    depth: int
-    """0 for a root (created by the request's task, or whose parent is not in the records)."""
-    children: int
-    """How many recorded tasks this one created."""
-    name: str
-    coro_name: str
-    state: TaskState
-    start_ms: float
-    end_ms: float | None
-    duration_ms: float | None
-    """None when the task had not finished when the response ended."""
-    bar_start_ms: float
-    bar_end_ms: float
-    """The drawn span: the recorded one clamped to the window."""
-    left_pct: float
-    width_pct: float
-    clipped: bool
-    """The task ran past the window's end (or had not finished): its bar stops at the end."""
-    instant: bool
-    """Zero-length: drawn ``MIN_BAR_PCT`` wide so it can be seen and hovered."""
-    exception_type: str | None
-    exception_message: str | None
-    created_at: str | None
-    """``file:line`` of the innermost creation frame, None when stacks were not captured."""
-    stack: tuple[StackFrame, ...]
-    label: str
-    """Hover text: name, coroutine, start, duration and state."""
-
-
-@dataclass(frozen=True, slots=True)
-class BlockingBand:
-    """A stall of the event loop, drawn across the Gantt on the same axis as the tasks."""
-
-    start_ms: float
-    duration_ms: float
-    end_ms: float
-    bar_start_ms: float
-    bar_end_ms: float
-    left_pct: float
-    width_pct: float
-    clipped: bool
-    relation: BlockingRelation
-    """``own``: this request's code blocked the loop; ``suffered``: another's; ``unknown``:
-    nobody can be named (see ``BlockingRelation``)."""
-    filename: str | None
-    lineno: int | None
-    function: str | None
-    code: str | None
-    location: str | None
-    """``file:line`` where the loop was blocked, None when it could not be read."""
-    stack: tuple[StackFrame, ...]
-    culprit_request_id: str | None
-    culprit_method: str | None
-    culprit_path: str | None
-    culprit_label: str
-    """``"this request"``, ``"GET /other (request 1a2b3c4d)"`` or ``"code outside any ..."``."""
-    label: str
-
-
-@dataclass(frozen=True, slots=True)
-class LagMark:
-    """A late heartbeat: the delay ended at ``at_ms``, so it is drawn from ``start_ms``."""
-
-    at_ms: float
-    lag_ms: float
-    start_ms: float
-    left_pct: float
-    width_pct: float
-    intensity: float
-    """``lag_ms`` relative to the timeline's ``lag_scale_ms``, in [0, 1]."""
-    height_pct: float
-    """``intensity`` as a percentage, for a bar height in the lag strip."""
-    over_threshold: bool
-    label: str
-
-
-@dataclass(frozen=True, slots=True)
-class TaskCounts:
-    """Tasks per state, over every recorded task (not only the rows drawn)."""
-
-    total: int
-    completed: int
-    cancelled: int
-    failed: int
-    pending: int
-
-
-@dataclass(frozen=True, slots=True)
-class Timeline:
-    """The whole view: rows in tree order, overlays, axis, and what the caps left out."""
-
-    duration_ms: float
-    """The request's duration as given."""
-    window_ms: float
-    """The axis length every percentage refers to."""
-    rows: tuple[TimelineRow, ...]
-    hidden_rows: int
-    """Recorded tasks not drawn because of ``max_rows`` (shown as "N more")."""
-    dropped_tasks: int
-    """Tasks the collector did not record at all (its own cap), passed through for display."""
-    counts: TaskCounts
-    ticks: tuple[Tick, ...]
-    blocking: tuple[BlockingBand, ...]
-    own_blocking: int
-    suffered_blocking: int
-    unknown_blocking: int
-    """Stalls nobody could be blamed for (not sampled in time)."""
-    lag: tuple[LagMark, ...]
-    max_lag_ms: float
-    lag_scale_ms: float
-    """What a full-height lag bar means: the larger of the worst lag and the threshold."""
-    lag_threshold_ms: float | None
-    lag_threshold_pct: float | None
-    """The threshold as a height in the lag strip, None when there is none."""
-
-    @property
-    def empty(self) -> bool:
-        """No task, no stall and no lag: nothing to draw."""
-        return self.counts.total == 0 and not self.blocking and not self.lag
-
-
-def format_duration(ms: float) -> str:
-    """A time for hover text: one decimal, two below a millisecond, thousands separated."""
-    if ms != 0 and abs(ms) < 1:
-        return f"{ms:,.2f} ms"
-    return f"{ms:,.1f} ms"
-
-
-def format_tick(value_ms: float, step_ms: float) -> str:
-    """An axis label as short as the step allows: ``"0 ms"``, ``"250 ms"``, ``"1.5 s"``."""
-    if value_ms >= 1000 or (value_ms == 0 and step_ms >= 1000):
-        value, step, unit = value_ms / 1000, step_ms / 1000, "s"
-    else:
-        value, step, unit = value_ms, step_ms, "ms"
-    decimals = min(max(math.ceil(-math.log10(step)) + 1, 0), 12)
-    text = f"{value:,.{decimals}f}"
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return f"{text} {unit}"
 
 
 def _pct(ms: float, window_ms: float) -> float:

@@ -35,14 +35,12 @@ from __future__ import annotations
 import functools
 import inspect
 import itertools
-import os
 import threading
 import time
 from contextvars import ContextVar
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-import debug_toolbar
 from debug_toolbar.core.panels.async_profiler.backends import BackendUnavailableError
 from debug_toolbar.core.panels.async_profiler.base import AsyncProfilerBackend
 from debug_toolbar.core.panels.async_profiler.profile import (
@@ -51,6 +49,7 @@ from debug_toolbar.core.panels.async_profiler.profile import (
     FunctionStat,
     YappiRetention,
 )
+from debug_toolbar.core.panels.async_profiler.stacks import is_toolbar_file
 from debug_toolbar.core.panels.async_profiler.taskfactory_backend import TaskFactoryBackend
 from debug_toolbar.core.shared_hooks import SharedHooks
 
@@ -98,7 +97,6 @@ memory (yappi's "Internal Error 15", and crashes). A C callable never gives up t
 The toolbar reads function stats by tag, never thread names, so a constant name loses nothing.
 """
 
-_OWN_DIR = os.path.dirname(debug_toolbar.__file__) + os.sep
 _COROUTINE_FLAGS = inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE
 _KEPT_ALIVE_FLAGS = _COROUTINE_FLAGS | inspect.CO_ASYNC_GENERATOR
 """Code whose frames yappi 1.7.6 keeps alive: it takes a reference to the coroutine (or async
@@ -322,7 +320,7 @@ def summarize(stats: Iterable[Any], limit: int) -> tuple[list[FunctionStat], int
         if flags & _KEPT_ALIVE_FLAGS:
             kept += stat.ncall
         filename = str(stat.module)
-        if filename.startswith(_OWN_DIR):
+        if is_toolbar_file(filename):
             continue
         functions.append(
             FunctionStat(

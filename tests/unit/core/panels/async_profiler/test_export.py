@@ -22,7 +22,9 @@ from debug_toolbar.core.panels.async_profiler.models import (
     StackFrame,
 )
 from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile
-from debug_toolbar.core.panels.async_profiler.timeline import generate_timeline
+from debug_toolbar.core.panels.async_profiler.timeline import (
+    generate_timeline,
+)
 from support import task_event as task
 
 REQUEST_ID = "9f0c2d7e4b1a4c3d8e6f5a4b3c2d1e0f"

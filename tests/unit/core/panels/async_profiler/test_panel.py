@@ -25,8 +25,9 @@ from debug_toolbar.core.panels.async_profiler.backends import (
 )
 from debug_toolbar.core.panels.async_profiler.export import chrome_trace
 from debug_toolbar.core.panels.async_profiler.panel import BACKEND_COOKIE, AsyncProfilerPanel
-from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile, TaskTable
+from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile
 from debug_toolbar.core.panels.async_profiler.task_hooks import task_hooks
+from debug_toolbar.core.panels.async_profiler.task_table import TaskTable
 from debug_toolbar.core.panels.async_profiler.taskfactory_backend import TaskFactoryBackend
 from debug_toolbar.core.panels.timer import TimerPanel
 from debug_toolbar.core.records import RequestRecord

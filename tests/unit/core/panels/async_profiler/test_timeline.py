@@ -15,17 +15,20 @@ from debug_toolbar.core.panels.async_profiler.models import (
     StackFrame,
     TaskEvent,
 )
-from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile, TaskTable
+from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile
+from debug_toolbar.core.panels.async_profiler.task_table import TaskTable
 from debug_toolbar.core.panels.async_profiler.timeline import (
     MIN_BAR_PCT,
     MIN_WINDOW_MS,
+    generate_timeline,
+    timeline_of,
+)
+from debug_toolbar.core.panels.async_profiler.timeline_model import (
     TaskCounts,
     Timeline,
     TimelineRow,
     format_duration,
     format_tick,
-    generate_timeline,
-    timeline_of,
 )
 from support import task_event as task
 
@@ -416,8 +419,7 @@ class TestBlockingOverlays:
             "unknown (not sampled in time, or several requests' short steps added up)"
         )
         assert band.label == (
-            "loop blocked 25.0 ms · start 40.0 ms · unknown location"
-            " · culprit unknown"
+            "loop blocked 25.0 ms · start 40.0 ms · unknown location · culprit unknown"
         )
         assert (timeline.own_blocking, timeline.suffered_blocking) == (0, 0)
         assert timeline.unknown_blocking == 1

@@ -397,7 +397,7 @@ class TestSharedRun:
             inside.append((contextvars.copy_context(), backend.tag))
 
         await in_request(backend, body)
-        (request_context, request_tag), = inside
+        ((request_context, request_tag),) = inside
         assert request_tag is not None
         assert request_tag > 0
 
