@@ -38,7 +38,8 @@ from debug_toolbar.core.panels.async_profiler.detector import (
     BlockingCallDetector,
     EventLoopLagMonitor,
 )
-from debug_toolbar.core.panels.async_profiler.heartbeat import LoopHeartbeat, Watchdog
+from debug_toolbar.core.panels.async_profiler.heartbeat import LoopHeartbeat
+from debug_toolbar.core.panels.async_profiler.watchdog import Watchdog
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

@@ -24,8 +24,9 @@ import pytest
 import uvicorn
 from pytest_asyncio import is_async_test
 
-from debug_toolbar.core.panels.async_profiler.heartbeat import WATCHDOG_THREAD_NAME, heartbeats
+from debug_toolbar.core.panels.async_profiler.heartbeat import heartbeats
 from debug_toolbar.core.panels.async_profiler.task_hooks import task_hooks
+from debug_toolbar.core.panels.async_profiler.watchdog import running_watchdogs, stop_watchdogs
 from debug_toolbar.core.panels.logging import log_handlers
 from debug_toolbar.core.shared_hooks import hooks_in_use
 
@@ -48,10 +49,6 @@ def _yappi_running() -> bool:
     return bool(yappi.is_running())
 
 
-def _watchdogs() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == WATCHDOG_THREAD_NAME and t.is_alive()]
-
-
 @pytest.fixture(autouse=True)
 def _no_leaked_instrumentation(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail a test that leaves anything the toolbar shares installed or changed.
@@ -59,8 +56,8 @@ def _no_leaked_instrumentation(request: pytest.FixtureRequest) -> Iterator[None]
     The loop's task factory and debug flag (for async tests, the loop pytest-asyncio runs the
     test on: requesting its runner here makes this check run before that loop is closed); every
     shared hook (task factories, heartbeats, log handlers: ``core.shared_hooks``); a watchdog
-    thread; a yappi run. What leaked is cleaned up, so one leak does not fail every following
-    test.
+    thread still watching (a parked one is normal: it is ended here); a yappi run. What leaked
+    is cleaned up, so one leak does not fail every following test.
     """
     loop: asyncio.AbstractEventLoop | None = None
     if is_async_test(request.node):
@@ -75,9 +72,12 @@ def _no_leaked_instrumentation(request: pytest.FixtureRequest) -> Iterator[None]
             problems.append(f"the loop's task factory changed: {before[0]!r} -> {factory!r}")
         if debug != before[1]:
             problems.append(f"the loop's debug flag changed: {before[1]} -> {debug}")
-    watchdogs = _watchdogs()
-    if watchdogs:
-        problems.append(f"{len(watchdogs)} watchdog thread(s) still running")
+    watching = [watchdog for watchdog in running_watchdogs() if not watchdog.parked]
+    if watching:
+        problems.append(f"{len(watching)} watchdog thread(s) still watching a heartbeat")
+    # A parked watchdog outlives requests by design (it ends with its loop, at shutdown or at
+    # exit); each test's loop is its own, so end them here rather than one per test.
+    stop_watchdogs()
     leaked = hooks_in_use()
     if leaked:
         problems.append(f"shared hooks still installed: {leaked}")

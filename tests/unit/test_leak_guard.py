@@ -71,7 +71,7 @@ EXPECTED = {
     "test_leaves_debug_on": "the loop's debug flag changed: False -> True",
     "test_leaves_a_hook_installed": "shared hooks still installed: {'task factory': 1}",
     "test_leaves_a_heartbeat": "shared hooks still installed: {'heartbeat': 1}",
-    "test_leaves_a_watchdog": "1 watchdog thread(s) still running",
+    "test_leaves_a_watchdog": "1 watchdog thread(s) still watching a heartbeat",
     "test_leaves_a_log_handler": "shared hooks still installed: {'log handler': 1}",
     "test_leaves_yappi_running": "yappi is still running",
 }

@@ -27,10 +27,10 @@ from debug_toolbar.asgi.views import render_toolbar
 from debug_toolbar.core.config import DebugToolbarConfig
 from debug_toolbar.core.context import RequestContext, current_request
 from debug_toolbar.core.storage import RequestHistory
-from debug_toolbar.core.toolbar import DebugToolbar
+from debug_toolbar.core.toolbar import DebugToolbar, shutdown_panels
 
 if TYPE_CHECKING:
-    from debug_toolbar.asgi.types import ASGIApp, Receive, Scope, Send
+    from debug_toolbar.asgi.types import ASGIApp, Message, Receive, Scope, Send
     from debug_toolbar.core.records import RequestRecord
 
 __all__ = ("DebugToolbarMiddleware",)
@@ -61,6 +61,9 @@ class DebugToolbarMiddleware:
         self.pages = ToolbarPages(self.config, self.history)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan" and self.config.enabled:
+            await self.app(scope, receive, self._lifespan_send(send))
+            return
         if scope["type"] != "http" or not self.config.enabled:
             await self.app(scope, receive, send)
             return
@@ -76,6 +79,17 @@ class DebugToolbarMiddleware:
             await self.app(scope, receive, send)
             return
         await self._profile(scope, receive, send, context)
+
+    def _lifespan_send(self, send: Send) -> Send:
+        """``send`` for the app's lifespan: once it reports its shutdown, the panels release
+        what they keep across requests (``Panel.on_shutdown``)."""
+
+        async def lifespan_send(message: Message) -> None:
+            if message.get("type") in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                shutdown_panels(self.config)
+            await send(message)
+
+        return lifespan_send
 
     def is_toolbar_request(self, scope: Scope, path: str) -> bool:
         """Whether the request is for the toolbar's own pages (served here, never profiled).

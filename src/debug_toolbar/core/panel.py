@@ -129,6 +129,14 @@ class Panel:
         return next((download for download in cls.downloads if download.name == name), None)
 
     @classmethod
+    def on_shutdown(cls) -> None:
+        """Release what the panel's class keeps across requests; the application is shutting
+        down (ASGI lifespan shutdown, or the framework's shutdown hook), on its loop's thread.
+
+        Most panels keep nothing (the default); the Async panel ends its loop's watchdog.
+        """
+
+    @classmethod
     def check_config(cls, config: DebugToolbarConfig) -> None:
         """Raise ``ValueError`` naming the option if this panel cannot run with ``config``.
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from debug_toolbar.core.context import RequestContext
     from debug_toolbar.core.panel import Panel
 
-__all__ = ("DebugToolbar",)
+__all__ = ("DebugToolbar", "shutdown_panels")
 
 logger = logging.getLogger("debug_toolbar")
 
@@ -123,3 +123,15 @@ class DebugToolbar:
             body_cut_at=context.body_cut_at,
             client_disconnected=context.client_disconnected_at is not None,
         )
+
+
+def shutdown_panels(config: DebugToolbarConfig) -> None:
+    """Every configured panel's ``on_shutdown``, each guarded: the app is shutting down, and
+    a panel that fails to clean up must neither stop the others nor the shutdown."""
+    for panel_class in config.panel_classes:
+        try:
+            panel_class.on_shutdown()
+        except Exception:
+            logger.warning(
+                "debug toolbar panel %s failed at shutdown", panel_class.panel_id, exc_info=True
+            )

@@ -17,6 +17,7 @@ from litestar.plugins import InitPluginProtocol
 from debug_toolbar.asgi.pages import ToolbarPages
 from debug_toolbar.core.config import DebugToolbarConfig
 from debug_toolbar.core.storage import RequestHistory
+from debug_toolbar.core.toolbar import shutdown_panels
 from debug_toolbar.litestar.middleware import PAGES_OPT_KEY, LitestarDebugToolbarMiddleware
 
 if TYPE_CHECKING:
@@ -57,7 +58,13 @@ class DebugToolbarPlugin(InitPluginProtocol):
         # First in the list is outermost: it wraps every other app-level middleware.
         app_config.middleware.insert(0, middleware)
         app_config.route_handlers.append(self._pages_route())
+        # Litestar answers the lifespan itself (app middleware never sees it): shut the panels
+        # down from its own hook.
+        app_config.on_shutdown.append(self._shutdown_panels)
         return app_config
+
+    def _shutdown_panels(self) -> None:
+        shutdown_panels(self.config)
 
     def _pages_route(self) -> ASGIRouteHandler:
         pages = self.pages

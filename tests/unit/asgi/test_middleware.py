@@ -327,8 +327,7 @@ class TestPassThrough:
         assert REQUEST_ID_HEADER in response.headers
 
     @pytest.mark.asyncio
-    @pytest.mark.parametrize("kind", ["websocket", "lifespan"])
-    async def test_other_scope_types(self, kind: str) -> None:
+    async def test_websockets_pass_through(self) -> None:
         calls: list[Any] = []
 
         async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -336,10 +335,73 @@ class TestPassThrough:
 
         middleware = make(app)
         messages = Messages()
-        scope = {"type": kind, "path": "/ws", "client": LOOPBACK, "headers": []}
+        scope = {"type": "websocket", "path": "/ws", "client": LOOPBACK, "headers": []}
         await middleware(scope, messages.receive, messages.send)
         assert calls == [(scope, messages.receive, messages.send, None)]
         assert len(middleware.history) == 0
+
+
+class TestLifespan:
+    """The app's lifespan goes through untouched; its shutdown tells the panels."""
+
+    @pytest.mark.asyncio
+    @pytest.mark.parametrize("outcome", ["complete", "failed"])
+    async def test_the_panels_shut_down_when_the_app_has(
+        self, outcome: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        shut_down: list[str] = []
+        monkeypatch.setattr(
+            StepsPanel, "on_shutdown", classmethod(lambda cls: shut_down.append(cls.panel_id))
+        )
+        sent: list[dict[str, Any]] = []
+        incoming = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+
+        async def receive() -> dict[str, Any]:
+            return next(incoming)
+
+        async def send(message: Any) -> None:
+            sent.append({**message, "panels already shut down": list(shut_down)})
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            assert get_current_request() is None
+            assert (await receive())["type"] == "lifespan.startup"
+            await send({"type": "lifespan.startup.complete"})
+            assert shut_down == []
+            assert (await receive())["type"] == "lifespan.shutdown"
+            await send({"type": f"lifespan.shutdown.{outcome}", "message": ""})
+
+        await make(app)({"type": "lifespan"}, receive, send)
+        assert sent == [
+            {"type": "lifespan.startup.complete", "panels already shut down": []},
+            {
+                "type": f"lifespan.shutdown.{outcome}",
+                "message": "",
+                "panels already shut down": ["StepsPanel"],
+            },
+        ]
+
+    @pytest.mark.asyncio
+    async def test_a_panel_failing_at_shutdown_does_not_stop_the_others(
+        self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        shut_down: list[str] = []
+
+        def broken(cls: type[Any]) -> None:
+            raise RuntimeError("cannot let go")
+
+        monkeypatch.setattr(StepsPanel, "on_shutdown", classmethod(broken))
+        monkeypatch.setattr(
+            OtherPanel, "on_shutdown", classmethod(lambda cls: shut_down.append(cls.panel_id))
+        )
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await send({"type": "lifespan.shutdown.complete"})
+
+        messages = Messages()
+        await make(app)({"type": "lifespan"}, messages.receive, messages.send)
+        assert messages.sent == [{"type": "lifespan.shutdown.complete"}]
+        assert shut_down == ["OtherPanel"]
+        assert "StepsPanel failed at shutdown" in caplog.text
 
     @pytest.mark.asyncio
     async def test_failing_panel_constructor_serves_unprofiled(

@@ -1,16 +1,17 @@
-"""One heartbeat per event loop, and the watchdog thread that watches it.
+"""One heartbeat per event loop (the watchdog that watches it is in ``watchdog.py``).
 
 The heartbeat is a ``call_later`` callback that reschedules itself every few milliseconds. Each
 beat records how late it ran (the loop's lag) and when (proof that the loop is alive). It costs
 one timer callback per interval, whatever the load, and needs no debug mode, no exception
 handler and no logging configuration: the loop is otherwise untouched, on asyncio and uvloop.
 
-While at least one request wants blocking calls detected, one watchdog thread per loop looks at
-the heartbeat. When the last beat is older than half the blocking threshold, the loop's thread is
-stuck in something: the watchdog reads that thread's stack (``sys._current_frames``) and the
-loop's current task, which names the request that is blocking. Sampling at half the threshold
-rather than at the threshold means that any stall long enough to be reported was still going on
-when it was sampled, even if it ends a moment after crossing the threshold.
+While at least one request wants blocking calls detected, the loop's watchdog thread looks at
+the heartbeat (between such requests it is parked, and the heartbeat itself is removed). When
+the last beat is older than half the blocking threshold, the loop's thread is stuck in
+something: the watchdog reads that thread's stack (``sys._current_frames``) and the loop's
+current task, which names the request that is blocking. Sampling at half the threshold rather
+than at the threshold means that any stall long enough to be reported was still going on when
+it was sampled, even if it ends a moment after crossing the threshold.
 
 The watchdog goes on sampling while the stall lasts, because one stall without a beat may be
 several blocking calls back to back: the handlers of requests released together run one after
@@ -40,10 +41,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
-from debug_toolbar.core.panels.async_profiler.stacks import (
-    innermost_app_frame,
-    sample_thread_stack,
-)
+from debug_toolbar.core.panels.async_profiler.watchdog import Watchdog, watchdog_for
 from debug_toolbar.core.shared_hooks import LoopHooks, SharedHooks
 
 if TYPE_CHECKING:
@@ -52,14 +50,12 @@ if TYPE_CHECKING:
 __all__ = (
     "DEFAULT_INTERVAL_NS",
     "UNKNOWN_CULPRIT",
-    "WATCHDOG_THREAD_NAME",
     "Clock",
     "LagListener",
     "LoopHeartbeat",
     "Stall",
     "StallListener",
     "StallSample",
-    "Watchdog",
     "heartbeats",
     "installed_heartbeats",
 )
@@ -69,19 +65,11 @@ logger = logging.getLogger("debug_toolbar.async_profiler")
 Clock: TypeAlias = Callable[[], int]
 """A ``time.perf_counter_ns``-like clock; tests inject a fake one."""
 
-WATCHDOG_THREAD_NAME = "debug-toolbar-watchdog"
 DEFAULT_INTERVAL_NS = 10_000_000
 _NEVER = 1 << 62
 """Stall threshold while nobody detects blocking calls: no gap ever reaches it."""
-_WAKE_SLACK_S = 0.001
-"""Wake a little after the deadline, so the heartbeat is surely overdue when we look."""
-_MAX_IDLE_WAIT_S = 1.0
-_MAX_RESAMPLE_WAIT_S = 0.005
-"""Resampling period cap during a stall: where the running request changes, the stall is cut
-within half of it. A sample costs the watchdog some 10-50 µs, only while the loop is stalled."""
 _MAX_SEGMENTS = 64
 """Segments kept per stall; a stall that changes hands more often ends in an unknown part."""
-_JOIN_TIMEOUT_S = 2.0
 
 _current_task = asyncio.current_task
 _BEAT_CONTEXT = contextvars.Context()
@@ -221,6 +209,7 @@ class LoopHeartbeat:
         """When the next beat should run; its lateness is the loop's lag."""
         self.beats = 0
         self.watchdog: Watchdog | None = None
+        """The loop's watchdog while it watches this heartbeat (it outlives it, parked)."""
         self._handle: asyncio.TimerHandle | None = None
         self._lag_listeners: list[LagListener] = []
         self._stall_listeners: list[StallListener] = []
@@ -247,7 +236,7 @@ class LoopHeartbeat:
         handle, self._handle = self._handle, None
         if handle is not None:
             handle.cancel()
-        self._stop_watchdog()
+        self._park_watchdog()
         self._lag_listeners.clear()
         self._stall_listeners.clear()
         with self._lock:
@@ -313,16 +302,15 @@ class LoopHeartbeat:
     def add_stall_listener(self, listener: StallListener) -> None:
         self._stall_listeners.append(listener)
         self._update_settings()
-        if self.watchdog is None and self.run_watchdog:
-            watchdog = Watchdog(self)
-            try:
-                watchdog.start()
-            except BaseException:
-                self.remove_stall_listener(listener)
-                raise
-            self.watchdog = watchdog
-        elif self.watchdog is not None:
-            self.watchdog.nudge()  # the threshold may have dropped: re-read it now
+        if not self.run_watchdog:
+            return
+        try:
+            watchdog = self.watchdog or watchdog_for(self.loop)
+        except BaseException:
+            self.remove_stall_listener(listener)
+            raise
+        self.watchdog = watchdog
+        watchdog.watch(self)  # wakes it: parked, or the threshold may have dropped
 
     def remove_stall_listener(self, listener: StallListener) -> None:
         if listener not in self._stall_listeners:
@@ -330,7 +318,7 @@ class LoopHeartbeat:
         self._stall_listeners.remove(listener)
         self._update_settings()
         if not self._stall_listeners:
-            self._stop_watchdog()
+            self._park_watchdog()
 
     @property
     def lag_listeners(self) -> tuple[LagListener, ...]:
@@ -352,12 +340,28 @@ class LoopHeartbeat:
             (listener.threshold_ns for listener in self._stall_listeners), default=_NEVER
         )
 
-    def _stop_watchdog(self) -> None:
+    def _park_watchdog(self) -> None:
+        """Nobody detects blocking calls here any more: the loop's watchdog waits, parked (it
+        outlives the requests: starting and joining a thread per request cost ~0.2 ms)."""
         watchdog, self.watchdog = self.watchdog, None
         if watchdog is not None:
-            watchdog.stop()
+            watchdog.park(self)
 
     # Watchdog side (any thread)
+
+    def publish_sample(
+        self, *, beat_ns: int, stack: RawStack, app_index: int | None, culprit: object | None
+    ) -> bool:
+        """The watchdog's sample of the loop's thread, taken now: see ``publish``."""
+        return self.publish(
+            StallSample(
+                beat_ns=beat_ns,
+                taken_ns=self.clock(),
+                stack=stack,
+                app_index=app_index,
+                culprit=culprit,
+            )
+        )
 
     def publish(self, sample: StallSample) -> bool:
         """Add ``sample`` to the stall it belongs to, if that stall is still going on.
@@ -404,87 +408,6 @@ class LoopHeartbeat:
 def _of_stall(segments: Iterable[StallSample], beat_ns: int) -> tuple[StallSample, ...]:
     """The segments that belong to the stall that began at ``beat_ns``."""
     return tuple(segment for segment in segments if segment.beat_ns == beat_ns)
-
-
-class Watchdog:
-    """The thread that samples the loop's thread when its heartbeat is overdue.
-
-    It sleeps until the moment the heartbeat would become overdue (so a healthy loop wakes it
-    about once per half threshold, not once per interval), then checks: if no beat came, it
-    samples, and samples again every quarter threshold (at most 5 ms) while the stall lasts.
-    """
-
-    def __init__(self, heartbeat: LoopHeartbeat) -> None:
-        self.heartbeat = heartbeat
-        self.clock = heartbeat.clock
-        self.samples_taken = 0
-        self._stopping = False
-        self._wakeup = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    @property
-    def thread(self) -> threading.Thread | None:
-        return self._thread
-
-    def start(self) -> None:
-        thread = threading.Thread(target=self._run, name=WATCHDOG_THREAD_NAME, daemon=True)
-        thread.start()
-        self._thread = thread
-
-    def nudge(self) -> None:
-        self._wakeup.set()
-
-    def stop(self) -> None:
-        """Stop and join the thread (it wakes at once; the timeout is a safety net)."""
-        self._stopping = True
-        self._wakeup.set()
-        thread, self._thread = self._thread, None
-        if thread is None or thread is threading.current_thread():
-            return
-        thread.join(_JOIN_TIMEOUT_S)
-        if thread.is_alive():  # pragma: no cover - would need a wedged interpreter
-            logger.warning("the blocking-call watchdog thread did not stop in time")
-
-    def _run(self) -> None:
-        try:
-            while not self._stopping:
-                delay = self.poll()
-                self._wakeup.wait(delay)
-                self._wakeup.clear()
-        except Exception:  # pragma: no cover - a bug here must not take the app down
-            logger.exception("the blocking-call watchdog stopped after an error")
-
-    def poll(self) -> float:
-        """Check the heartbeat once (sampling if it is overdue); seconds until the next check."""
-        heartbeat = self.heartbeat
-        sample_after = heartbeat.sample_after_ns
-        last = heartbeat.last_beat_ns
-        age = self.clock() - last
-        if age <= sample_after:
-            return min((sample_after - age) / 1e9 + _WAKE_SLACK_S, _MAX_IDLE_WAIT_S)
-        if heartbeat.loop.is_running():
-            self.sample(last)  # again and again while it lasts: the culprit may change
-        return min(sample_after / 2e9, _MAX_RESAMPLE_WAIT_S)
-
-    def sample(self, beat_ns: int) -> bool:
-        """Sample the loop's thread for the stall that began at ``beat_ns``; True if kept."""
-        heartbeat = self.heartbeat
-        thread_id = heartbeat.thread_id
-        if thread_id is None:
-            return False
-        stack = sample_thread_stack(thread_id) or ()
-        task = _current_task(heartbeat.loop)
-        culprit = heartbeat.identify(task)
-        self.samples_taken += 1
-        return heartbeat.publish(
-            StallSample(
-                beat_ns=beat_ns,
-                taken_ns=self.clock(),
-                stack=stack,
-                app_index=innermost_app_frame(stack),
-                culprit=culprit,
-            )
-        )
 
 
 heartbeats: LoopHooks[LoopHeartbeat] = SharedHooks("heartbeat", LoopHeartbeat)

@@ -9,6 +9,7 @@ the trace download all read the same profile (``AsyncProfile.from_dict`` of the 
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ from debug_toolbar.core.panels.async_profiler.profiler import AsyncRequestProfil
 from debug_toolbar.core.panels.async_profiler.timeline import (
     timeline_of,
 )
+from debug_toolbar.core.panels.async_profiler.watchdog import stop_watchdogs
 
 if TYPE_CHECKING:
     from debug_toolbar.core.config import DebugToolbarConfig
@@ -93,6 +95,15 @@ class AsyncProfilerPanel(Panel):
             select_backend(name)
         except BackendUnavailableError as exc:
             raise ValueError(str(exc)) from exc
+
+    @classmethod
+    def on_shutdown(cls) -> None:
+        """End the watchdog of the loop that is shutting down (it outlives requests, parked)."""
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        stop_watchdogs(loop)
 
     def _backend_class(self, context: RequestContext) -> type[AsyncProfilerBackend]:
         """The chosen backend, or the task factory once yappi reached its process limit."""

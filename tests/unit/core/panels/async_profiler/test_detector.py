@@ -13,6 +13,7 @@ three to four times longer, so the timing assertions are lower bounds with room 
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import re
 import sys
@@ -32,13 +33,18 @@ from debug_toolbar.core.panels.async_profiler.detector import (
     EventLoopLagMonitor,
 )
 from debug_toolbar.core.panels.async_profiler.heartbeat import (
-    WATCHDOG_THREAD_NAME,
     LoopHeartbeat,
     heartbeats,
     installed_heartbeats,
 )
 from debug_toolbar.core.panels.async_profiler.models import BlockingCall, LagSample, LagStats
 from debug_toolbar.core.panels.async_profiler.task_hooks import TaskTracking
+from debug_toolbar.core.panels.async_profiler.watchdog import (
+    WATCHDOG_THREAD_NAME,
+    Watchdog,
+    running_watchdogs,
+    stop_watchdogs,
+)
 from support import ProcessPauses
 
 THRESHOLD_MS = 40.0
@@ -63,8 +69,10 @@ def watchdog_threads() -> list[threading.Thread]:
 @pytest.fixture(autouse=True)
 def _no_watchdog_survives() -> Iterator[None]:
     yield
-    assert watchdog_threads() == [], "a watchdog thread survived the test"
+    assert [w for w in running_watchdogs() if not w.parked] == [], "a watchdog still watches"
     assert installed_heartbeats() == 0, "a heartbeat is still installed"
+    stop_watchdogs()
+    assert watchdog_threads() == [], "a watchdog thread survived stop_watchdogs()"
 
 
 _pause_watch: list[ProcessPauses] = []
@@ -430,15 +438,94 @@ class TestLag:
         assert len(code_calls(request)) == 1  # the detector still has its heartbeat
 
 
+class TestWatchdogLifetime:
+    """One watchdog per loop, started by the first request that detects blocking calls, parked
+    between requests, ended with its loop."""
+
+    def test_one_thread_serves_every_request_of_a_loop(self, new_loop: LoopFactory) -> None:
+        async def main() -> set[threading.Thread]:
+            seen: set[threading.Thread] = set()
+            for _ in range(200):
+                request = await Request().run(lambda: asyncio.sleep(0))
+                seen.update(request.threads_during)
+            await asyncio.gather(*(Request().run(lambda: asyncio.sleep(0.01)) for _ in range(50)))
+            seen.update(watchdog_threads())
+            return seen
+
+        threads = run(new_loop, main)
+        assert len(threads) == 1
+        assert len(watchdog_threads()) == 1
+
+    def test_a_parked_watchdog_wakes_for_the_next_request_and_names_its_block(
+        self, new_loop: LoopFactory
+    ) -> None:
+        async def main() -> list[Request]:
+            first = await Request().run(lambda: asyncio.sleep(0.01))
+            await asyncio.sleep(0.2)  # the watchdog is parked, with no timeout
+
+            async def handler() -> None:
+                time.sleep(BLOCK_S)  # block: after a parked watchdog
+
+            second = await Request().run(handler)
+            return [first, second]
+
+        first, second = run(new_loop, main)
+        assert code_calls(first) == []
+        call = only_call(second)
+        assert (call.relation, call.lineno) == ("own", line_of("block: after a parked watchdog"))
+
+    def test_a_request_after_a_long_idle_loop_reports_no_stall_and_no_lag(
+        self, new_loop: LoopFactory
+    ) -> None:
+        async def main() -> Request:
+            await Request().run(lambda: asyncio.sleep(0.01))
+            # The loop idles for ten blocking thresholds: nothing watches, nothing beats.
+            await asyncio.sleep(THRESHOLD_MS * 10 / 1000)
+            return await Request().run(lambda: asyncio.sleep(0.05))
+
+        request = run(new_loop, main)
+        assert code_calls(request) == []
+        assert request.lag is not None
+        # Lag is kept above 5 ms; what the machine's pauses explain is not the test's.
+        assert [s for s in request.lag.samples if code_lag_ms(request, s) > 5.0] == []
+
+    def test_a_closed_loops_watchdog_ends_when_another_is_needed(
+        self, new_loop: LoopFactory
+    ) -> None:
+        run(new_loop, lambda: Request().run(lambda: asyncio.sleep(0)))
+        [old] = watchdog_threads()  # its loop is closed now, the watchdog still parked
+        run(new_loop, lambda: Request().run(lambda: asyncio.sleep(0)))
+        old.join(2)
+        assert not old.is_alive()
+        assert len(watchdog_threads()) == 1
+
+    def test_a_collected_loops_watchdog_ends(self, new_loop: LoopFactory) -> None:
+        run(new_loop, lambda: Request().run(lambda: asyncio.sleep(0)))
+        [thread] = watchdog_threads()
+        gc.collect()  # the closed loop, unreferenced, is collected: its finalizer stops it
+        thread.join(2)
+        assert not thread.is_alive()
+
+
 class TestNothingLeftBehind:
     def test_detection_off_starts_no_thread(self, new_loop: LoopFactory) -> None:
         request = run(new_loop, lambda: Request(detect=False).run(lambda: asyncio.sleep(0.02)))
         assert request.threads_during == []
 
-    def test_the_watchdog_is_a_named_daemon_joined_at_the_end(self, new_loop: LoopFactory) -> None:
-        request = run(new_loop, lambda: Request().run(lambda: asyncio.sleep(0.02)))
+    def test_the_watchdog_is_a_named_daemon_parked_after_the_request(
+        self, new_loop: LoopFactory
+    ) -> None:
+        async def main() -> tuple[Request, list[Watchdog]]:
+            request = await Request().run(lambda: asyncio.sleep(0.02))
+            return request, running_watchdogs()
+
+        request, after = run(new_loop, main)
         [thread] = request.threads_during
         assert thread.daemon
+        assert thread.is_alive()  # it outlives the request, parked: no thread start per request
+        [watchdog] = after
+        assert (watchdog.thread, watchdog.parked) == (thread, True)
+        assert stop_watchdogs() == 1
         assert not thread.is_alive()
 
     def test_the_loop_is_left_as_it_was(self, new_loop: LoopFactory) -> None:

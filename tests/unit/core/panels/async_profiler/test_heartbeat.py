@@ -23,14 +23,13 @@ from debug_toolbar.core.panels.async_profiler.detector import (
     EventLoopLagMonitor,
 )
 from debug_toolbar.core.panels.async_profiler.heartbeat import (
-    WATCHDOG_THREAD_NAME,
     LoopHeartbeat,
     StallSample,
-    Watchdog,
     installed_heartbeats,
 )
 from debug_toolbar.core.panels.async_profiler.models import BlockingCall, LagSample
 from debug_toolbar.core.panels.async_profiler.task_hooks import TaskTracking
+from debug_toolbar.core.panels.async_profiler.watchdog import Watchdog, running_watchdogs
 from debug_toolbar.core.shared_hooks import LoopHooks, SharedHooks
 
 T = TypeVar("T")
@@ -60,7 +59,7 @@ def _next_line() -> int:
 def _nothing_left_behind() -> Iterator[None]:
     yield
     assert installed_heartbeats() == 0, "a heartbeat is still installed"
-    assert not [t for t in threading.enumerate() if t.name == WATCHDOG_THREAD_NAME]
+    assert [w for w in running_watchdogs() if not w.parked] == [], "a watchdog still watches"
 
 
 @pytest.fixture
