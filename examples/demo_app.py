@@ -198,7 +198,7 @@ def build_app(backend: str | None = None) -> Litestar:
     """The demo app; ``backend`` overrides ``DEMO_ASYNC_BACKEND``."""
     config = DebugToolbarConfig(
         extra_panels=[AsyncProfilerPanel],
-        async_profiler_backend=backend or os.environ.get("DEMO_ASYNC_BACKEND", "auto"),  # type: ignore[arg-type]
+        async_profiler_backend=backend or os.environ.get("DEMO_ASYNC_BACKEND", "taskfactory"),  # type: ignore[arg-type]
     )
     return Litestar(
         route_handlers=[home, json_route, async_scenario, timeline_demo],

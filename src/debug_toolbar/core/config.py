@@ -257,10 +257,12 @@ class DebugToolbarConfig:
     """Folders where your own panels' templates live, searched after the toolbar's own
     templates (which they cannot replace). Each must be an existing directory."""
 
-    async_profiler_backend: AsyncProfilerBackendName = "auto"
-    """Async Profiler backend: ``"taskfactory"``, ``"yappi"`` or ``"auto"``. With the Async
-    Profiler panel configured, ``"yappi"`` without yappi installed is an error here, at
-    start-up, naming the extra to install."""
+    async_profiler_backend: AsyncProfilerBackendName = "taskfactory"
+    """Async Profiler backend: ``"taskfactory"`` (the default: cheap, always there),
+    ``"yappi"`` or ``"auto"`` (yappi when installed). yappi costs a lot and keeps memory (see
+    docs/async-profiler-yappi.md), so it runs only when asked for, here or with the panel's
+    per-browser switch. With the Async Profiler panel configured, ``"yappi"`` without yappi
+    installed is an error here, at start-up, naming the extra to install."""
 
     async_yappi_max_requests: int = 500
     """Requests this process profiles with yappi (1 to 1,000,000); later ones use the task

@@ -59,7 +59,7 @@ class TestDefaults:
         assert config.max_request_history_bytes == 64 * 1024 * 1024
         assert config.max_value_length == 4096
         assert config.show_toolbar is is_loopback_client
-        assert config.async_profiler_backend == "auto"
+        assert config.async_profiler_backend == "taskfactory"
 
 
 class TestInvalidValues:
