@@ -137,9 +137,9 @@ class TestTaskStates:
         assert escaped["stack"][0]["code"] == (
             'asyncio.create_task(sleeper(), name="escaped")  # noqa: RUF006'
         )
-        for task in asyncio.all_tasks():
-            if task.get_name() == "escaped":
-                task.cancel()
+        for running in asyncio.all_tasks():
+            if running.get_name() == "escaped":
+                running.cancel()
 
     @pytest.mark.asyncio
     async def test_names_given_after_creation_are_kept(self, run_in_request: Any) -> None:
