@@ -10,6 +10,7 @@ thread itself, on real time, is tested in test_detector.py.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import sys
 import threading
 from collections.abc import Callable, Coroutine, Iterator
@@ -67,9 +68,29 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+class TimerRecordingLoop(asyncio.SelectorEventLoop):
+    """An asyncio loop that remembers the timers asked of it through ``call_later``, so a test
+    sees the heartbeat's timer through the loop's public API."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.timers: list[tuple[Callable[..., object], asyncio.TimerHandle]] = []
+
+    def call_later(  # type: ignore[override]
+        self,
+        delay: float,
+        callback: Callable[..., object],
+        *args: Any,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.TimerHandle:
+        handle = super().call_later(delay, callback, *args, context=context)
+        self.timers.append((callback, handle))
+        return handle
+
+
 @pytest.fixture
 def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    loop = asyncio.new_event_loop()
+    loop = TimerRecordingLoop()
     yield loop
     loop.close()
 
@@ -91,12 +112,13 @@ def context(path: str, method: str = "GET") -> RequestContext:
 
 
 def heartbeat_handles(loop: asyncio.AbstractEventLoop) -> list[asyncio.TimerHandle]:
-    """Live (not cancelled) heartbeat timers on an asyncio loop."""
+    """The heartbeat timers scheduled on ``loop`` and not cancelled (the tests that ask do not
+    run the loop meanwhile, so none of them has fired)."""
+    assert isinstance(loop, TimerRecordingLoop)
     return [
         handle
-        for handle in loop._scheduled  # type: ignore[attr-defined]
-        if not handle.cancelled()
-        and isinstance(getattr(handle._callback, "__self__", None), LoopHeartbeat)
+        for callback, handle in loop.timers
+        if not handle.cancelled() and isinstance(getattr(callback, "__self__", None), LoopHeartbeat)
     ]
 
 
