@@ -538,19 +538,26 @@ class TestNothingLeftBehind:
                 getattr(loop, "slow_callback_duration", None),
             )
 
-            async def main() -> None:
+            seen: list[LoopHeartbeat] = []
+
+            async def main() -> int:
                 request = Request()
 
                 async def handler() -> None:
                     assert loop.get_debug() is False
+                    heartbeat = heartbeats.get(asyncio.get_running_loop())
+                    assert heartbeat is not None
+                    seen.append(heartbeat)
                     await asyncio.sleep(0.03)
                     time.sleep(0.06)
 
                 await request.run(handler)
                 assert len(code_calls(request)) == 1
+                beats = seen[0].beats
                 await asyncio.sleep(0.03)  # a heartbeat would have run by now
+                return seen[0].beats - beats
 
-            loop.run_until_complete(main())
+            assert loop.run_until_complete(main()) == 0  # its timer is gone
             after = (
                 loop.get_debug(),
                 loop.get_exception_handler(),
@@ -559,13 +566,7 @@ class TestNothingLeftBehind:
             )
             assert after == before
             assert heartbeats.get(loop) is None
-            scheduled = getattr(loop, "_scheduled", [])  # asyncio only; uvloop keeps it in C
-            assert not [
-                handle
-                for handle in scheduled
-                if not handle.cancelled()
-                and isinstance(getattr(handle._callback, "__self__", None), LoopHeartbeat)
-            ]
+            assert not seen[0].installed
         finally:
             loop.close()
 
