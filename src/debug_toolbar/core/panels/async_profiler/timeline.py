@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from typing import TYPE_CHECKING, Literal
 
 from debug_toolbar.core.panels.async_profiler.timeline_model import (
@@ -66,6 +67,8 @@ _PCT_DIGITS = 4
 _TICK_MANTISSAS = (1.0, 2.0, 5.0)
 
 _SEPARATOR = " · "
+_DEFAULT_TASK_NAME = re.compile(r"Task-\d+")
+"""asyncio's name for a task created without one."""
 
 
 def _pct(ms: float, window_ms: float) -> float:
@@ -225,6 +228,11 @@ def _row(
         depth=depth,
         children=children,
         name=task.name,
+        display_name=(
+            task.coro_name
+            if task.coro_name and _DEFAULT_TASK_NAME.fullmatch(task.name)
+            else task.name
+        ),
         coro_name=task.coro_name,
         state=task.state,
         start_ms=task.start_ms,

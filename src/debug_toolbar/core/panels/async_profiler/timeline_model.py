@@ -52,6 +52,9 @@ class TimelineRow:
     children: int
     """How many recorded tasks this one created."""
     name: str
+    display_name: str
+    """What the row is called: the task's name, or its coroutine's when the task only has
+    asyncio's default ``Task-<n>`` (which says nothing about what it runs)."""
     coro_name: str
     state: TaskState
     start_ms: float

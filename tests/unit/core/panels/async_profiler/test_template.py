@@ -254,7 +254,11 @@ class TestRich:
         assert attr(checker, "dt-async-band", "style")[0] == "left: 60.0000%; width: 25.0000%"
         assert "/app/views.py:7" in html
         assert "time.sleep(0.025)" in html
-        assert "suffered: caused by POST /other (request ffffffff)" in html
+        # The culprit is a link to its request's page, under the toolbar's base URL.
+        assert (
+            'suffered: caused by <a class="dt-async-culprit-link" '
+            f'href="/_debug_toolbar/requests/{"f" * 32}">POST /other (request ffffffff)</a>'
+        ) in html
 
     def test_lag_strip_and_ticks(self) -> None:
         checker = parse(render(rich_stats()))

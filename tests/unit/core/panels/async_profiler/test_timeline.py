@@ -615,3 +615,20 @@ class TestOfAProfile:
     def test_unknown_state_is_an_error(self) -> None:
         with pytest.raises(ValueError, match="unknown task state 'zombie'"):
             stored({"tasks": [{"task_id": 1, "start_ms": 0.0, "state": "zombie"}]})
+
+
+class TestRowNames:
+    def test_an_unnamed_task_is_called_by_its_coroutine(self) -> None:
+        tasks = [
+            task(1, 0.0, 5.0, name="Task-287", coro_name="fetch_rows"),
+            task(2, 0.0, 5.0, name="loader", coro_name="load"),
+            task(3, 0.0, 5.0, name="Task-9", coro_name=""),
+            task(4, 0.0, 5.0, name="Task-12-retry", coro_name="retry"),
+        ]
+        rows = generate_timeline(duration_ms=10.0, tasks=tasks).rows
+        assert [(row.name, row.display_name) for row in rows] == [
+            ("Task-287", "fetch_rows"),
+            ("loader", "loader"),
+            ("Task-9", "Task-9"),  # nothing better to show
+            ("Task-12-retry", "Task-12-retry"),  # a name the app gave
+        ]
