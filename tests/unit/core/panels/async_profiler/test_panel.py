@@ -432,6 +432,32 @@ class TestBackendSelection:
         assert functions["cost_note"]
 
 
+class TestYappiFunctionTable:
+    @pytest.mark.asyncio
+    async def test_the_toolbars_own_work_is_not_the_requests(self) -> None:
+        """Detection and lag on: installing the heartbeat and waking the watchdog (threading's
+        Event.set, Thread.start...) happen outside yappi's tag, so none is listed."""
+        pytest.importorskip("yappi")
+
+        async def app() -> None:
+            await asyncio.create_task(noop(), name="under-yappi")
+            await asyncio.sleep(0.01)
+
+        _toolbar, record = await profile(
+            app,
+            async_profiler_backend="yappi",
+            async_enable_blocking_detection=True,
+            async_enable_event_loop_monitoring=True,
+        )
+        panel = record.panel("AsyncProfilerPanel")
+        assert panel is not None
+        functions = panel.resolve().stats["profile"]["functions"]
+        assert any(function["name"].endswith("noop") for function in functions)
+        listed = {(function["filename"], function["name"]) for function in functions}
+        assert [f for f in listed if f[0].endswith("threading.py")] == []
+        assert [f for f in listed if "debug_toolbar" in f[0]] == []
+
+
 class TestBackendCookie:
     """A browser switches backends from the panel; the config stays the default for others."""
 
