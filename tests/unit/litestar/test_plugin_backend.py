@@ -74,7 +74,7 @@ class TestWithoutYappi:
 
     def test_the_default_plugin_starts(self) -> None:
         app = Litestar([index], plugins=[DebugToolbarPlugin()], logging_config=None)
-        assert app.plugins.get(DebugToolbarPlugin).config.async_profiler_backend == "auto"
+        assert app.plugins.get(DebugToolbarPlugin).config.async_profiler_backend == "taskfactory"
 
     def test_auto_profiles_with_the_task_factory_quietly(
         self, caplog: pytest.LogCaptureFixture

@@ -310,11 +310,14 @@ class AsyncProfile:
         """The tasks (their stacks resolved here), the overhead and yappi's function table.
 
         ``overhead.report_ms`` is what building this cost: paid by whoever reads the record,
-        not by the request.
+        not by the request. It is measured the first time only: a profile read back from the
+        history (``from_dict``) keeps the cost it had then, so the pair round-trips.
         """
         started = time.perf_counter_ns()
         tasks = self.tasks.to_dicts()
-        overhead = replace(self.overhead, report_ms=(time.perf_counter_ns() - started) / 1e6)
+        overhead = self.overhead
+        if not overhead.report_ms:
+            overhead = replace(overhead, report_ms=(time.perf_counter_ns() - started) / 1e6)
         data: dict[str, Any] = {"tasks": tasks, "overhead": overhead.to_dict()}
         if self.functions is not None:
             data["profile"] = self.functions.to_dict()
