@@ -23,10 +23,19 @@ class Result:
     goal: float
     unit: str = "x"
     """``x`` for ratios; anything else is printed after the value."""
+    at_least: bool = False
+    """The goal is a floor (a throughput ratio), not a ceiling."""
 
     @property
     def met(self) -> bool:
-        return self.value <= self.goal
+        return self.value >= self.goal if self.at_least else self.value <= self.goal
+
+    @property
+    def goal_text(self) -> str:
+        return f"{'>=' if self.at_least else '<='} {self.format_value(self.goal)}"
 
     def format_value(self, value: float) -> str:
-        return f"{value:.2f}x" if self.unit == "x" else f"{value:.2f} {self.unit}"
+        if self.unit == "x":
+            return f"{value:.2f}x"
+        # Small times in ms need the third decimal (a goal of +0.05 ms).
+        return f"{value:.3f} {self.unit}" if abs(value) < 1 else f"{value:.2f} {self.unit}"

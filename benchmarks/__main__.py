@@ -30,10 +30,10 @@ def _summary(results: list[tuple[str, Result]]) -> None:
     print("\nsummary")
     print(f"  {'module':<16} {'figure':<{width}} {'measured':>10} {'goal':>10}")
     for module, result in results:
-        verdict = "ok" if result.met else "OVER GOAL"
+        verdict = "ok" if result.met else "UNDER GOAL" if result.at_least else "OVER GOAL"
         print(
             f"  {module:<16} {result.name:<{width}} {result.format_value(result.value):>10} "
-            f"{'<= ' + result.format_value(result.goal):>10}  {verdict}"
+            f"{result.goal_text:>10}  {verdict}"
         )
 
 
