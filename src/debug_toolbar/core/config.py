@@ -297,6 +297,16 @@ class DebugToolbarConfig:
     """Tasks recorded per request (1 to 100,000); more are counted as dropped. Each is kept in
     the history with its creation stack, so the cap bounds a record's memory."""
 
+    async_step_timing: bool = True
+    """Time every step of the request's own task and of the tasks it spawns (each run between
+    two suspensions, with its await site and what it awaited), for the time breakdown, the
+    await-site table and the slow steps. Needs Python 3.12+ (``sys.monitoring``); older
+    versions get the request's own task and a note. False removes all of it (no monitoring)."""
+
+    async_max_steps: int = 10_000
+    """Steps recorded per request (1 to 1,000,000); more are counted as dropped, and the time
+    breakdown stops where the request's own task lost its first one."""
+
     async_max_timeline_rows: int = 500
     """Rows drawn on the timeline (1 to 10,000: more makes a page the browser struggles
     with); the rest are counted as "N more" and are all in the trace download."""
@@ -310,6 +320,7 @@ class DebugToolbarConfig:
             "async_enable_blocking_detection",
             "async_enable_event_loop_monitoring",
             "async_capture_task_stacks",
+            "async_step_timing",
         ):
             _boolean(name, getattr(self, name))
         _at_least("max_request_history", self.max_request_history, 1, 10_000)
@@ -349,6 +360,7 @@ class DebugToolbarConfig:
         _between("async_lag_sample_interval_ms", self.async_lag_sample_interval_ms, 1, _MINUTE_MS)
         _at_least("async_max_stack_depth", self.async_max_stack_depth, 1, 1_000)
         _at_least("async_max_tasks", self.async_max_tasks, 1, 100_000)
+        _at_least("async_max_steps", self.async_max_steps, 1, 1_000_000)
         _at_least("async_max_timeline_rows", self.async_max_timeline_rows, 1, 10_000)
         _at_least("async_yappi_max_requests", self.async_yappi_max_requests, 1, 1_000_000)
         self.panel_classes = self._resolve_panels()

@@ -21,6 +21,13 @@ from debug_toolbar.core.panels.async_profiler.models import (
     BlockingCall,
     LagStats,
 )
+from debug_toolbar.core.panels.async_profiler.step_report import (
+    AwaitSiteRow,
+    SlowStep,
+    TimeBreakdown,
+    await_sites,
+)
+from debug_toolbar.core.panels.async_profiler.steps import RequestTask, StepTable
 from debug_toolbar.core.panels.async_profiler.task_table import TaskTable
 
 if TYPE_CHECKING:
@@ -49,11 +56,14 @@ class Overhead:
     """Building the report (resolving stacks): paid when the record is read, not by the request."""
     profiler_ms: float | None = None
     """yappi's own bookkeeping (joining and leaving the run, collecting), when it ran."""
+    steps_ms: float | None = None
+    """Step timing's work at each suspension (walking the await chain, recording), when steps
+    were timed; the monitoring calls themselves (under 1 µs a step) cannot be timed inside."""
 
     @property
     def request_ms(self) -> float:
         """What the request itself paid: everything but building the report."""
-        return self.tracking_ms + self.setup_ms + (self.profiler_ms or 0.0)
+        return self.tracking_ms + self.setup_ms + (self.profiler_ms or 0.0) + (self.steps_ms or 0.0)
 
     def to_dict(self) -> dict[str, float]:
         data = {
@@ -63,16 +73,19 @@ class Overhead:
         }
         if self.profiler_ms is not None:
             data["profiler_ms"] = self.profiler_ms
+        if self.steps_ms is not None:
+            data["steps_ms"] = self.steps_ms
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Overhead:
-        profiler = data.get("profiler_ms")
+        profiler, steps = data.get("profiler_ms"), data.get("steps_ms")
         return cls(
             tracking_ms=float(data.get("tracking_ms") or 0.0),
             setup_ms=float(data.get("setup_ms") or 0.0),
             report_ms=float(data.get("report_ms") or 0.0),
             profiler_ms=None if profiler is None else float(profiler),
+            steps_ms=None if steps is None else float(steps),
         )
 
 
@@ -273,6 +286,21 @@ class AsyncProfile:
     """Why another backend than the configured one ran (a stale cookie, yappi's limit)."""
     yappi_retention: YappiRetention | None = None
     """For a request that asked for yappi: what yappi keeps in this process so far."""
+    request_task: RequestTask | None = None
+    """The request's own task (the root of the task tree); None when it was not recorded."""
+    steps: StepTable | None = None
+    """Every step of the request's own task and of the tasks it spawned (``steps.py``)."""
+    steps_unavailable: str | None = None
+    """Why there are no steps: an older Python, ``async_step_timing`` off, no free
+    ``sys.monitoring`` tool id. None when steps were timed."""
+    time_breakdown: TimeBreakdown | None = None
+    """Where the request's own task spent its time (``step_report.py``); None without steps."""
+    slow_steps: tuple[SlowStep, ...] = ()
+    """Steps (or, without steps, stalls the watchdog saw) of at least the lag threshold."""
+
+    def await_sites(self) -> tuple[AwaitSiteRow, ...]:
+        """The await-site table (every step is read: built with the detail, not the head)."""
+        return () if self.steps is None else await_sites(self.steps)
 
     @property
     def summary(self) -> ProfileSummary:
@@ -304,6 +332,12 @@ class AsyncProfile:
             "summary": self.summary.to_dict(),
             "blocking_calls": [call.to_dict() for call in self.blocking_calls],
             "lag": None if self.lag is None else self.lag.to_dict(),
+            "request_task": None if self.request_task is None else self.request_task.to_dict(),
+            "steps_unavailable": self.steps_unavailable,
+            "time_breakdown": (
+                None if self.time_breakdown is None else self.time_breakdown.to_dict()
+            ),
+            "slow_steps": [step.to_dict() for step in self.slow_steps],
         }
 
     def detail_dict(self) -> dict[str, Any]:
@@ -315,10 +349,20 @@ class AsyncProfile:
         """
         started = time.perf_counter_ns()
         tasks = self.tasks.to_dicts()
+        steps = self.steps
+        step_data: dict[str, Any] = {}
+        if steps is not None:
+            step_data["steps"] = {
+                "end_ms": steps.end_ms,
+                "dropped": steps.dropped,
+                "dropped_from_ms": steps.dropped_from_ms,
+                "rows": steps.to_dicts(),
+            }
+            step_data["await_sites"] = [row.to_dict() for row in self.await_sites()]
         overhead = self.overhead
         if not overhead.report_ms:
             overhead = replace(overhead, report_ms=(time.perf_counter_ns() - started) / 1e6)
-        data: dict[str, Any] = {"tasks": tasks, "overhead": overhead.to_dict()}
+        data: dict[str, Any] = {"tasks": tasks, "overhead": overhead.to_dict(), **step_data}
         if self.functions is not None:
             data["profile"] = self.functions.to_dict()
         return data
@@ -337,6 +381,7 @@ class AsyncProfile:
         lag = data.get("lag")
         profile = data.get("profile")
         retention = data.get("yappi_retention")
+        request_task, breakdown = data.get("request_task"), data.get("time_breakdown")
         overhead = Overhead.from_dict(data.get("overhead") or {})
         if "profiling_overhead_ms" in summary and not data.get("overhead"):
             overhead = Overhead(tracking_ms=float(summary["profiling_overhead_ms"] or 0.0))
@@ -353,4 +398,21 @@ class AsyncProfile:
             overhead=overhead,
             functions=None if profile is None else FunctionProfile.from_dict(profile),
             yappi_retention=None if retention is None else YappiRetention.from_dict(retention),
+            request_task=None if request_task is None else RequestTask.from_dict(request_task),
+            steps=_steps_from_dict(data.get("steps")),
+            steps_unavailable=data.get("steps_unavailable"),
+            time_breakdown=None if breakdown is None else TimeBreakdown.from_dict(breakdown),
+            slow_steps=tuple(SlowStep.from_dict(step) for step in data.get("slow_steps") or ()),
         )
+
+
+def _steps_from_dict(data: Mapping[str, Any] | None) -> StepTable | None:
+    if data is None:
+        return None
+    dropped_from = data.get("dropped_from_ms")
+    return StepTable.from_dicts(
+        data.get("rows") or (),
+        end_ms=float(data.get("end_ms") or 0.0),
+        dropped=int(data.get("dropped") or 0),
+        dropped_from_ms=None if dropped_from is None else float(dropped_from),
+    )

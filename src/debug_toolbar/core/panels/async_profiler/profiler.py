@@ -9,26 +9,45 @@ one that fails to stop does not keep the others installed.
 
 ``stop`` freezes what was collected into an ``AsyncProfile`` and forgets the collectors: the
 profile holds no collector, task or loop, so a record waiting in the history keeps none alive.
+
+With ``async_step_timing`` on, two more: the request's steps (``step_recorder``, started after
+the backend, whose task recorder tells it about every task), and a second blocking-call
+detector at the lag threshold, so that the watchdog also samples the shorter stalls and a slow
+step can be named at the exact line that held the loop (``step_report.slow_steps``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from debug_toolbar.core.panels.async_profiler.detector import (
     BlockingCallDetector,
     EventLoopLagMonitor,
 )
 from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile
+from debug_toolbar.core.panels.async_profiler.recorder import current_task
+from debug_toolbar.core.panels.async_profiler.step_recorder import StepRecorder
+from debug_toolbar.core.panels.async_profiler.step_report import slow_steps, time_breakdown
+from debug_toolbar.core.panels.async_profiler.steps import RequestTask
 
 if TYPE_CHECKING:
     from debug_toolbar.core.config import DebugToolbarConfig
     from debug_toolbar.core.context import RequestContext
     from debug_toolbar.core.panels.async_profiler.base import AsyncProfilerBackend
+    from debug_toolbar.core.panels.async_profiler.models import BlockingCall
+    from debug_toolbar.core.panels.async_profiler.recorder import TaskRecorder
+    from debug_toolbar.core.panels.async_profiler.task_hooks import TaskTracking
 
-__all__ = ("AsyncRequestProfiler",)
+__all__ = ("SLOW_SAMPLE_MIN_MS", "AsyncRequestProfiler")
+
+SLOW_SAMPLE_MIN_MS = 5.0
+"""The shortest stall the watchdog samples for slow steps, whatever the lag threshold: the
+heartbeat beats every threshold / 4, and more often than every 1.25 ms it would busy the loop."""
+STEP_TIMING_OFF = "step timing is off (async_step_timing)"
 
 
 class AsyncRequestProfiler:
@@ -67,6 +86,26 @@ class AsyncRequestProfiler:
                 interval_ms=config.async_lag_sample_interval_ms,
                 origin_ns=context.start_ns,
             )
+        self.steps: StepRecorder | None = None
+        self.slow_detector: BlockingCallDetector | None = None
+        if config.async_step_timing:
+            self.steps = StepRecorder(
+                max_steps=config.async_max_steps,
+                slow_threshold_ms=config.async_event_loop_lag_threshold_ms,
+            )
+            if config.async_enable_blocking_detection:
+                self.slow_detector = BlockingCallDetector(
+                    threshold_ms=max(config.async_event_loop_lag_threshold_ms, SLOW_SAMPLE_MIN_MS),
+                    interval_ms=config.async_lag_sample_interval_ms,
+                    max_stack_depth=config.async_max_stack_depth,
+                    owner=context,
+                    owns_task=backend.owns_task,
+                    origin_ns=context.start_ns,
+                    max_calls=config.async_max_steps,
+                )
+        self.blocking_threshold_ms = config.async_blocking_threshold_ms
+        self._request_task: tuple[str, str] | None = None
+        self._started_ns = self._stopped_ns = 0
         self._running: contextlib.ExitStack | None = None
         self._profile: AsyncProfile | None = None
 
@@ -92,16 +131,49 @@ class AsyncRequestProfiler:
             if self.lag_monitor is not None:
                 self.lag_monitor.start(loop)
                 started.callback(self.lag_monitor.stop)
+            if self.slow_detector is not None:
+                self.slow_detector.install(loop)
+                started.callback(self.slow_detector.uninstall)
             running = started.pop_all()
         try:
             self.backend.start(loop)
+            self._start_steps(loop)
         except BaseException:
             try:
+                self._stop_steps()
                 self.backend.stop()
             finally:
                 running.close()
             raise
         self._running = running
+
+    def _start_steps(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Record the request's own task and, with step timing, time its steps from now."""
+        task = current_task(loop)
+        self._started_ns = time.perf_counter_ns()
+        if task is not None:
+            coro = getattr(task, "get_coro", lambda: None)()
+            coro_name = getattr(coro, "__qualname__", None) or type(coro).__name__
+            self._request_task = (_task_name(task), str(coro_name))
+        steps = self.steps
+        if steps is None:
+            return
+        recorder = _task_recorder(self.backend)
+        steps.start(task, {} if recorder is None else recorder.live)
+        self._started_ns = steps.start_ns
+        if recorder is not None and steps.active:
+            recorder.steps = steps
+
+    def _stop_steps(self) -> None:
+        steps = self.steps
+        if steps is not None:
+            recorder = _task_recorder(self.backend)
+            if recorder is not None:
+                recorder.steps = None
+            steps.stop()
+        self._stopped_ns = steps.end_ns if steps is not None and steps.end_ns else (
+            time.perf_counter_ns()
+        )
 
     def stop(self) -> AsyncProfile:
         """Stop collecting (idempotent) and return the request's frozen profile.
@@ -114,24 +186,80 @@ class AsyncRequestProfiler:
         running, self._running = self._running, None
         if running is not None:
             try:
-                self.backend.stop()
+                self._stop_steps()
             finally:
-                running.close()
+                try:
+                    self.backend.stop()
+                finally:
+                    running.close()
         profile = self._freeze()
         self._profile = profile
         # The profile is all that remains: drop the collectors (and through them, the loop).
-        self.detector = self.lag_monitor = None
+        self.detector = self.lag_monitor = self.slow_detector = None
+        self.steps = None
         return profile
 
     def _freeze(self) -> AsyncProfile:
         backend = self.backend
         collected = backend.collected()
+        origin = self.context.start_ns
+        blocking = () if self.detector is None else tuple(self.detector.get_stats())
+        stalls = () if self.slow_detector is None else tuple(self.slow_detector.get_stats())
+        steps = self.steps
+        table = None if steps is None else steps.table(origin)
+        overhead = collected.overhead
+        breakdown = None
+        if steps is not None and table is not None:
+            overhead = replace(overhead, steps_ms=steps.overhead_ns / 1e6)
+            breakdown = time_breakdown(
+                table,
+                start_ms=(steps.start_ns - origin) / 1e6,
+                suffered=[call for call in (*blocking, *stalls) if _caused_by_another(call)],
+                root_rows=steps.root_rows,
+            )
+        request_task = None
+        if self._request_task is not None and self._started_ns:
+            name, coro_name = self._request_task
+            request_task = RequestTask(
+                name=name,
+                coro_name=coro_name,
+                start_ms=(self._started_ns - origin) / 1e6,
+                end_ms=(max(self._stopped_ns, self._started_ns) - origin) / 1e6,
+            )
         return AsyncProfile(
             backend=backend.name,
             backend_note=self.backend_note,
             tasks=collected.tasks,
-            blocking_calls=() if self.detector is None else tuple(self.detector.get_stats()),
+            blocking_calls=blocking,
             lag=None if self.lag_monitor is None else self.lag_monitor.get_stats(),
-            overhead=collected.overhead,
+            overhead=overhead,
             functions=collected.functions,
+            request_task=request_task,
+            steps=table,
+            steps_unavailable=STEP_TIMING_OFF if steps is None else steps.unavailable,
+            time_breakdown=breakdown,
+            slow_steps=slow_steps(
+                table,
+                () if steps is None else steps.slow,
+                own_stalls=[call for call in stalls if call.relation == "own"],
+                blocking_threshold_ms=self.blocking_threshold_ms,
+            ),
         )
+
+
+def _caused_by_another(call: BlockingCall) -> bool:
+    """A stall another profiled request caused: the breakdown's "blocked". Stalls outside any
+    request stay where they fell (waiting, queued): the watchdog cannot tell them from an idle
+    loop whose next beat was due late (the heartbeat's first beat, at its default interval)."""
+    return call.relation == "suffered" and call.culprit_request_id is not None
+
+
+def _task_name(task: asyncio.Future[Any]) -> str:
+    get_name = getattr(task, "get_name", None)
+    return str(get_name()) if get_name is not None else type(task).__name__
+
+
+def _task_recorder(backend: AsyncProfilerBackend) -> TaskRecorder | None:
+    """The backend's task recorder (both backends track tasks through ``TaskTracking``)."""
+    tracking: TaskTracking | None = getattr(backend, "tracking", None)
+    return None if tracking is None else tracking.recorder

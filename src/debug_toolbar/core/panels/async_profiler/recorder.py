@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
     from types import CodeType, FrameType
 
+    from debug_toolbar.core.panels.async_profiler.step_recorder import StepRecorder
+
     TaskFactory = Callable[..., asyncio.Future[Any]]
 
 __all__ = ("TaskFactory", "TaskRecorder", "current_task")
@@ -94,6 +96,7 @@ class TaskRecorder:
         "root_task",
         "stacks",
         "starts",
+        "steps",
     )
 
     def __init__(
@@ -124,6 +127,8 @@ class TaskRecorder:
         self.dropped = 0
         self.overhead_ns = 0
         self.root_task: asyncio.Future[Any] | None = None
+        self.steps: StepRecorder | None = None
+        """The request's step timing, told about every task recorded (None: steps not timed)."""
         self._creating: list[int] = []
         self._finished_eagerly: list[tuple[asyncio.Future[Any], int]] = []
         self._on_done_callback = self._on_done  # one bound method, not one per task
@@ -193,6 +198,9 @@ class TaskRecorder:
             self.names[index] = task.get_name()  # type: ignore[attr-defined]
         live[task] = index
         task.add_done_callback(self._on_done_callback)
+        steps = self.steps
+        if steps is not None:
+            steps.watch_task(index + 1, coro)
         self.overhead_ns += _perf_ns() - start
         return task
 
@@ -223,11 +231,16 @@ class TaskRecorder:
         if self.capture_stacks:
             self.stacks.append(self._cached_or_walk(2))
         self._creating.append(index)
+        steps = self.steps
+        if steps is not None:  # before creating: an eager task runs its first step at once
+            steps.watch_task(index + 1, coro)
         before_create = _perf_ns()
         try:
             task = create(loop, coro, **kwargs)
         except BaseException:
             self._forget_last()
+            if steps is not None:
+                steps.forget_task(index + 1)
             raise
         finally:
             self._creating.pop()
@@ -330,12 +343,16 @@ class TaskRecorder:
             self.exceptions[index] = _describe(exc)
         elif task.cancelled():
             self.cancelled.add(index)
+        if self.steps is not None:
+            self.steps.task_done(index + 1)
         self.overhead_ns += _perf_ns() - now
 
     def _finish(self, index: int, task: asyncio.Future[Any], end_ns: int) -> None:
         """``_on_done``'s work, for a task found finished outside its callback (eager, stop)."""
         self.ends[index] = end_ns
         self._store_name(index, task)
+        if self.steps is not None:
+            self.steps.task_done(index + 1)
         exc = getattr(task, "_exception", None)
         if exc is not None:
             self.exceptions[index] = _describe(exc)

@@ -357,6 +357,10 @@ class TestHeadAndDetail:
             "summary",
             "blocking_calls",
             "lag",
+            "request_task",
+            "steps_unavailable",
+            "time_breakdown",
+            "slow_steps",
         }
         assert head["summary"] == profile.summary.to_dict()
         assert head["yappi_retention"] == {
