@@ -39,6 +39,7 @@ __all__ = (
     "RawStack",
     "innermost_app_frame",
     "is_app_code",
+    "is_app_file",
     "is_machinery",
     "is_toolbar_file",
     "resolve_stack",
@@ -93,7 +94,11 @@ def _classify(filename: str) -> bool:
 
 def is_app_code(code: CodeType) -> bool:
     """Whether ``code`` belongs to the application (cached per file: called per frame)."""
-    filename = code.co_filename
+    return is_app_file(code.co_filename)
+
+
+def is_app_file(filename: str) -> bool:
+    """Whether ``filename`` holds application code (``is_app_code`` for a resolved frame)."""
     known = _is_app_cache.get(filename)
     if known is None:
         if len(_is_app_cache) >= _APP_CACHE_LIMIT:

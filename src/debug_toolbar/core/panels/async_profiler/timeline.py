@@ -16,8 +16,12 @@ from __future__ import annotations
 import math
 import os
 import re
+from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
 
+from debug_toolbar.core.panels.async_profiler.models import TaskEvent
+from debug_toolbar.core.panels.async_profiler.stacks import is_app_file
+from debug_toolbar.core.panels.async_profiler.steps import REQUEST_TASK_ID
 from debug_toolbar.core.panels.async_profiler.timeline_model import (
     BlockingBand,
     LagMark,
@@ -36,7 +40,6 @@ if TYPE_CHECKING:
         BlockingCall,
         LagSample,
         StackFrame,
-        TaskEvent,
     )
     from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile
 
@@ -221,7 +224,7 @@ def _row(
         if task.state == "failed" and task.exception_type
         else task.state
     )
-    site = stack[0] if stack else None
+    site = _creation_site(stack)
     return TimelineRow(
         task_id=task.task_id,
         parent_id=task.parent_id,
@@ -249,7 +252,18 @@ def _row(
         created_at=None if site is None else _location(site.filename, site.lineno),
         stack=stack,
         label=_SEPARATOR.join(parts),
+        site=site,
+        is_request=task.task_id == REQUEST_TASK_ID and task.parent_id is None,
     )
+
+
+def _creation_site(stack: tuple[StackFrame, ...]) -> StackFrame | None:
+    """The innermost application frame of a creation stack (``stacks.is_app_file``), or its
+    innermost frame when none is the application's."""
+    for frame in stack:
+        if is_app_file(frame.filename):
+            return frame
+    return stack[0] if stack else None
 
 
 def _culprit_label(call: BlockingCall) -> str:
@@ -435,16 +449,40 @@ def timeline_of(
     duration_ms: float | None,
     max_rows: int | None = DEFAULT_MAX_ROWS,
 ) -> Timeline:
-    """The timeline of a request's profile; only the drawn rows' stacks are resolved."""
+    """The timeline of a request's profile; only the drawn rows' stacks are resolved.
+
+    When the profile has the request's own task, it is the first row (task 0) and the root of
+    the tree: the tasks it spawned (no recorded parent) become its children. It is not counted
+    among the tasks (``counts``, ``hidden_rows``): those are the spawned ones.
+    """
     tasks = profile.tasks
     lag = profile.lag
-    return _build(
+    events = tasks.events(stacks=False)
+    stack_of = tasks.frames
+    request_task = profile.request_task
+    if request_task is not None:
+        root = TaskEvent.from_dict(request_task.to_task_dict())
+        for event in events:
+            if event.parent_id is None:
+                event.parent_id = REQUEST_TASK_ID
+        events = (root, *events)
+
+        def stack_of(index: int) -> tuple[StackFrame, ...]:
+            return () if index == 0 else tasks.frames(index - 1)
+
+    timeline = _build(
         duration_ms=duration_ms,
-        tasks=tasks.events(stacks=False),
+        tasks=events,
         blocking_calls=profile.blocking_calls,
         lag_samples=() if lag is None else lag.samples,
         lag_threshold_ms=None if lag is None else lag.threshold_ms,
         max_rows=max_rows,
         dropped_tasks=tasks.dropped,
-        stack_of=tasks.frames,
+        stack_of=stack_of,
+    )
+    if request_task is None:
+        return timeline
+    counts = timeline.counts
+    return replace(
+        timeline, counts=replace(counts, total=counts.total - 1, completed=counts.completed - 1)
     )

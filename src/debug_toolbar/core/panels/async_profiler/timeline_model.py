@@ -73,9 +73,15 @@ class TimelineRow:
     exception_type: str | None
     exception_message: str | None
     created_at: str | None
-    """``file:line`` of the innermost creation frame, None when stacks were not captured."""
+    """``file:line`` of ``site``, None when stacks were not captured."""
     stack: tuple[StackFrame, ...]
     label: str
+    site: StackFrame | None = None
+    """Where the task was created, in one line: the innermost application frame of ``stack``
+    (library and toolbar frames skipped: a task spawned through anyio names the app's line), or
+    the innermost frame when none is the application's. The full stack stays in ``stack``."""
+    is_request: bool = False
+    """The request's own task (task 0): the first row and the root of the tree."""
     """Hover text: name, coroutine, start, duration and state."""
 
 

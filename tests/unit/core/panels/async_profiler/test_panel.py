@@ -141,6 +141,11 @@ class TestStats:
             "lag",
             "tasks",
             "overhead",
+            "request_task",
+            "steps_unavailable",
+            "time_breakdown",
+            "slow_steps",
+            *(() if stats["steps_unavailable"] else ("steps", "await_sites")),
         }
         assert stats["backend"] == "taskfactory"
         overhead = stats["overhead"]
@@ -152,7 +157,9 @@ class TestStats:
             "failed": 1,
             "pending": 0,
             "dropped": 0,
-            "profiling_overhead_ms": pytest.approx(overhead["tracking_ms"] + overhead["setup_ms"]),
+            "profiling_overhead_ms": pytest.approx(
+                overhead["tracking_ms"] + overhead["setup_ms"] + overhead.get("steps_ms", 0.0)
+            ),
             "blocking_calls": 0,
             "suffered_blocking_calls": 0,
             "max_lag_ms": stats["lag"]["max_lag_ms"],
@@ -678,8 +685,9 @@ class TestTemplateContext:
             "cancelled",
         ]
         timeline = context["timeline"]
-        assert len(timeline.rows) == 2
-        assert timeline.hidden_rows == 3
+        # The request's own task is the first row (and counts against the limit).
+        assert [(row.task_id, row.is_request) for row in timeline.rows] == [(0, True), (1, False)]
+        assert timeline.hidden_rows == 4
         assert context["backend_cookie"] == BACKEND_COOKIE
         # Links are the pages' job (``Panel.downloads``): the panel builds no URL.
         assert "trace_url" not in context
