@@ -4,10 +4,13 @@ It watches the loop's heartbeat (``heartbeat.LoopHeartbeat``) while at least one
 request wants blocking calls detected. Between such requests it is **parked**: blocked on an
 ``Event`` with no timeout, so it never wakes and never takes the GIL. Starting and joining a
 thread for every request cost about 0.2 ms of every request (and the GIL hand-offs around it);
-a parked thread costs nothing. It ends when the application shuts down (``stop_watchdogs``,
-called by the middleware at lifespan shutdown and by the Litestar plugin's ``on_shutdown``),
-when its loop is garbage-collected, when a watchdog is next needed and its loop is found
-closed, and at interpreter exit. At most one per loop.
+a parked thread costs nothing. Waking it costs a GIL hand-off too, so a request only wakes it
+when it is parked for good: after a request it waits once more, half a blocking threshold, and
+parks only if no request came meanwhile; requests that keep coming never wake it. It ends
+when the application shuts down (``stop_watchdogs``, called by the middleware at lifespan
+shutdown and by the Litestar plugin's ``on_shutdown``), when its loop is garbage-collected,
+when a watchdog is next needed and its loop is found closed, and at interpreter exit. At most
+one per loop.
 
 The thread holds its loop only weakly, and its heartbeat only while watching.
 """
@@ -18,6 +21,7 @@ import asyncio
 import atexit
 import logging
 import threading
+import time
 import weakref
 from typing import TYPE_CHECKING
 
@@ -39,6 +43,9 @@ logger = logging.getLogger("debug_toolbar.async_profiler")
 WATCHDOG_THREAD_NAME = "debug-toolbar-watchdog"
 _WAKE_SLACK_S = 0.001
 """Wake a little after the deadline, so the heartbeat is surely overdue when we look."""
+_WAKE_SLACK_NS = 1_000_000
+_NEVER_NS = 1 << 62
+"""``Watchdog.next_look_ns`` of a thread that may wait without a timeout (parked)."""
 _MAX_IDLE_WAIT_S = 1.0
 _MAX_RESAMPLE_WAIT_S = 0.005
 """Resampling period cap during a stall: where the running request changes, the stall is cut
@@ -61,6 +68,14 @@ class Watchdog:
         self.heartbeat = heartbeat
         """The heartbeat watched; None while parked."""
         self.samples_taken = 0
+        self.next_look_ns = _NEVER_NS
+        """When the thread reads ``heartbeat`` next at the latest (``perf_counter_ns``):
+        written before each read, pessimistically, so ``watch`` may trust it."""
+        self.wakeups = 0
+        """Times ``watch`` woke the thread (the others were left to its timed wait)."""
+        self._watched = False
+        """``watch`` was called since the thread last looked: it lingers before parking."""
+        self._linger_s = 0.0
         self._stopping = False
         self._wakeup = threading.Event()
         self._thread: threading.Thread | None = None
@@ -79,9 +94,19 @@ class Watchdog:
         self._thread = thread
 
     def watch(self, heartbeat: LoopHeartbeat) -> None:
-        """Watch ``heartbeat`` (again): wakes the thread to read it now."""
+        """Watch ``heartbeat`` (again), waking the thread only if it would look too late.
+
+        A thread parked without a timeout must be woken. One in a timed wait (requests keep
+        coming: it still waits for a heartbeat watched a moment ago) reads ``heartbeat`` when
+        that wait ends, in time if it ends before this heartbeat can be overdue: waking it
+        anyway cost every request a GIL hand-off (some 0.1-0.4 ms of latency through uvicorn).
+        """
         self.heartbeat = heartbeat
-        self._wakeup.set()
+        self._linger_s = heartbeat.sample_after_ns / 1e9
+        self._watched = True
+        if self.next_look_ns > time.perf_counter_ns() + heartbeat.sample_after_ns + _WAKE_SLACK_NS:
+            self.wakeups += 1
+            self._wakeup.set()
 
     def park(self, heartbeat: LoopHeartbeat) -> None:
         """Stop watching ``heartbeat`` (nothing if another is watched by now). No wake-up:
@@ -102,11 +127,23 @@ class Watchdog:
             logger.warning("the blocking-call watchdog thread did not stop in time")
 
     def _run(self) -> None:
+        clock = time.perf_counter_ns
         try:
             while not self._stopping:
-                # Read the heartbeat once per turn; a watch() after this read has set the
-                # event, so the wait below returns at once.
-                delay = None if self.heartbeat is None else self.poll()
+                # Read the heartbeat once per turn. "Maybe never again" is published before
+                # the read, the real deadline after it: a watch() that reads the deadline
+                # of this turn knows this turn has seen its heartbeat, and one that reads
+                # the pessimistic value wakes the thread (the wait below returns at once).
+                self.next_look_ns = _NEVER_NS
+                watched, self._watched = self._watched, False
+                delay = self.poll()
+                if delay is None and watched:
+                    # Nothing to watch now, but a request came since the last look: more may
+                    # follow. Park only after one quiet wait, or every request would wake it
+                    # (the thread, woken, gets the GIL late, often after its request ended).
+                    delay = self._linger_s
+                if delay is not None:
+                    self.next_look_ns = clock() + int(delay * 1e9)
                 self._wakeup.wait(delay)
                 self._wakeup.clear()
         except Exception:  # pragma: no cover - a bug here must not take the app down

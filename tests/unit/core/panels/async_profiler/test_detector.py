@@ -456,6 +456,36 @@ class TestWatchdogLifetime:
         assert len(threads) == 1
         assert len(watchdog_threads()) == 1
 
+    def test_requests_back_to_back_do_not_wake_the_thread_each(self, new_loop: LoopFactory) -> None:
+        async def main() -> Watchdog:
+            for _ in range(200):
+                await Request().run(lambda: asyncio.sleep(0))
+            [watchdog] = running_watchdogs()
+            return watchdog
+
+        watchdog = run(new_loop, main)
+        # Woken once parked, then left to its timed wait (it wakes on its own every half
+        # threshold, 20 ms here, and parks when that finds no request in flight): a wake-up
+        # per request, a GIL hand-off each, would be 200.
+        assert 1 <= watchdog.wakeups < 50
+
+    def test_watch_wakes_the_thread_only_when_its_own_wait_ends_too_late(self) -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            heartbeat = LoopHeartbeat(loop, run_watchdog=False)
+            heartbeat.stall_threshold_ns = 100_000_000  # sampled when 50 ms overdue
+            watchdog = Watchdog()  # no thread: only the decision to wake is tested
+            watchdog.watch(heartbeat)  # parked, waiting without a timeout
+            assert watchdog.wakeups == 1
+            watchdog.next_look_ns = time.perf_counter_ns() + 10_000_000
+            watchdog.watch(heartbeat)  # it looks again within 10 ms: in time
+            assert watchdog.wakeups == 1
+            watchdog.next_look_ns = time.perf_counter_ns() + 200_000_000
+            watchdog.watch(heartbeat)  # in 200 ms: too late for a 50 ms sample
+            assert watchdog.wakeups == 2
+        finally:
+            loop.close()
+
     def test_a_parked_watchdog_wakes_for_the_next_request_and_names_its_block(
         self, new_loop: LoopFactory
     ) -> None:
