@@ -35,7 +35,7 @@ Goals (issue 10): noop, panel / reference <= 1.10x, and blocking detection on vs
 <= 1.15x the floor; throughput with 20 clients on noop and gather-100 >= 0.8x the reference.
 
 ``BENCH_SCALE`` (a float, default 1) scales every count and duration: ``BENCH_SCALE=0.25`` for
-a quick look, larger for steadier figures.
+a quick look, larger for steadier figures. ``BENCH_LOOPS=asyncio`` (or ``uvloop``) runs one loop.
 """
 
 from __future__ import annotations
@@ -549,7 +549,8 @@ def _loops() -> list[tuple[str, Callable[[], asyncio.AbstractEventLoop]]]:
     ]
     if uvloop is not None:
         loops.append(("uvloop", uvloop.new_event_loop))
-    return loops
+    wanted = os.environ.get("BENCH_LOOPS", "").split(",")
+    return [(name, new) for name, new in loops if name in wanted or wanted == [""]]
 
 
 def _run_on(new_loop: Callable[[], asyncio.AbstractEventLoop], coro: Awaitable[Any]) -> Any:
