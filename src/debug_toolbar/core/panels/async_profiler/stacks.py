@@ -94,7 +94,8 @@ def _classify(filename: str) -> bool:
 
 def is_app_code(code: CodeType) -> bool:
     """Whether ``code`` belongs to the application (cached per file: called per frame)."""
-    return is_app_file(code.co_filename)
+    known = _is_app_cache.get(code.co_filename)
+    return is_app_file(code.co_filename) if known is None else known
 
 
 def is_app_file(filename: str) -> bool:

@@ -79,17 +79,12 @@ class TaskSteps:
         chain = self.chain
         if chain is None:
             chain = self.chain = AwaitChain(self.coro)
-        chain.walk()
-        site, app_index = chain.site()
-        awaited = chain.awaited(value, app_index, recorder.task_ids)
+        site, awaited = chain.suspended(value, recorder.task_ids)
         if not begin:
             begin = now_ns
             recorder.unknown_starts.add(index)
         rows.append((self.task_id, begin, now_ns, site, awaited))
-        kind = awaited[0]
-        if kind == "sleep":
-            recorder.ready[index] = now_ns + awaited[1]
-        elif kind == "thread":
+        if awaited[0] == "thread":
             recorder.watch_thread(index, value)
         if now_ns - begin >= recorder.slow_ns:
             recorder.slow.append((index, self.ran_from()))
@@ -151,7 +146,7 @@ class StepRecorder:
         self.endings: dict[int, StepEnd] = {}
         self.unknown_starts: set[int] = set()
         self.ready: dict[int, int] = {}
-        """Row index -> when what its suspension awaited was ready (exact, where known)."""
+        """Row index -> when the thread call its suspension awaited returned."""
         self.task_ends: dict[int, int] = {}
         """Task id -> when its last step ended (a task is ready to be awaited from then)."""
         self.slow: list[tuple[int, RawSite]] = []

@@ -435,4 +435,3 @@ def slow_steps(
 
 def _over(duration_ms: float, threshold_ms: float | None) -> bool:
     return threshold_ms is not None and duration_ms > threshold_ms
-

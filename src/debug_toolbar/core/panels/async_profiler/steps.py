@@ -332,8 +332,8 @@ class StepTable:
     """Row index -> how the step ended, for the steps that did not end in an await."""
     unknown_starts: frozenset[int] = frozenset()
     ready_ns: Mapping[int, int] = field(default_factory=dict)
-    """Row index -> when what the step's suspension awaited was ready, where it was recorded
-    (a sleep's timer, a thread call's end)."""
+    """Row index -> when the thread call the step's suspension awaited returned. A sleep is
+    ready ``delay`` after the suspension, an awaited task when its last step ended."""
     task_ends_ns: Mapping[int, int] = field(default_factory=dict)
     """Task id -> when its last step ended: an awaited task was ready from then."""
     dropped: int = 0
@@ -385,7 +385,7 @@ class StepTable:
         following = resumed.get(index)
         ready = self.ready_ns.get(index)
         if ready is None and awaited is not None:
-            ready = self._ready_of(awaited)
+            ready = end + awaited[1] if awaited[0] == "sleep" else self._ready_of(awaited)
         resumed_ms: float | None = None
         if following is not None:
             next_row = self.rows[following]
