@@ -144,9 +144,15 @@ class AwaitChain:
             site = (node.cr_code, node.cr_frame.f_lasti, index >= 0)  # type: ignore[union-attr]
         else:
             site = (node.gi_code, node.gi_frame.f_lasti, index >= 0)
-        if value is None:  # a bare yield: asyncio.sleep(0)
-            return site, _SLEEP_0
-        if isinstance(value, _Task):
+        if value is None:  # a bare yield: asyncio.sleep(0), if the app called it itself
+            below = index + 1
+            if (
+                below < len(nodes)
+                and type(nodes[below]) is _Coroutine
+                and nodes[below].cr_code is _SLEEP_CODE
+            ):
+                return site, _SLEEP_0
+        elif isinstance(value, _Task):
             task_index = task_ids.get(value)
             return site, ("task", 0 if task_index is None else task_index + 1, None)
         return site, self.awaited(value, None if index < 0 else index, task_ids)
@@ -154,8 +160,8 @@ class AwaitChain:
     def awaited(self, value: object, app_index: int | None, task_ids: dict[Any, int]) -> RawAwaited:
         """What the task waits for (``suspended`` answers the two commonest cases itself):
         ``app_index`` is the index of the innermost application node."""
-        if value is None:
-            return _SLEEP_0
+        if value is None and app_index is not None and app_index >= len(self.nodes) - 1:
+            return ("other", "yield", None)  # the application's own generator yielded
         if isinstance(value, _Task):
             index = task_ids.get(value)
             return ("task", 0 if index is None else index + 1, None)

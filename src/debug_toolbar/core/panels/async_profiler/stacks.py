@@ -42,6 +42,7 @@ __all__ = (
     "is_app_file",
     "is_machinery",
     "is_toolbar_file",
+    "resolve_frame",
     "resolve_stack",
     "sample_thread_stack",
     "stack_window",
@@ -163,8 +164,32 @@ def is_machinery(code: CodeType) -> bool:
     return known
 
 
-_resolved_frames: dict[tuple[CodeType, int], StackFrame] = {}
+_resolved_frames: dict[tuple[int, int], tuple[CodeType, StackFrame]] = {}
 _RESOLVED_FRAMES_LIMIT = 4096
+
+
+def resolve_frame(code: CodeType, lineno: int) -> StackFrame:
+    """One (code, line) pair as a readable frame, cached per process.
+
+    Keyed by the code object's identity (kept alive by the cache, so its id stays its own):
+    code objects compare equal when their bodies match, whatever their files, and hashing one
+    hashes its body.
+    """
+    key = (id(code), lineno)
+    known = _resolved_frames.get(key)
+    if known is not None and known[0] is code:
+        return known[1]
+    source = linecache.getline(code.co_filename, lineno).strip() if lineno else ""
+    frame = StackFrame(
+        filename=code.co_filename,
+        lineno=lineno,
+        function=getattr(code, "co_qualname", code.co_name),
+        code=source or None,
+    )
+    if len(_resolved_frames) >= _RESOLVED_FRAMES_LIMIT:
+        _resolved_frames.clear()
+    _resolved_frames[key] = (code, frame)
+    return frame
 
 
 def resolve_stack(raw: RawStack) -> list[StackFrame]:
@@ -174,20 +199,4 @@ def resolve_stack(raw: RawStack) -> list[StackFrame]:
     file cache): requests to the same routes share their frames, and reading source lines is
     the expensive part of a report.
     """
-    frames = []
-    for key in raw:
-        frame = _resolved_frames.get(key)
-        if frame is None:
-            code, lineno = key
-            source = linecache.getline(code.co_filename, lineno).strip() if lineno else ""
-            frame = StackFrame(
-                filename=code.co_filename,
-                lineno=lineno,
-                function=getattr(code, "co_qualname", code.co_name),
-                code=source or None,
-            )
-            if len(_resolved_frames) >= _RESOLVED_FRAMES_LIMIT:
-                _resolved_frames.clear()
-            _resolved_frames[key] = frame
-        frames.append(frame)
-    return frames
+    return [resolve_frame(code, lineno) for code, lineno in raw]

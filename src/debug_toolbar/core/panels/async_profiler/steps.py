@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 from debug_toolbar.core.panels.async_profiler.models import StackFrame
-from debug_toolbar.core.panels.async_profiler.stacks import resolve_stack
+from debug_toolbar.core.panels.async_profiler.stacks import resolve_frame
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -68,8 +68,8 @@ RawStep = tuple[int, int, int, RawSite | None, RawAwaited | None]
 """(task id, start ns, end ns, await site, awaited); site and awaited are None unless the step
 ended in an await."""
 
-_resolved_sites: dict[tuple[CodeType, int], StackFrame] = {}
-_RESOLVED_SITES_LIMIT = 4096
+_lines: dict[tuple[int, int], tuple[CodeType, int]] = {}
+_LINES_LIMIT = 4096
 
 
 def _line_at(code: CodeType, offset: int) -> int:
@@ -83,16 +83,16 @@ def resolve_site(code: CodeType, offset: int) -> StackFrame:
     """The frame of an instruction: file, line, function, source (cached per process).
 
     The hot path keeps the instruction offset (``frame.f_lasti``): reading the line there
-    would cost a walk of the line table for every suspension.
+    would cost a walk of the line table for every suspension. Keyed by the code object's
+    identity, as ``stacks.resolve_frame`` explains.
     """
-    key = (code, offset)
-    frame = _resolved_sites.get(key)
-    if frame is None:
-        frame = resolve_stack(((code, _line_at(code, offset)),))[0]
-        if len(_resolved_sites) >= _RESOLVED_SITES_LIMIT:
-            _resolved_sites.clear()
-        _resolved_sites[key] = frame
-    return frame
+    key = (id(code), offset)
+    known = _lines.get(key)
+    if known is None or known[0] is not code:
+        if len(_lines) >= _LINES_LIMIT:
+            _lines.clear()
+        known = _lines[key] = (code, _line_at(code, offset))
+    return resolve_frame(code, known[1])
 
 
 def format_ms(ms: float) -> str:
