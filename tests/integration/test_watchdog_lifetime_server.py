@@ -4,6 +4,7 @@ panel off. On asyncio and uvloop, with the plain middleware and the Litestar plu
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -71,6 +72,10 @@ class TestWatchdogLifetime:
         threads.update(w.thread for w in alive())
         assert len(threads) == 1  # the same thread all along, parked between requests
         [watchdog] = alive()
+        # The server stops the last request's panels after the response left: give it time.
+        deadline = time.monotonic() + 2.0
+        while not watchdog.parked and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert watchdog.parked
         server.stop()  # lifespan shutdown: the panels let go of what outlives requests
         assert alive() == []

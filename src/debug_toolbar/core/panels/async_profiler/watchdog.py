@@ -5,9 +5,9 @@ request wants blocking calls detected. Between such requests it is **parked**: b
 ``Event`` with no timeout, so it never wakes and never takes the GIL. Starting and joining a
 thread for every request cost about 0.2 ms of every request (and the GIL hand-offs around it);
 a parked thread costs nothing. Waking it costs a GIL hand-off too, so a request only wakes it
-when it is parked for good: after a request it waits once more, half a blocking threshold, and
-parks only if no request came meanwhile; requests that keep coming never wake it. It ends
-when the application shuts down (``stop_watchdogs``, called by the middleware at lifespan
+when it is parked for good: after the last request it goes on looking every half threshold
+for 100 ms (``_LINGER_NS``) and only then parks; requests that keep coming never wake it. It
+ends when the application shuts down (``stop_watchdogs``, called by the middleware at lifespan
 shutdown and by the Litestar plugin's ``on_shutdown``), when its loop is garbage-collected,
 when a watchdog is next needed and its loop is found closed, and at interpreter exit. At most
 one per loop.
@@ -46,6 +46,9 @@ _WAKE_SLACK_S = 0.001
 _WAKE_SLACK_NS = 1_000_000
 _NEVER_NS = 1 << 62
 """``Watchdog.next_look_ns`` of a thread that may wait without a timeout (parked)."""
+_LINGER_NS = 100_000_000
+"""How long after the last request the thread goes on looking (every half threshold) before
+it parks without a timeout: a request in that time does not have to wake it."""
 _MAX_IDLE_WAIT_S = 1.0
 _MAX_RESAMPLE_WAIT_S = 0.005
 """Resampling period cap during a stall: where the running request changes, the stall is cut
@@ -73,8 +76,8 @@ class Watchdog:
         written before each read, pessimistically, so ``watch`` may trust it."""
         self.wakeups = 0
         """Times ``watch`` woke the thread (the others were left to its timed wait)."""
-        self._watched = False
-        """``watch`` was called since the thread last looked: it lingers before parking."""
+        self._active_ns = 0
+        """When a request last started or stopped being watched: the thread lingers after it."""
         self._linger_s = 0.0
         self._stopping = False
         self._wakeup = threading.Event()
@@ -83,6 +86,11 @@ class Watchdog:
     @property
     def thread(self) -> threading.Thread | None:
         return self._thread
+
+    @property
+    def waits_forever(self) -> bool:
+        """Parked for good: waiting without a timeout, only ``watch`` or ``stop`` wake it."""
+        return self.next_look_ns >= _NEVER_NS
 
     @property
     def parked(self) -> bool:
@@ -103,16 +111,17 @@ class Watchdog:
         """
         self.heartbeat = heartbeat
         self._linger_s = heartbeat.sample_after_ns / 1e9
-        self._watched = True
-        if self.next_look_ns > time.perf_counter_ns() + heartbeat.sample_after_ns + _WAKE_SLACK_NS:
+        now = self._active_ns = time.perf_counter_ns()
+        if self.next_look_ns > now + heartbeat.sample_after_ns + _WAKE_SLACK_NS:
             self.wakeups += 1
             self._wakeup.set()
 
     def park(self, heartbeat: LoopHeartbeat) -> None:
         """Stop watching ``heartbeat`` (nothing if another is watched by now). No wake-up:
-        the thread notices at its next check and then waits without a timeout."""
+        the thread notices at its next check, lingers, then waits without a timeout."""
         if self.heartbeat is heartbeat:
             self.heartbeat = None
+            self._active_ns = time.perf_counter_ns()
 
     def stop(self, *, join: bool = True) -> None:
         """End the thread (it wakes at once; the join's timeout is a safety net)."""
@@ -135,12 +144,12 @@ class Watchdog:
                 # of this turn knows this turn has seen its heartbeat, and one that reads
                 # the pessimistic value wakes the thread (the wait below returns at once).
                 self.next_look_ns = _NEVER_NS
-                watched, self._watched = self._watched, False
                 delay = self.poll()
-                if delay is None and watched:
-                    # Nothing to watch now, but a request came since the last look: more may
-                    # follow. Park only after one quiet wait, or every request would wake it
-                    # (the thread, woken, gets the GIL late, often after its request ended).
+                if delay is None and clock() - self._active_ns < _LINGER_NS:
+                    # Nothing to watch, but a request was watched a moment ago: more may
+                    # follow. Looking again every half threshold spares them the wake-up (the
+                    # thread, woken, gets the GIL late, often after its request ended, and
+                    # parked again it would be woken again by the next one).
                     delay = self._linger_s
                 if delay is not None:
                     self.next_look_ns = clock() + int(delay * 1e9)

@@ -464,10 +464,25 @@ class TestWatchdogLifetime:
             return watchdog
 
         watchdog = run(new_loop, main)
-        # Woken once parked, then left to its timed wait (it wakes on its own every half
-        # threshold, 20 ms here, and parks when that finds no request in flight): a wake-up
-        # per request, a GIL hand-off each, would be 200.
+        # Woken once parked, then left to its timed wait (it looks on its own every half
+        # threshold, 20 ms here, and parks 100 ms after the last request): a wake-up per
+        # request, a GIL hand-off each, would be 200.
         assert 1 <= watchdog.wakeups < 50
+
+    def test_after_the_last_request_it_lingers_then_waits_without_a_timeout(
+        self, new_loop: LoopFactory
+    ) -> None:
+        async def main() -> tuple[bool, bool, Watchdog]:
+            await Request().run(lambda: asyncio.sleep(0))
+            [watchdog] = running_watchdogs()
+            await asyncio.sleep(0.03)  # past its first look, within the 100 ms linger
+            lingering = watchdog.parked and not watchdog.waits_forever
+            await asyncio.sleep(0.3)
+            return lingering, watchdog.waits_forever, watchdog
+
+        lingering, waits_forever, watchdog = run(new_loop, main)
+        assert (lingering, waits_forever) == (True, True)
+        assert watchdog.thread is not None and watchdog.thread.is_alive()
 
     def test_watch_wakes_the_thread_only_when_its_own_wait_ends_too_late(self) -> None:
         loop = asyncio.new_event_loop()
