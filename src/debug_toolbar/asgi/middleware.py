@@ -109,7 +109,7 @@ class DebugToolbarMiddleware:
             logger.exception("debug toolbar: building the panels failed; request not profiled")
             await self.app(scope, receive, send)
             return
-        responder = ToolbarResponder(context, receive, send)
+        responder = ToolbarResponder(context, receive, send, toolbar.response_headers)
         token = current_request.set(context)
         try:
             await toolbar.process_request()

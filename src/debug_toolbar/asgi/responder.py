@@ -37,6 +37,8 @@ from debug_toolbar.asgi.injection import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from debug_toolbar.asgi.types import Message, Receive, Send
     from debug_toolbar.core.context import RequestContext
 
@@ -79,6 +81,7 @@ class ToolbarResponder:
     __slots__ = (
         "_chunks",
         "_completed",
+        "_extra_headers",
         "_inner_receive",
         "_inner_send",
         "_mode",
@@ -88,8 +91,15 @@ class ToolbarResponder:
         "response_started",
     )
 
-    def __init__(self, context: RequestContext, receive: Receive, send: Send) -> None:
+    def __init__(
+        self,
+        context: RequestContext,
+        receive: Receive,
+        send: Send,
+        extra_headers: Callable[[], list[tuple[str, str]]] | None = None,
+    ) -> None:
         self.context = context
+        self._extra_headers = extra_headers
         self._inner_receive = receive
         self._inner_send = send
         self._mode = _Mode.WAITING
@@ -175,6 +185,11 @@ class ToolbarResponder:
         headers.append(
             (REQUEST_ID_HEADER.lower().encode("latin-1"), context.request_id.encode("latin-1"))
         )
+        if self._extra_headers is not None:
+            headers.extend(
+                (name.lower().encode("latin-1"), value.encode("latin-1"))
+                for name, value in self._extra_headers()
+            )
         context.status_code = status
         context.response_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
         start = {**message, "headers": headers}

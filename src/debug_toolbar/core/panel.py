@@ -128,6 +128,15 @@ class Panel:
         """The download called ``name``, or None when this panel offers none by that name."""
         return next((download for download in cls.downloads if download.name == name), None)
 
+    def response_headers(self) -> list[tuple[str, str]]:
+        """Headers this panel adds to the response, asked when the app starts its response.
+
+        For what a browser's developer tools show without the toolbar (the Async panel's
+        ``Server-Timing``): called on the loop's thread while the request is still being
+        profiled, so it reads what was collected so far. Default: none.
+        """
+        return []
+
     @classmethod
     def on_shutdown(cls) -> None:
         """Release what the panel's class keeps across requests; the application is shutting

@@ -69,6 +69,24 @@ class DebugToolbar:
             if panel.panel_id not in self.errors:
                 panel.record_stats(stats or {})
 
+    def response_headers(self) -> list[tuple[str, str]]:
+        """The headers every enabled panel adds to the response; a failing panel adds none
+        and records its error, as in any other step."""
+        headers: list[tuple[str, str]] = []
+        for panel in self.enabled_panels:
+            if panel.panel_id in self.errors:
+                continue
+            try:
+                headers.extend(panel.response_headers())
+            except Exception as exc:
+                self.errors.setdefault(panel.panel_id, f"{type(exc).__name__}: {exc}")
+                logger.warning(
+                    "debug toolbar panel %s failed in response_headers",
+                    panel.panel_id,
+                    exc_info=True,
+                )
+        return headers
+
     def _subtitle(self, panel: Panel) -> str:
         if panel.panel_id in self.errors:
             return "error"

@@ -553,3 +553,47 @@ class TestDisabledPanelCookie:
         )
         assert steps_item is not None
         assert " checked" in steps_item.group(0)
+
+
+class TimingPanel(Panel):
+    """Adds a header from what it saw of the request so far, like the Async panel's."""
+
+    title = "Timing"
+
+    def response_headers(self) -> list[tuple[str, str]]:
+        steps = self.context.state.get("steps", [])
+        return [("Server-Timing", f'seen;desc="{len(steps)} steps"')]
+
+
+class BrokenHeadersPanel(Panel):
+    title = "Broken headers"
+
+    def response_headers(self) -> list[tuple[str, str]]:
+        raise RuntimeError("no headers today")
+
+
+class TestPanelResponseHeaders:
+    @pytest.mark.asyncio
+    @pytest.mark.parametrize("kind", ["json", "html"])
+    async def test_a_panels_headers_reach_the_client(self, kind: str) -> None:
+        app = json_app if kind == "json" else html_app()
+        middleware = make(app, panels=[StepsPanel, TimingPanel])
+        async with client(middleware) as c:
+            response = await c.get("/")
+        # Asked when the app started its response: after process_request (and the HTML app's
+        # own step), before process_response.
+        seen = 1 if kind == "json" else 2
+        assert response.headers["server-timing"] == f'seen;desc="{seen} steps"'
+        assert REQUEST_ID_HEADER in response.headers
+
+    @pytest.mark.asyncio
+    async def test_a_failing_panel_adds_none_and_records_its_error(self) -> None:
+        middleware = make(json_app, panels=[BrokenHeadersPanel, TimingPanel])
+        async with client(middleware) as c:
+            response = await c.get("/")
+        assert response.status_code == 200
+        assert response.headers["server-timing"] == 'seen;desc="0 steps"'
+        [record] = middleware.history.records()
+        broken = record.panel("BrokenHeadersPanel")
+        assert broken is not None
+        assert broken.error == "RuntimeError: no headers today"
