@@ -24,6 +24,7 @@ from debug_toolbar.core.panels.async_profiler.models import (
 from debug_toolbar.core.panels.async_profiler.step_report import (
     AwaitSiteRow,
     SlowStep,
+    StepFindings,
     TimeBreakdown,
     await_sites,
 )
@@ -293,10 +294,18 @@ class AsyncProfile:
     steps_unavailable: str | None = None
     """Why there are no steps: an older Python, ``async_step_timing`` off, no free
     ``sys.monitoring`` tool id. None when steps were timed."""
-    time_breakdown: TimeBreakdown | None = None
-    """Where the request's own task spent its time (``step_report.py``); None without steps."""
-    slow_steps: tuple[SlowStep, ...] = ()
-    """Steps (or, without steps, stalls the watchdog saw) of at least the lag threshold."""
+    findings: StepFindings = field(default_factory=StepFindings, compare=False, repr=False)
+    """The breakdown and the slow steps, computed when first read (``step_report.py``)."""
+
+    @property
+    def time_breakdown(self) -> TimeBreakdown | None:
+        """Where the request's own task spent its time; None without steps."""
+        return self.findings.breakdown
+
+    @property
+    def slow_steps(self) -> tuple[SlowStep, ...]:
+        """Steps (or, without steps, stalls the watchdog saw) of at least the lag threshold."""
+        return self.findings.slow_steps
 
     def await_sites(self) -> tuple[AwaitSiteRow, ...]:
         """The await-site table (every step is read: built with the detail, not the head)."""
@@ -334,10 +343,6 @@ class AsyncProfile:
             "lag": None if self.lag is None else self.lag.to_dict(),
             "request_task": None if self.request_task is None else self.request_task.to_dict(),
             "steps_unavailable": self.steps_unavailable,
-            "time_breakdown": (
-                None if self.time_breakdown is None else self.time_breakdown.to_dict()
-            ),
-            "slow_steps": [step.to_dict() for step in self.slow_steps],
         }
 
     def detail_dict(self) -> dict[str, Any]:
@@ -350,9 +355,14 @@ class AsyncProfile:
         started = time.perf_counter_ns()
         tasks = self.tasks.to_dicts()
         steps = self.steps
-        step_data: dict[str, Any] = {}
+        breakdown = self.time_breakdown
+        step_data: dict[str, Any] = {
+            "time_breakdown": None if breakdown is None else breakdown.to_dict(),
+            "slow_steps": [step.to_dict() for step in self.slow_steps],
+        }
         if steps is not None:
             step_data["steps"] = {
+                "start_ms": (steps.start_ns - steps.origin_ns) / 1e6,
                 "end_ms": steps.end_ms,
                 "dropped": steps.dropped,
                 "dropped_from_ms": steps.dropped_from_ms,
@@ -401,8 +411,10 @@ class AsyncProfile:
             request_task=None if request_task is None else RequestTask.from_dict(request_task),
             steps=_steps_from_dict(data.get("steps")),
             steps_unavailable=data.get("steps_unavailable"),
-            time_breakdown=None if breakdown is None else TimeBreakdown.from_dict(breakdown),
-            slow_steps=tuple(SlowStep.from_dict(step) for step in data.get("slow_steps") or ()),
+            findings=StepFindings.loaded(
+                None if breakdown is None else TimeBreakdown.from_dict(breakdown),
+                tuple(SlowStep.from_dict(step) for step in data.get("slow_steps") or ()),
+            ),
         )
 
 
@@ -412,6 +424,7 @@ def _steps_from_dict(data: Mapping[str, Any] | None) -> StepTable | None:
     dropped_from = data.get("dropped_from_ms")
     return StepTable.from_dicts(
         data.get("rows") or (),
+        start_ms=float(data.get("start_ms") or 0.0),
         end_ms=float(data.get("end_ms") or 0.0),
         dropped=int(data.get("dropped") or 0),
         dropped_from_ms=None if dropped_from is None else float(dropped_from),

@@ -31,14 +31,13 @@ from debug_toolbar.core.panels.async_profiler.detector import (
 from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile
 from debug_toolbar.core.panels.async_profiler.recorder import current_task
 from debug_toolbar.core.panels.async_profiler.step_recorder import StepRecorder
-from debug_toolbar.core.panels.async_profiler.step_report import slow_steps, time_breakdown
+from debug_toolbar.core.panels.async_profiler.step_report import StepFindings
 from debug_toolbar.core.panels.async_profiler.steps import RequestTask
 
 if TYPE_CHECKING:
     from debug_toolbar.core.config import DebugToolbarConfig
     from debug_toolbar.core.context import RequestContext
     from debug_toolbar.core.panels.async_profiler.base import AsyncProfilerBackend
-    from debug_toolbar.core.panels.async_profiler.models import BlockingCall
     from debug_toolbar.core.panels.async_profiler.recorder import TaskRecorder
     from debug_toolbar.core.panels.async_profiler.task_hooks import TaskTracking
 
@@ -208,15 +207,16 @@ class AsyncRequestProfiler:
         steps = self.steps
         table = None if steps is None else steps.table(origin)
         overhead = collected.overhead
-        breakdown = None
         if steps is not None and table is not None:
             overhead = replace(overhead, steps_ms=steps.overhead_ns / 1e6)
-            breakdown = time_breakdown(
-                table,
-                start_ms=(steps.start_ns - origin) / 1e6,
-                suffered=[call for call in (*blocking, *stalls) if _caused_by_another(call)],
-                root_rows=steps.root_rows,
-            )
+        # Computed when first read: nothing here costs per step while the response waits.
+        findings = StepFindings(
+            table,
+            slow_rows=() if steps is None else steps.slow,
+            own_stalls=stalls,
+            other_stalls=(*blocking, *stalls),
+            blocking_threshold_ms=self.blocking_threshold_ms,
+        )
         request_task = None
         if self._request_task is not None and self._started_ns:
             name, coro_name = self._request_task
@@ -237,21 +237,8 @@ class AsyncRequestProfiler:
             request_task=request_task,
             steps=table,
             steps_unavailable=STEP_TIMING_OFF if steps is None else steps.unavailable,
-            time_breakdown=breakdown,
-            slow_steps=slow_steps(
-                table,
-                () if steps is None else steps.slow,
-                own_stalls=[call for call in stalls if call.relation == "own"],
-                blocking_threshold_ms=self.blocking_threshold_ms,
-            ),
+            findings=findings,
         )
-
-
-def _caused_by_another(call: BlockingCall) -> bool:
-    """A stall another profiled request caused: the breakdown's "blocked". Stalls outside any
-    request stay where they fell (waiting, queued): the watchdog cannot tell them from an idle
-    loop whose next beat was due late (the heartbeat's first beat, at its default interval)."""
-    return call.relation == "suffered" and call.culprit_request_id is not None
 
 
 def _task_name(task: asyncio.Future[Any]) -> str:

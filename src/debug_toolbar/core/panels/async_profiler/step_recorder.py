@@ -256,6 +256,8 @@ class StepRecorder:
             return None
         return StepTable(
             origin_ns=origin_ns,
+            start_ns=self.start_ns,
+            root_rows=tuple(self.root_rows),
             end_ns=self.end_ns or _perf_ns(),
             rows=tuple(self.rows),
             endings=dict(self.endings),

@@ -1,9 +1,9 @@
 """What the steps say: the request's time breakdown, its await sites and its slow steps.
 
 Pure functions of a ``StepTable`` and the stalls the watchdog saw, typed results with
-``to_dict``/``from_dict``. The profiler computes the breakdown and the slow steps when it
-freezes a request's profile (they read the few steps of the request's own task and the few
-slow ones); the await-site table reads every step, so it is built when the profile is read.
+``to_dict``/``from_dict``. None of it is computed while the response waits: a profile holds its
+``StepFindings``, which computes the breakdown and the slow steps the first time someone reads
+them (the record's deferred detail, the page), like the await-site table.
 
 The breakdown follows the request's own task from the moment profiling started to the moment
 it stopped, and its parts add up to that time exactly:
@@ -43,8 +43,10 @@ __all__ = (
     "AwaitSiteRow",
     "SiteWait",
     "SlowStep",
+    "StepFindings",
     "TimeBreakdown",
     "await_sites",
+    "caused_by_another",
     "slow_steps",
     "time_breakdown",
 )
@@ -387,7 +389,8 @@ def slow_steps(
 
     ``slow``: the recorder's (row index, site the task resumed from); ``own_stalls``: the
     stalls this request caused, as the watchdog sampled them. A stall that overlaps no slow
-    step (no steps here, or over the cap) is listed on its own.
+    step (no steps here, or over the cap) is listed on its own. ``blocking`` marks those
+    longer than ``blocking_threshold_ms`` (also in the blocking-call list).
     """
     matched: set[int] = set()
     found: list[SlowStep] = []
@@ -435,3 +438,88 @@ def slow_steps(
 
 def _over(duration_ms: float, threshold_ms: float | None) -> bool:
     return threshold_ms is not None and duration_ms > threshold_ms
+
+
+def caused_by_another(call: BlockingCall) -> bool:
+    """A stall another profiled request caused: the breakdown's "blocked". Stalls outside any
+    request stay where they fell (waiting, queued): the watchdog cannot tell them from an idle
+    loop whose next beat was due late (a heartbeat's first beat, at its default interval)."""
+    return call.relation == "suffered" and call.culprit_request_id is not None
+
+
+class StepFindings:
+    """The time breakdown and the slow steps of one profile, computed when first read.
+
+    Built by the profiler from the frozen steps and the stalls the watchdog saw (cheap: it
+    keeps references), or from the history's dict with the values already there. Read from
+    any thread once the profile is frozen; computing twice by a race gives equal values.
+    """
+
+    __slots__ = (
+        "_breakdown",
+        "_computed",
+        "_own",
+        "_slow",
+        "_slow_rows",
+        "_suffered",
+        "_table",
+        "_threshold",
+    )
+
+    def __init__(
+        self,
+        table: StepTable | None = None,
+        *,
+        slow_rows: Sequence[tuple[int, RawSite | None]] = (),
+        own_stalls: Sequence[BlockingCall] = (),
+        other_stalls: Sequence[BlockingCall] = (),
+        blocking_threshold_ms: float | None = None,
+    ) -> None:
+        """``own_stalls``: the request's own stalls as sampled (each once); ``other_stalls``:
+        any list of stalls, of which those another request caused are kept (overlaps count
+        once)."""
+        self._table = table
+        self._slow_rows = tuple(slow_rows)
+        self._own = [call for call in own_stalls if call.relation == "own"]
+        self._suffered = [call for call in other_stalls if caused_by_another(call)]
+        self._threshold = blocking_threshold_ms
+        self._computed = False
+        self._breakdown: TimeBreakdown | None = None
+        self._slow: tuple[SlowStep, ...] = ()
+
+    @classmethod
+    def loaded(cls, breakdown: TimeBreakdown | None, slow: tuple[SlowStep, ...]) -> StepFindings:
+        """Findings read back from the history: nothing left to compute."""
+        findings = cls()
+        findings._breakdown, findings._slow, findings._computed = breakdown, slow, True
+        return findings
+
+    def _compute(self) -> None:
+        table = self._table
+        if table is not None:
+            self._breakdown = time_breakdown(
+                table,
+                start_ms=(table.start_ns - table.origin_ns) / 1e6,
+                suffered=self._suffered,
+                root_rows=table.root_rows,
+            )
+        self._slow = slow_steps(
+            table,
+            self._slow_rows,
+            own_stalls=self._own,
+            blocking_threshold_ms=self._threshold,
+        )
+        self._computed = True
+
+    @property
+    def breakdown(self) -> TimeBreakdown | None:
+        """None without steps."""
+        if not self._computed:
+            self._compute()
+        return self._breakdown
+
+    @property
+    def slow_steps(self) -> tuple[SlowStep, ...]:
+        if not self._computed:
+            self._compute()
+        return self._slow

@@ -341,6 +341,10 @@ class StepTable:
     dropped_from_ns: int | None = None
     """When the request's own task lost its first step to the cap: its time from there on is
     not broken down (``TimeBreakdown.unrecorded_ms``)."""
+    start_ns: int = 0
+    """When step timing began for the request's own task (the breakdown's start)."""
+    root_rows: tuple[int, ...] | None = None
+    """The rows of the request's own task, as the recorder kept them (None: look them up)."""
 
     @property
     def end_ms(self) -> float:
@@ -425,12 +429,14 @@ class StepTable:
         steps: Sequence[Mapping[str, Any]],
         *,
         end_ms: float,
+        start_ms: float = 0.0,
         dropped: int = 0,
         dropped_from_ms: float | None = None,
     ) -> StepTable:
         """The table of ``to_dicts()`` output (as stored), on a 0 ms origin."""
         return cls(
             origin_ns=0,
+            start_ns=round(start_ms * 1e6),
             end_ns=round(end_ms * 1e6),
             rows=tuple(Step.from_dict(step) for step in steps),
             dropped=dropped,

@@ -18,6 +18,7 @@ from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile
 from debug_toolbar.core.panels.async_profiler.step_report import (
     AwaitSiteRow,
     SlowStep,
+    StepFindings,
     TimeBreakdown,
     await_sites,
     slow_steps,
@@ -224,9 +225,12 @@ class TestRoundTrips:
             tasks=TaskTable.from_events([task_event(1, 2.0, 21.0, name="avatar")]),
             request_task=RequestTask("Task-9", "run_asgi", 0.0, 31.0),
             steps=table,
-            time_breakdown=time_breakdown(table, start_ms=0.0),
-            slow_steps=slow_steps(None, [], own_stalls=[stall(1, 20, relation="own")]),
+            findings=StepFindings(table, own_stalls=[stall(1, 20, relation="own")]),
         )
+        assert profile.time_breakdown == time_breakdown(table, start_ms=0.0)
+        assert [step.start_ms for step in profile.slow_steps] == [1.0]
+        # Computed when read: the head (kept while the response waits) has none of it.
+        assert "time_breakdown" not in profile.head_dict()
         data = profile.to_dict()
         assert [row["total_ms"] for row in data["await_sites"]] == [17.0, 17.0, 10.0]
         again = AsyncProfile.from_dict(data)
