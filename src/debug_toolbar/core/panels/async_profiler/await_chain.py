@@ -24,7 +24,7 @@ import sysconfig
 import types
 from typing import TYPE_CHECKING, Any
 
-from debug_toolbar.core.panels.async_profiler.stacks import is_app_code
+from debug_toolbar.core.panels.async_profiler.stacks import app_files, is_app_code, is_app_file
 
 if TYPE_CHECKING:
     from types import CodeType
@@ -42,6 +42,8 @@ _TO_THREAD_CODE = asyncio.to_thread.__code__
 _ASYNCIO = "asyncio"
 _SLEEP_0: RawAwaited = ("sleep", 0, None)
 _is_app_code = is_app_code
+_is_app_file = is_app_file
+_app_files = app_files
 
 _STDLIB = os.path.normcase(os.path.abspath(sysconfig.get_paths()["stdlib"])) + os.sep
 _PACKAGE_DIRS = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
@@ -135,7 +137,8 @@ class AwaitChain:
             else:
                 break
             nodes.append(node)
-            apps.append(_is_app_code(code))
+            known = _app_files.get(code.co_filename)
+            apps.append(_is_app_file(code.co_filename) if known is None else known)
         index = len(apps) - 1
         while index >= 0 and not apps[index]:
             index -= 1
@@ -156,6 +159,19 @@ class AwaitChain:
             task_index = task_ids.get(value)
             return site, ("task", 0 if task_index is None else task_index + 1, None)
         return site, self.awaited(value, None if index < 0 else index, task_ids)
+
+    def stack(self, depth: int) -> tuple[tuple[CodeType, int], ...]:
+        """The chain as it is now, innermost first, at most ``depth`` nodes from the innermost
+        application one (its callers; the library frames below it are in ``awaited``'s via).
+        Costs a frame read per node: taken once per await site and request."""
+        apps = self.apps
+        index = len(apps) - 1
+        while index >= 0 and not apps[index]:
+            index -= 1
+        nodes = self.nodes[: index + 1] if index >= 0 else self.nodes
+        return tuple(
+            (_code_of(node), _offset_of(node)) for node in reversed(nodes[-max(depth, 1) :])
+        )
 
     def awaited(self, value: object, app_index: int | None, task_ids: dict[Any, int]) -> RawAwaited:
         """What the task waits for (``suspended`` answers the two commonest cases itself):

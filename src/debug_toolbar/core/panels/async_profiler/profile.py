@@ -21,13 +21,8 @@ from debug_toolbar.core.panels.async_profiler.models import (
     BlockingCall,
     LagStats,
 )
-from debug_toolbar.core.panels.async_profiler.step_report import (
-    AwaitSiteRow,
-    SlowStep,
-    StepFindings,
-    TimeBreakdown,
-    await_sites,
-)
+from debug_toolbar.core.panels.async_profiler.step_findings import SlowStep, StepFindings
+from debug_toolbar.core.panels.async_profiler.step_report import AwaitSiteRow, TimeBreakdown
 from debug_toolbar.core.panels.async_profiler.steps import RequestTask, StepTable
 from debug_toolbar.core.panels.async_profiler.task_table import TaskTable
 
@@ -309,7 +304,7 @@ class AsyncProfile:
 
     def await_sites(self) -> tuple[AwaitSiteRow, ...]:
         """The await-site table (every step is read: built with the detail, not the head)."""
-        return () if self.steps is None else await_sites(self.steps)
+        return self.findings.await_sites
 
     @property
     def summary(self) -> ProfileSummary:
@@ -414,6 +409,7 @@ class AsyncProfile:
             findings=StepFindings.loaded(
                 None if breakdown is None else TimeBreakdown.from_dict(breakdown),
                 tuple(SlowStep.from_dict(step) for step in data.get("slow_steps") or ()),
+                tuple(AwaitSiteRow.from_dict(row) for row in data.get("await_sites") or ()),
             ),
         )
 

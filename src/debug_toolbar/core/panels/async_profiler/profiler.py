@@ -30,8 +30,8 @@ from debug_toolbar.core.panels.async_profiler.detector import (
 )
 from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile
 from debug_toolbar.core.panels.async_profiler.recorder import current_task
+from debug_toolbar.core.panels.async_profiler.step_findings import StepFindings
 from debug_toolbar.core.panels.async_profiler.step_recorder import StepRecorder
-from debug_toolbar.core.panels.async_profiler.step_report import StepFindings
 from debug_toolbar.core.panels.async_profiler.steps import RequestTask
 
 if TYPE_CHECKING:
@@ -91,6 +91,7 @@ class AsyncRequestProfiler:
             self.steps = StepRecorder(
                 max_steps=config.async_max_steps,
                 slow_threshold_ms=config.async_event_loop_lag_threshold_ms,
+                max_stack_depth=config.async_max_stack_depth,
             )
             if config.async_enable_blocking_detection:
                 self.slow_detector = BlockingCallDetector(

@@ -37,6 +37,7 @@ __all__ = (
     "MAX_SAMPLED_FRAMES",
     "TOOLBAR_DIR",
     "RawStack",
+    "app_files",
     "innermost_app_frame",
     "is_app_code",
     "is_app_file",
@@ -81,6 +82,9 @@ _PACKAGE_DIRS = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.se
 # Keyed by file name, not code object: code objects compare equal across files when their
 # bodies match, and the answer only depends on the file anyway.
 _is_app_cache: dict[str, bool] = {}
+app_files = _is_app_cache
+"""The classifier's cache, file name -> application code or not: a hot path may read it
+directly and call ``is_app_file`` on a miss (it is cleared in place, never replaced)."""
 _APP_CACHE_LIMIT = 4096
 
 

@@ -39,7 +39,12 @@ if TYPE_CHECKING:
     from types import FrameType
 
     from debug_toolbar.core.panels.async_profiler.step_monitor import StepMonitor
-    from debug_toolbar.core.panels.async_profiler.steps import RawSite, RawStep, StepEnd
+    from debug_toolbar.core.panels.async_profiler.steps import (
+        RawSite,
+        RawSiteStack,
+        RawStep,
+        StepEnd,
+    )
 
 __all__ = ("StepRecorder", "TaskSteps")
 
@@ -80,6 +85,10 @@ class TaskSteps:
         if chain is None:
             chain = self.chain = AwaitChain(self.coro)
         site, awaited = chain.suspended(value, recorder.task_ids)
+        site_stacks = recorder.site_stacks
+        key = (id(site[0]), site[1])  # a code object's hash hashes its whole body
+        if key not in site_stacks:
+            site_stacks[key] = chain.stack(recorder.max_stack_depth)
         if not begin:
             begin = now_ns
             recorder.unknown_starts.add(index)
@@ -139,8 +148,18 @@ class StepRecorder:
     ``stop`` closes what is still running and releases the monitor.
     """
 
-    def __init__(self, *, max_steps: int = 10_000, slow_threshold_ms: float = 10.0) -> None:
+    def __init__(
+        self,
+        *,
+        max_steps: int = 10_000,
+        slow_threshold_ms: float = 10.0,
+        max_stack_depth: int = 10,
+    ) -> None:
         self.max_steps = max_steps
+        self.max_stack_depth = max_stack_depth
+        self.site_stacks: dict[tuple[int, int], RawSiteStack] = {}
+        """(id of the code, offset) of an await site -> the await chain the first time it was
+        seen (which holds the code object: the id stays its own)."""
         self.slow_ns = max(1, round(slow_threshold_ms * 1e6))
         self.rows: list[RawStep] = []
         self.endings: dict[int, StepEnd] = {}
@@ -264,6 +283,7 @@ class StepRecorder:
             unknown_starts=frozenset(self.unknown_starts),
             ready_ns=dict(self.ready),
             task_ends_ns=dict(self.task_ends),
+            site_stacks=dict(self.site_stacks),
             dropped=self.dropped,
             dropped_from_ns=self.dropped_from_ns,
         )

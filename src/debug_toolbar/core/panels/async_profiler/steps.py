@@ -32,6 +32,7 @@ __all__ = (
     "STEP_ENDS",
     "AwaitKind",
     "AwaitTarget",
+    "RawSiteStack",
     "RawStep",
     "RequestTask",
     "Step",
@@ -64,6 +65,8 @@ RawSite = tuple["CodeType", int, bool]
 """An await site as recorded: (code object, instruction offset, is application code)."""
 RawAwaited = tuple[str, Any, Any]
 """What was awaited as recorded: (kind, detail, extra); see ``_target``."""
+RawSiteStack = tuple[tuple["CodeType", int], ...]
+"""The await chain at a site, innermost first: (code object, instruction offset) pairs."""
 RawStep = tuple[int, int, int, RawSite | None, RawAwaited | None]
 """(task id, start ns, end ns, await site, awaited); site and awaited are None unless the step
 ended in an await."""
@@ -345,6 +348,16 @@ class StepTable:
     """When step timing began for the request's own task (the breakdown's start)."""
     root_rows: tuple[int, ...] | None = None
     """The rows of the request's own task, as the recorder kept them (None: look them up)."""
+    site_stacks: Mapping[tuple[int, int], RawSiteStack] = field(default_factory=dict)
+    """An await site (id of its code, offset) -> the await chain above it, the first time the
+    request waited there."""
+
+    def site_stack(self, row: RawStep | Step) -> tuple[StackFrame, ...]:
+        """The await chain of a fresh row's site, resolved (empty when not kept)."""
+        if isinstance(row, Step) or row[3] is None:
+            return ()
+        raw = self.site_stacks.get((id(row[3][0]), row[3][1]), ())
+        return tuple(resolve_site(code, offset) for code, offset in raw)
 
     @property
     def end_ms(self) -> float:

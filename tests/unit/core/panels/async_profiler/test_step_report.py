@@ -15,13 +15,15 @@ from debug_toolbar.core.config import DebugToolbarConfig
 from debug_toolbar.core.panels.async_profiler.await_chain import package_of
 from debug_toolbar.core.panels.async_profiler.models import BlockingCall, StackFrame
 from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile
-from debug_toolbar.core.panels.async_profiler.step_report import (
-    AwaitSiteRow,
+from debug_toolbar.core.panels.async_profiler.step_findings import (
     SlowStep,
     StepFindings,
+    slow_steps,
+)
+from debug_toolbar.core.panels.async_profiler.step_report import (
+    AwaitSiteRow,
     TimeBreakdown,
     await_sites,
-    slow_steps,
     time_breakdown,
 )
 from debug_toolbar.core.panels.async_profiler.steps import (
