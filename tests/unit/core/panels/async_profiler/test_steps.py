@@ -152,6 +152,10 @@ class TestStepsOfARequest:
             "asyncio Event.wait",
         ]
         assert all(step.site_is_app for step in root[:5])
+        # Each await site keeps the chain above it: who called the code that awaited.
+        row = next(row for row in profile.await_sites() if row.site == root[0].site)
+        assert [frame.lineno for frame in row.stack[:1]] == [line_of("first sleep")]
+        assert row.stack[1].function.endswith("request")
         assert next(event.name for event in profile.tasks.events(stacks=False)) == "child"
 
     def test_waits_resume_and_readiness(self, new_loop: LoopFactory) -> None:
