@@ -41,6 +41,7 @@ _SLEEP_CODE = asyncio.sleep.__code__
 _TO_THREAD_CODE = asyncio.to_thread.__code__
 _ASYNCIO = "asyncio"
 _SLEEP_0: RawAwaited = ("sleep", 0, None)
+_THREAD: RawAwaited = ("thread", None, None)
 _is_app_code = is_app_code
 _is_app_file = is_app_file
 _app_files = app_files
@@ -95,13 +96,15 @@ class AwaitChain:
     ``apps`` whether each is application code. Only the loop thread running the task uses it.
     """
 
-    __slots__ = ("apps", "nodes")
+    __slots__ = ("app_node", "apps", "nodes")
 
     def __init__(self, coro: Any) -> None:
         self.nodes: list[Any] = [coro]
         self.apps: list[bool] = [_is_app_code(_code_of(coro))]
+        self.app_node: Any = None
+        """The innermost application coroutine at the last walk, if any."""
 
-    def suspended(  # noqa: C901, PLR0912 - one frame on the hot path, not three calls
+    def suspended(  # noqa: C901, PLR0912, PLR0915 - one frame on the hot path, not three calls
         self, value: object, task_ids: dict[Any, int]
     ) -> tuple[RawSite, RawAwaited]:
         """The await site and what was awaited, at a suspension of the task.
@@ -110,7 +113,29 @@ class AwaitChain:
         for ``asyncio.sleep(0)``); ``task_ids`` maps the request's tasks to their index
         (``TaskRecorder.live``). Walking, finding the site and the two commonest answers are
         one method: it runs at every suspension, and a call costs about 0.1 µs.
+
+        Fast path, no walk: the innermost application coroutine of the last walk is still
+        suspended (so still in the chain), awaiting a Future, a sleep or a thread call directly,
+        none of which runs application code: it is still the innermost, and the await site.
         """
+        app = self.app_node
+        if app is not None and app.cr_suspended:
+            child = app.cr_await
+            if type(child) is _Coroutine:
+                code = child.cr_code
+                if code is _SLEEP_CODE:
+                    site = (app.cr_code, app.cr_frame.f_lasti, True)
+                    if value is None:
+                        return site, _SLEEP_0
+                    return site, ("sleep", _sleep_delay_ns(child), None)
+                if code is _TO_THREAD_CODE:
+                    return (app.cr_code, app.cr_frame.f_lasti, True), _THREAD
+            elif type(child) is not _Generator:
+                site = (app.cr_code, app.cr_frame.f_lasti, True)
+                if isinstance(value, _Task):
+                    task_index = task_ids.get(value)
+                    return site, ("task", 0 if task_index is None else task_index + 1, None)
+                return site, _direct(value, task_ids)
         nodes, apps = self.nodes, self.apps
         keep = last = len(nodes) - 1
         while keep:
@@ -143,6 +168,7 @@ class AwaitChain:
         while index >= 0 and not apps[index]:
             index -= 1
         node = nodes[index]  # nodes[-1] when no node is the application's
+        self.app_node = node if index >= 0 and type(node) is _Coroutine else None
         if type(node) is _Coroutine:
             site = (node.cr_code, node.cr_frame.f_lasti, index >= 0)  # type: ignore[union-attr]
         else:
@@ -160,17 +186,17 @@ class AwaitChain:
             return site, ("task", 0 if task_index is None else task_index + 1, None)
         return site, self.awaited(value, None if index < 0 else index, task_ids)
 
-    def stack(self, depth: int) -> tuple[tuple[CodeType, int], ...]:
-        """The chain as it is now, innermost first, at most ``depth`` nodes from the innermost
-        application one (its callers; the library frames below it are in ``awaited``'s via).
-        Costs a frame read per node: taken once per await site and request."""
+    def callers(self, depth: int) -> tuple[tuple[CodeType, int], ...]:
+        """Who called the site's function: the chain above the innermost application node,
+        innermost first, at most ``depth`` nodes. Costs a frame read per node: taken once per
+        function that awaited, per request (its awaits share their callers)."""
         apps = self.apps
         index = len(apps) - 1
         while index >= 0 and not apps[index]:
             index -= 1
-        nodes = self.nodes[: index + 1] if index >= 0 else self.nodes
+        above = self.nodes[: index if index >= 0 else len(self.nodes) - 1]
         return tuple(
-            (_code_of(node), _offset_of(node)) for node in reversed(nodes[-max(depth, 1) :])
+            (_code_of(node), _offset_of(node)) for node in reversed(above[-max(depth, 1) :])
         )
 
     def awaited(self, value: object, app_index: int | None, task_ids: dict[Any, int]) -> RawAwaited:
@@ -181,22 +207,17 @@ class AwaitChain:
         if isinstance(value, _Task):
             index = task_ids.get(value)
             return ("task", 0 if index is None else index + 1, None)
-        if type(value) is _GatheringFuture:
-            children = getattr(value, "_children", ())
-            ids = tuple(task_ids[child] + 1 for child in children if child in task_ids)
-            return ("gather", ids, len(children))
         nodes = self.nodes
+        if type(value) is _GatheringFuture or (
+            app_index is not None and app_index == len(nodes) - 1
+        ):
+            return _direct(value, task_ids)
         inner = nodes[-1]
         code = _code_of(inner)
         if code is _SLEEP_CODE:
             return ("sleep", _sleep_delay_ns(inner), None)
         if code is _TO_THREAD_CODE:
-            return ("thread", None, None)
-        if app_index is not None and app_index == len(nodes) - 1:
-            # The application awaited the Future itself (run_in_executor, a Future it made).
-            if _thread_source(value) is not None:
-                return ("thread", None, None)
-            return ("future", type(value).__name__, None)
+            return _THREAD
         below = 0 if app_index is None else app_index + 1
         # Nearest the suspension: the innermost frame that is not asyncio's own machinery.
         via_node = None
@@ -215,6 +236,21 @@ class AwaitChain:
             (package_of(called_code.co_filename), _qualname(called_code)),
             via,
         )
+
+
+def _direct(value: object, task_ids: dict[Any, int]) -> RawAwaited:
+    """What a Future awaited directly by application code is (not a sleep, not a task)."""
+    if type(value) is _GatheringFuture:
+        children = getattr(value, "_children", ())
+        ids = tuple(task_ids[child] + 1 for child in children if child in task_ids)
+        return ("gather", ids, len(children))
+    if isinstance(value, _Task):
+        index = task_ids.get(value)
+        return ("task", 0 if index is None else index + 1, None)
+    # run_in_executor, or a Future the application made itself.
+    if _thread_source(value) is not None:
+        return _THREAD
+    return ("future", type(value).__name__, None)
 
 
 def _qualname(code: CodeType) -> str:

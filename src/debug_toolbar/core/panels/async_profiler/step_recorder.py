@@ -85,10 +85,9 @@ class TaskSteps:
         if chain is None:
             chain = self.chain = AwaitChain(self.coro)
         site, awaited = chain.suspended(value, recorder.task_ids)
-        site_stacks = recorder.site_stacks
-        key = (id(site[0]), site[1])  # a code object's hash hashes its whole body
-        if key not in site_stacks:
-            site_stacks[key] = chain.stack(recorder.max_stack_depth)
+        callers = recorder.callers
+        if id(site[0]) not in callers:  # by id: a code object's hash hashes its whole body
+            callers[id(site[0])] = chain.callers(recorder.max_stack_depth - 1)
         if not begin:
             begin = now_ns
             recorder.unknown_starts.add(index)
@@ -157,9 +156,9 @@ class StepRecorder:
     ) -> None:
         self.max_steps = max_steps
         self.max_stack_depth = max_stack_depth
-        self.site_stacks: dict[tuple[int, int], RawSiteStack] = {}
-        """(id of the code, offset) of an await site -> the await chain the first time it was
-        seen (which holds the code object: the id stays its own)."""
+        self.callers: dict[int, RawSiteStack] = {}
+        """id of an awaiting function's code -> the chain above it the first time it awaited
+        (the site's code object is held by the rows: the id stays its own)."""
         self.slow_ns = max(1, round(slow_threshold_ms * 1e6))
         self.rows: list[RawStep] = []
         self.endings: dict[int, StepEnd] = {}
@@ -283,7 +282,7 @@ class StepRecorder:
             unknown_starts=frozenset(self.unknown_starts),
             ready_ns=dict(self.ready),
             task_ends_ns=dict(self.task_ends),
-            site_stacks=dict(self.site_stacks),
+            callers=dict(self.callers),
             dropped=self.dropped,
             dropped_from_ns=self.dropped_from_ns,
         )

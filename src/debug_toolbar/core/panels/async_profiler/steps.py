@@ -66,7 +66,7 @@ RawSite = tuple["CodeType", int, bool]
 RawAwaited = tuple[str, Any, Any]
 """What was awaited as recorded: (kind, detail, extra); see ``_target``."""
 RawSiteStack = tuple[tuple["CodeType", int], ...]
-"""The await chain at a site, innermost first: (code object, instruction offset) pairs."""
+"""Part of an await chain, innermost first: (code object, instruction offset) pairs."""
 RawStep = tuple[int, int, int, RawSite | None, RawAwaited | None]
 """(task id, start ns, end ns, await site, awaited); site and awaited are None unless the step
 ended in an await."""
@@ -348,15 +348,16 @@ class StepTable:
     """When step timing began for the request's own task (the breakdown's start)."""
     root_rows: tuple[int, ...] | None = None
     """The rows of the request's own task, as the recorder kept them (None: look them up)."""
-    site_stacks: Mapping[tuple[int, int], RawSiteStack] = field(default_factory=dict)
-    """An await site (id of its code, offset) -> the await chain above it, the first time the
-    request waited there."""
+    callers: Mapping[int, RawSiteStack] = field(default_factory=dict)
+    """id of an awaiting function's code -> the await chain above it (its callers, innermost
+    first), the first time it awaited in this request."""
 
     def site_stack(self, row: RawStep | Step) -> tuple[StackFrame, ...]:
-        """The await chain of a fresh row's site, resolved (empty when not kept)."""
+        """A fresh row's await site and its callers, resolved (empty when not kept)."""
         if isinstance(row, Step) or row[3] is None:
             return ()
-        raw = self.site_stacks.get((id(row[3][0]), row[3][1]), ())
+        code, offset, _app = row[3]
+        raw = ((code, offset), *self.callers.get(id(code), ()))
         return tuple(resolve_site(code, offset) for code, offset in raw)
 
     @property
