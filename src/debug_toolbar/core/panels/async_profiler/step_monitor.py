@@ -26,6 +26,8 @@ what it sees (``step_recorder``).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
 import time
 from typing import TYPE_CHECKING, Any, Protocol
@@ -33,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from debug_toolbar.core.shared_hooks import SharedHooks
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import CodeType, FrameType
 
 __all__ = (
@@ -61,6 +64,7 @@ PROCESS = "process"
 
 _perf_ns = time.perf_counter_ns
 _getframe = sys._getframe
+logger = logging.getLogger("debug_toolbar.async_profiler")
 
 
 class NoFreeToolError(RuntimeError):
@@ -79,6 +83,9 @@ class StepWatcher(Protocol):
     def finish(self, now_ns: int) -> None:
         """The task's coroutine returned at ``now_ns``."""
 
+    def broken(self) -> None:
+        """A call above raised: the task is no longer timed (the frame is forgotten)."""
+
 
 class StepMonitor:
     """The process's step-timing tool; built and installed by ``step_monitors.acquire``."""
@@ -87,6 +94,8 @@ class StepMonitor:
         self.tool_id: int | None = None
         self.frames: dict[FrameType, StepWatcher] = {}
         """The outermost frame of every task being timed, in any request or thread."""
+        self.failures = 0
+        """Callbacks that raised (logged once per install): their tasks' steps stopped."""
         self._codes: dict[int, CodeType] = {}
         """Code objects with local events on, by id (hashing a code object hashes its body)."""
 
@@ -108,27 +117,7 @@ class StepMonitor:
             )
         monitoring.use_tool_id(tool_id, TOOL_NAME)
         events = monitoring.events
-        frames = self.frames
-        get = frames.get
-        pop = frames.pop
-
-        def on_begin(code: CodeType, offset: int) -> None:
-            watcher = get(_getframe(1))
-            if watcher is not None:
-                watcher.begin_ns = _perf_ns()
-
-        def on_yield(code: CodeType, offset: int, value: object) -> None:
-            now = _perf_ns()
-            watcher = get(_getframe(1))
-            if watcher is not None:
-                watcher.suspend(now, value)
-
-        def on_return(code: CodeType, offset: int, value: object) -> None:
-            now = _perf_ns()
-            watcher = pop(_getframe(1), None)
-            if watcher is not None:
-                watcher.finish(now)
-
+        on_begin, on_yield, on_return = self._callbacks()
         try:
             monitoring.register_callback(tool_id, events.PY_START, on_begin)
             monitoring.register_callback(tool_id, events.PY_RESUME, on_begin)
@@ -138,6 +127,52 @@ class StepMonitor:
             self._release_tool(tool_id)
             raise
         self.tool_id = tool_id
+
+    def _callbacks(self) -> tuple[Callable[..., None], Callable[..., None], Callable[..., None]]:
+        """The three callbacks, closures over this monitor's frames (local look-ups only).
+
+        An exception raised in a callback would surface in the application's code, at its
+        await: a failure stops timing that task, is logged once, and never reaches the app.
+        """
+        frames = self.frames
+        get = frames.get
+        pop = frames.pop
+        failed = self._failed
+
+        def on_begin(code: CodeType, offset: int) -> None:
+            watcher = get(_getframe(1))
+            if watcher is not None:
+                watcher.begin_ns = _perf_ns()
+
+        def on_yield(code: CodeType, offset: int, value: object) -> None:
+            now = _perf_ns()
+            frame = _getframe(1)
+            watcher = get(frame)
+            if watcher is not None:
+                try:
+                    watcher.suspend(now, value)
+                except Exception:
+                    failed(frame, watcher)
+
+        def on_return(code: CodeType, offset: int, value: object) -> None:
+            now = _perf_ns()
+            watcher = pop(_getframe(1), None)
+            if watcher is not None:
+                try:
+                    watcher.finish(now)
+                except Exception:
+                    failed(None, watcher)
+
+        return on_begin, on_yield, on_return
+
+    def _failed(self, frame: FrameType | None, watcher: StepWatcher) -> None:
+        if frame is not None:
+            self.frames.pop(frame, None)
+        with contextlib.suppress(Exception):
+            watcher.broken()
+        if not self.failures:
+            logger.warning("step timing failed; the task's steps stop here", exc_info=True)
+        self.failures += 1
 
     def uninstall(self) -> None:
         tool_id, self.tool_id = self.tool_id, None

@@ -102,11 +102,26 @@ class TaskSteps:
         recorder.overhead_ns += _perf_ns() - now_ns
 
     def finish(self, now_ns: int) -> None:
-        """The coroutine returned (``PY_RETURN``): the task's last step ends now."""
+        """The coroutine returned (``PY_RETURN``): the task's last step ends now.
+
+        ``close``'s work, inline: every task of a ``gather`` of trivial tasks comes here."""
         recorder = self.recorder
-        recorder.watched.pop(self.task_id, None)
-        recorder.task_ends[self.task_id] = now_ns
-        self.close(now_ns, "return")
+        task_id = self.task_id
+        recorder.watched.pop(task_id, None)
+        recorder.task_ends[task_id] = now_ns
+        begin = self.begin_ns
+        rows = recorder.rows
+        index = len(rows)
+        if index >= recorder.max_steps:
+            recorder.drop(task_id, begin or now_ns)
+            return
+        if not begin:
+            begin = now_ns
+            recorder.unknown_starts.add(index)
+        rows.append((task_id, begin, now_ns, None, None))
+        recorder.endings[index] = "return"
+        if now_ns - begin >= recorder.slow_ns:
+            recorder.slow.append((index, self.ran_from()))
 
     def close(self, now_ns: int, ended: StepEnd) -> None:
         """End the step going on (if any) without a suspension."""
@@ -129,6 +144,10 @@ class TaskSteps:
             recorder.slow.append((index, self.ran_from()))
         if self.task_id == REQUEST_TASK_ID:
             recorder.root_rows.append(index)
+
+    def broken(self) -> None:
+        """Recording this task's step raised (a bug): stop timing it, keep what was recorded."""
+        self.recorder.watched.pop(self.task_id, None)
 
     def ran_from(self) -> RawSite:
         """Where the step going on resumed: the last await site, else the coroutine's start."""
@@ -178,6 +197,8 @@ class StepRecorder:
         self.overhead_ns = 0
         """Time spent in ``suspend`` (walks and records); the monitor's calls themselves, some
         0.5 to 1 µs a step, are not included: they cannot be timed from inside."""
+        self._codes: set[int] = set()
+        """Ids of the code objects this request had instrumented (held by its tasks)."""
         self.unavailable: str | None = STEPS_UNAVAILABLE
         """Why this request has no steps (None: it has them)."""
         self.start_ns = 0
@@ -221,9 +242,24 @@ class StepRecorder:
         return steps
 
     def watch_task(self, task_id: int, coro: Any) -> None:
-        """Time a task the request spawned, before its first step (eager tasks run it at once)."""
-        if self._monitor is not None and type(coro) is _Coroutine and coro.cr_frame is not None:
-            self._watch(task_id, coro)
+        """Time a task the request spawned, before its first step (eager tasks run it at once).
+
+        Once per task, so ``_watch`` inline: a code object already instrumented (the 100
+        tasks of a gather share one) costs a set look-up, not a call into the monitor."""
+        monitor = self._monitor
+        if monitor is None or type(coro) is not _Coroutine:
+            return
+        frame = coro.cr_frame
+        if frame is None:
+            return
+        steps = TaskSteps(self, task_id, coro, frame)
+        code = coro.cr_code
+        if id(code) in self._codes:
+            monitor.frames[frame] = steps
+        else:
+            monitor.watch(frame, code, steps)
+            self._codes.add(id(code))
+        self.watched[task_id] = steps
 
     def forget_task(self, task_id: int) -> None:
         """The task's creation failed: nothing to time."""

@@ -30,6 +30,7 @@ from debug_toolbar.core.panels.async_profiler.step_monitor import (
     TOOL_NAME,
     step_monitors,
 )
+from debug_toolbar.core.panels.async_profiler.step_recorder import TaskSteps
 from debug_toolbar.core.panels.async_profiler.steps import Step
 from debug_toolbar.core.panels.async_profiler.taskfactory_backend import TaskFactoryBackend
 
@@ -343,6 +344,35 @@ class TestMonitoringIsRemoved:
         assert profile.steps_unavailable is not None
         assert "no free sys.monitoring tool id" in profile.steps_unavailable
         assert profile.request_task is not None
+
+
+@needs_steps
+class TestNeverBreakTheApp:
+    def test_a_failing_step_record_stops_timing_that_task_and_is_logged_once(
+        self,
+        new_loop: LoopFactory,
+        monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        def broken(self: TaskSteps, now_ns: int, value: object) -> None:
+            raise RuntimeError("a bug in step timing")
+
+        monkeypatch.setattr(TaskSteps, "suspend", broken)
+        done: list[str] = []
+
+        async def body() -> None:
+            await awaits(3)
+            done.append(await asyncio.create_task(child_sleeps()))
+
+        with caplog.at_level("WARNING", logger="debug_toolbar.async_profiler"):
+            profile = run(new_loop, lambda: profiled(body))
+        assert done == ["slept"]  # the app ran on, none the wiser
+        assert profile.steps is not None
+        # Each task stopped being timed at its first suspension, with nothing recorded.
+        assert [step.task_id for step in profile.steps.steps()] == []
+        assert [record.message for record in caplog.records].count(
+            "step timing failed; the task's steps stop here"
+        ) == 1
 
 
 @pytest.mark.skipif(STEPS_UNAVAILABLE is None, reason="Python 3.12+ times steps")
