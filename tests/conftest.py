@@ -25,6 +25,7 @@ import uvicorn
 from pytest_asyncio import is_async_test
 
 from debug_toolbar.core.panels.async_profiler.heartbeat import heartbeats
+from debug_toolbar.core.panels.async_profiler.step_monitor import step_monitors
 from debug_toolbar.core.panels.async_profiler.task_hooks import task_hooks
 from debug_toolbar.core.panels.async_profiler.watchdog import running_watchdogs, stop_watchdogs
 from debug_toolbar.core.panels.logging import log_handlers
@@ -81,7 +82,7 @@ def _no_leaked_instrumentation(request: pytest.FixtureRequest) -> Iterator[None]
     leaked = hooks_in_use()
     if leaked:
         problems.append(f"shared hooks still installed: {leaked}")
-        for registry in (task_hooks, heartbeats, log_handlers):
+        for registry in (task_hooks, heartbeats, log_handlers, step_monitors):
             registry.clear()
     if _yappi_running():
         problems.append("yappi is still running")
