@@ -19,7 +19,11 @@ from typing import Any
 import httpx
 import pytest
 
-from debug_toolbar.core.panels.async_profiler.yappi_backend import YappiBackend, yappi_session
+from debug_toolbar.core.panels.async_profiler.yappi_backend import (
+    YAPPI_KEEPS_COROUTINES,
+    YappiBackend,
+    yappi_session,
+)
 
 pytest.importorskip(
     "yappi", reason="yappi is not installed here; pip install 'debug-toolbar[yappi]'"
@@ -212,7 +216,8 @@ class TestYappiKeepsWhatItProfiles:
         # coroutine the profiled requests ran; the requests past the limit keep none.
         gc.collect()
         kept = {m: sum(ref() is not None for ref in refs[m]) for m in markers}
-        assert kept == {"first": 20, "second": 20, "third": 0, "fourth": 0}
+        by_yappi = 20 if YAPPI_KEEPS_COROUTINES else 0  # Python 3.10: yappi keeps none
+        assert kept == {"first": by_yappi, "second": by_yappi, "third": 0, "fourth": 0}
         assert "which keep at least" in fragments["second"]
         assert "uses the task-factory backend instead" in fragments["fourth"]
         assert "uses the task-factory backend instead" not in fragments["first"]

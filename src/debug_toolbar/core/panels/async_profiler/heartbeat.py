@@ -208,6 +208,8 @@ class LoopHeartbeat:
         self.due_ns = 0
         """When the next beat should run; its lateness is the loop's lag."""
         self.beats = 0
+        self.busy_ns = 0
+        """Time spent in beats so far (measured): what the heartbeat cost the loop."""
         self.watchdog: Watchdog | None = None
         """The loop's watchdog while it watches this heartbeat (it outlives it, parked)."""
         self._handle: asyncio.TimerHandle | None = None
@@ -263,6 +265,7 @@ class LoopHeartbeat:
             self._close_stall(previous, now)
         for listener in self._lag_listeners:
             listener.on_beat(now, due)
+        self.busy_ns += self.clock() - now
 
     def _close_stall(self, previous: int, now: int) -> None:
         with self._lock:

@@ -10,6 +10,7 @@ the trace download all read the same profile (``AsyncProfile.from_dict`` of the 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ from debug_toolbar.core.panels.async_profiler.backends import (
     select_backend,
 )
 from debug_toolbar.core.panels.async_profiler.export import chrome_trace
+from debug_toolbar.core.panels.async_profiler.heartbeat import heartbeats
 from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile, YappiRetention
 from debug_toolbar.core.panels.async_profiler.profiler import AsyncRequestProfiler
 from debug_toolbar.core.panels.async_profiler.timeline import (
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from debug_toolbar.core.config import DebugToolbarConfig
     from debug_toolbar.core.context import RequestContext
     from debug_toolbar.core.panels.async_profiler.base import AsyncProfilerBackend
+    from debug_toolbar.core.panels.async_profiler.heartbeat import LoopHeartbeat
     from debug_toolbar.core.records import RequestRecord
 
 __all__ = ("BACKEND_COOKIE", "AsyncProfilerPanel")
@@ -38,6 +41,8 @@ BACKEND_COOKIE = "debug_toolbar_async_backend"
 """Per-browser backend choice ("yappi" or "taskfactory"), set from the panel: it overrides the
 config for that browser's following requests, so the cheap backend can stay the default while
 yappi is one click away."""
+
+_perf_ns = time.perf_counter_ns
 
 _UNBUILT_TASK_BYTES = 300
 _UNBUILT_FRAME_BYTES = 24
@@ -82,6 +87,11 @@ class AsyncProfilerPanel(Panel):
         self.backend_note: str | None = None
         self.yappi_asked = False
         """yappi was chosen for this request (it may have fallen back at its limit)."""
+        self._own_ns = 0
+        """Time spent in this panel's request hooks: profiling's fixed cost, measured."""
+        self._heartbeat: LoopHeartbeat | None = None
+        self._heartbeat_ns: int | None = None
+        """The heartbeat's time in beats during the request (None: no heartbeat used)."""
 
     @classmethod
     def check_config(cls, config: DebugToolbarConfig) -> None:
@@ -158,15 +168,35 @@ class AsyncProfilerPanel(Panel):
     async def process_request(self, context: RequestContext) -> None:
         # Runs in the request's own task: the backend records it as the root and sets the
         # ContextVar that every task spawned from here inherits.
-        profiler = AsyncRequestProfiler(
-            context, self.config, self.create_backend(context), backend_note=self.backend_note
-        )
-        self.profiler = profiler
-        profiler.start()
+        started = _perf_ns()
+        try:
+            profiler = AsyncRequestProfiler(
+                context, self.config, self.create_backend(context), backend_note=self.backend_note
+            )
+            self.profiler = profiler
+            profiler.start()
+            config = self.config
+            if config.async_enable_blocking_detection or config.async_enable_event_loop_monitoring:
+                heartbeat = heartbeats.get(asyncio.get_running_loop())
+                if heartbeat is not None:  # the one this request's collectors listen to
+                    self._heartbeat, self._heartbeat_ns = heartbeat, -heartbeat.busy_ns
+        finally:
+            self._own_ns += _perf_ns() - started
 
     async def process_response(self, context: RequestContext) -> None:
         if self.profiler is not None:
-            self.profiler.stop()
+            started = _perf_ns()
+            try:
+                self._stop()
+            finally:
+                self._own_ns += _perf_ns() - started
+
+    def _stop(self) -> AsyncProfile:
+        assert self.profiler is not None
+        heartbeat, self._heartbeat = self._heartbeat, None
+        if heartbeat is not None and self._heartbeat_ns is not None:
+            self._heartbeat_ns += heartbeat.busy_ns
+        return self.profiler.stop()
 
     async def generate_stats(self, context: RequestContext) -> dict[str, Any]:
         """The summary, blocking calls and lag now; the task list when the record is read.
@@ -179,10 +209,12 @@ class AsyncProfilerPanel(Panel):
         """
         if self.profiler is None:
             return {}
-        profile = self.profiler.stop()
+        started = _perf_ns()
+        profile = self._stop()
         retention = self._yappi_retention()
         if retention is not None:
             profile = replace(profile, yappi_retention=retention)
+        profile = self._with_fixed_costs(profile, self._own_ns + _perf_ns() - started)
         # Until built, the history counts the profile's raw task records by the caps.
         depth = self.config.async_max_stack_depth if self.config.async_capture_task_stacks else 0
         self.defer_stats(
@@ -191,6 +223,20 @@ class AsyncProfilerPanel(Panel):
             + len(profile.steps or ()) * _UNBUILT_STEP_BYTES,
         )
         return profile.head_dict()
+
+    def _with_fixed_costs(self, profile: AsyncProfile, own_ns: int) -> AsyncProfile:
+        """The profile's overhead with what this panel's hooks and the heartbeat cost, measured.
+
+        The hooks' time holds every fixed cost (the collectors built, started and stopped, the
+        profile frozen); yappi's own part of it is already ``profiler_ms``. The per-task work
+        happened in the request's own code, apart: it is the backend's ``tracking_ms``.
+        """
+        overhead = profile.overhead
+        setup_ms = max(own_ns / 1e6 - (overhead.profiler_ms or 0.0), overhead.setup_ms)
+        heartbeat_ms = None if self._heartbeat_ns is None else self._heartbeat_ns / 1e6
+        return replace(
+            profile, overhead=replace(overhead, setup_ms=setup_ms, heartbeat_ms=heartbeat_ms)
+        )
 
     def _yappi_retention(self) -> YappiRetention | None:
         """What yappi keeps alive in this process so far, for requests that asked for yappi.

@@ -42,12 +42,19 @@ __all__ = (
 
 @dataclass(frozen=True, slots=True)
 class Overhead:
-    """What profiling cost, in ms: measured, never estimated."""
+    """What profiling cost, in ms: measured, except ``tracking_ms`` when ``tracking_estimated``.
+
+    Not counted: the loop's dispatch of each task's done callback, the watchdog's samples (on
+    its own thread, during stalls), building the head of the record and its bounded copy.
+    """
 
     tracking_ms: float = 0.0
-    """The per-task work on the hot path (factory and done callbacks)."""
+    """The per-task work on the hot path (factory and done callbacks): the request's tasks
+    times a cost per task calibrated in this process when ``tracking_estimated``."""
     setup_ms: float = 0.0
-    """Installing and removing the shared hooks, setting the ContextVars."""
+    """The fixed cost, measured: installing and removing the shared hooks, setting the
+    ContextVars; with the Async panel, everything its request hooks do (building, starting and
+    stopping every collector, freezing the profile), yappi's ``profiler_ms`` excepted."""
     report_ms: float = 0.0
     """Building the report (resolving stacks): paid when the record is read, not by the request."""
     profiler_ms: float | None = None
@@ -55,33 +62,55 @@ class Overhead:
     steps_ms: float | None = None
     """Step timing's work at each suspension (walking the await chain, recording), when steps
     were timed; the monitoring calls themselves (under 1 µs a step) cannot be timed inside."""
+    heartbeat_ms: float | None = None
+    """The loop's heartbeat (blocking detection, lag) beating during the request, measured;
+    requests in flight together share it, and each is charged all of it."""
+    tracking_estimated: bool = False
+    """``tracking_ms`` is estimated (tasks x ``per_task_ns``), not timed task by task."""
+    per_task_ns: float | None = None
+    """The per-task cost the estimate used: the mean of this process's timed samples."""
 
     @property
     def request_ms(self) -> float:
         """What the request itself paid: everything but building the report."""
-        return self.tracking_ms + self.setup_ms + (self.profiler_ms or 0.0) + (self.steps_ms or 0.0)
+        return (
+            self.tracking_ms
+            + self.setup_ms
+            + (self.profiler_ms or 0.0)
+            + (self.steps_ms or 0.0)
+            + (self.heartbeat_ms or 0.0)
+        )
 
-    def to_dict(self) -> dict[str, float]:
-        data = {
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
             "tracking_ms": self.tracking_ms,
             "setup_ms": self.setup_ms,
             "report_ms": self.report_ms,
+            "tracking_estimated": self.tracking_estimated,
         }
         if self.profiler_ms is not None:
             data["profiler_ms"] = self.profiler_ms
         if self.steps_ms is not None:
             data["steps_ms"] = self.steps_ms
+        if self.heartbeat_ms is not None:
+            data["heartbeat_ms"] = self.heartbeat_ms
+        if self.per_task_ns is not None:
+            data["per_task_ns"] = self.per_task_ns
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Overhead:
         profiler, steps = data.get("profiler_ms"), data.get("steps_ms")
+        heartbeat, per_task = data.get("heartbeat_ms"), data.get("per_task_ns")
         return cls(
             tracking_ms=float(data.get("tracking_ms") or 0.0),
             setup_ms=float(data.get("setup_ms") or 0.0),
             report_ms=float(data.get("report_ms") or 0.0),
             profiler_ms=None if profiler is None else float(profiler),
             steps_ms=None if steps is None else float(steps),
+            heartbeat_ms=None if heartbeat is None else float(heartbeat),
+            tracking_estimated=bool(data.get("tracking_estimated")),
+            per_task_ns=None if per_task is None else float(per_task),
         )
 
 
@@ -221,6 +250,8 @@ class ProfileSummary:
     """The other stalls in its window (another request's, outside any request, or unknown)."""
     max_lag_ms: float | None
     """None when lag monitoring was off."""
+    overhead_estimated: bool = False
+    """``profiling_overhead_ms`` includes an estimate (``Overhead.tracking_estimated``)."""
 
     @property
     def total_tasks(self) -> int:
@@ -238,6 +269,7 @@ class ProfileSummary:
             "blocking_calls": self.blocking_calls,
             "suffered_blocking_calls": self.suffered_blocking_calls,
             "max_lag_ms": self.max_lag_ms,
+            "overhead_estimated": self.overhead_estimated,
         }
 
     @classmethod
@@ -253,6 +285,7 @@ class ProfileSummary:
             blocking_calls=int(data.get("blocking_calls") or 0),
             suffered_blocking_calls=int(data.get("suffered_blocking_calls") or 0),
             max_lag_ms=None if max_lag is None else float(max_lag),
+            overhead_estimated=bool(data.get("overhead_estimated")),
         )
 
 
@@ -320,6 +353,7 @@ class AsyncProfile:
             blocking_calls=own,
             suffered_blocking_calls=len(self.blocking_calls) - own,
             max_lag_ms=None if self.lag is None else self.lag.max_lag_ms,
+            overhead_estimated=self.overhead.tracking_estimated,
         )
 
     # The history/API boundary. The record keeps the cheap part at once (``head_dict``) and

@@ -3,8 +3,14 @@
 The loop's shared task factory (``task_hooks``) hands every task created under a request's
 context to that request's recorder. The per-task work (``track`` and its done callback) is the
 hot path: a few list appends, one dict insert and pop, and, when enabled, a creation stack that
-is walked once per creating site (a ``gather`` of 100 walks the stack once). What it costs is
-measured (``overhead_ns``) and benchmarked against bare asyncio in ``benchmarks/bench_tasks.py``.
+is walked once per creating site (a ``gather`` of 100 walks the stack once). It is benchmarked
+against its floor (a bare task factory and one done callback) in
+``benchmarks/bench_async_panel.py``.
+
+What it costs a request is estimated, not timed task by task: two clock reads per event were a
+tenth of the whole per-task cost. One task in ``SAMPLE_EVERY`` is timed (its creation and, apart,
+its completion), and a request's figure is its number of tasks times the mean of this process's
+samples (``TaskCalibration``), labelled as estimated wherever it is shown.
 """
 
 from __future__ import annotations
@@ -25,7 +31,14 @@ if TYPE_CHECKING:
 
     TaskFactory = Callable[..., asyncio.Future[Any]]
 
-__all__ = ("TaskFactory", "TaskRecorder", "current_task")
+__all__ = (
+    "SAMPLE_EVERY",
+    "TaskCalibration",
+    "TaskFactory",
+    "TaskRecorder",
+    "calibration",
+    "current_task",
+)
 
 _perf_ns = time.perf_counter_ns
 _getframe = sys._getframe
@@ -42,6 +55,88 @@ _Task = asyncio.Task
 # also read at creation, and a later "None" does not replace it.
 _NAME_LOST_AFTER_FACTORY = (3, 13) <= sys.version_info[:3] < (3, 13, 3)
 _is_machinery = is_machinery
+
+
+SAMPLE_EVERY = 16
+"""One task creation in this many, and one completion in this many, is timed."""
+
+
+_WINDOW = 128
+"""Samples kept of each kind: the calibration follows the process as it warms up."""
+
+
+class TaskCalibration:
+    """What the recorder's work costs per task in this process, from timed samples.
+
+    Process-wide, so that requests with a few tasks each still add up to a calibration; written
+    without a lock from every loop's thread (a lost update loses one sample, nothing more). The
+    first creation and the first completion are sampled, so the first request has a figure.
+    The figure is a trimmed mean of the last ``_WINDOW`` samples of each kind: a sample that a
+    garbage collection or a thread switch landed in, or the cold first one, would otherwise
+    weigh on every later request.
+    """
+
+    __slots__ = (
+        "_cached",
+        "_cached_at",
+        "_done",
+        "_track",
+        "done_countdown",
+        "done_samples",
+        "track_countdown",
+        "track_samples",
+    )
+
+    def __init__(self) -> None:
+        self.track_countdown = 1
+        self.track_samples = 0
+        self.done_countdown = 1
+        self.done_samples = 0
+        self._track: list[int] = []
+        self._done: list[int] = []
+        self._cached = 0.0
+        self._cached_at = -1
+
+    def add_track(self, ns: int) -> None:
+        """One task's creation, timed."""
+        _keep(self._track, self.track_samples, ns)
+        self.track_samples += 1
+
+    def add_done(self, ns: int) -> None:
+        """One task's completion, timed."""
+        _keep(self._done, self.done_samples, ns)
+        self.done_samples += 1
+
+    def per_task_ns(self) -> float:
+        """What recording one task costs: its creation plus its completion (each a trimmed
+        mean; recomputed once 16 new samples came, not for every request)."""
+        seen = self.track_samples + self.done_samples
+        if self._cached_at < 0 or seen - self._cached_at >= 16:
+            self._cached = _trimmed_mean(self._track) + _trimmed_mean(self._done)
+            self._cached_at = seen
+        return self._cached
+
+
+def _keep(window: list[int], seen: int, ns: int) -> None:
+    if len(window) < _WINDOW:
+        window.append(ns)
+    else:
+        window[seen % _WINDOW] = ns
+
+
+def _trimmed_mean(samples: list[int]) -> float:
+    """The mean without the highest and lowest eighth; the median of fewer than 8."""
+    ordered = sorted(samples)
+    count = len(ordered)
+    if count < 8:
+        return float(ordered[count // 2]) if ordered else 0.0
+    cut = count // 8
+    kept = ordered[cut : count - cut]
+    return sum(kept) / len(kept)
+
+
+calibration = TaskCalibration()
+_calibration = calibration
 
 
 def _describe(exc: BaseException) -> tuple[str, str]:
@@ -93,6 +188,7 @@ class TaskRecorder:
         "names",
         "overhead_ns",
         "parents",
+        "per_task_ns",
         "root_task",
         "stacks",
         "starts",
@@ -126,6 +222,9 @@ class TaskRecorder:
         """Tracked tasks not yet done (-> index): the only strong references held to tasks."""
         self.dropped = 0
         self.overhead_ns = 0
+        """What recording the tasks cost, estimated at ``stop``: tasks x ``per_task_ns``."""
+        self.per_task_ns = 0.0
+        """This process's calibrated cost per task (``TaskCalibration``) at ``stop``."""
         self.root_task: asyncio.Future[Any] | None = None
         self.steps: StepRecorder | None = None
         """The request's step timing, told about every task recorded (None: steps not timed)."""
@@ -171,7 +270,6 @@ class TaskRecorder:
         index = len(starts)
         if index >= self.max_tasks:
             self.dropped += 1
-            self.overhead_ns += _perf_ns() - start
             return task
         live = self.live
         self.parents.append(live.get(_current_task(loop), -1) + 1)  # type: ignore[arg-type]
@@ -201,7 +299,13 @@ class TaskRecorder:
         steps = self.steps
         if steps is not None:
             steps.watch_task(index + 1, coro)
-        self.overhead_ns += _perf_ns() - start
+        calibrating = _calibration
+        countdown = calibrating.track_countdown - 1
+        if countdown:
+            calibrating.track_countdown = countdown
+        else:
+            calibrating.track_countdown = SAMPLE_EVERY
+            calibrating.add_track(_perf_ns() - start)
         return task
 
     def track_chained(
@@ -218,7 +322,6 @@ class TaskRecorder:
         index = len(starts)
         if index >= self.max_tasks:
             self.dropped += 1
-            self.overhead_ns += _perf_ns() - t0
             return create(loop, coro, **kwargs)
         parent_index = self.live.get(_current_task(loop))  # type: ignore[arg-type]
         if parent_index is None and self._creating and _current_task(loop) is not self.root_task:
@@ -254,7 +357,9 @@ class TaskRecorder:
                 self.names[index] = _task_name(task)
             self.live[task] = index
             task.add_done_callback(self._on_done_callback)
-        self.overhead_ns += (before_create - t0) + (_perf_ns() - after_create)
+        # Timed anyway (the clock reads around the creation are needed): every chained task
+        # is a sample of the calibration.
+        _calibration.add_track((before_create - t0) + (_perf_ns() - after_create))
         return task
 
     def _forget_last(self) -> None:
@@ -345,7 +450,13 @@ class TaskRecorder:
             self.cancelled.add(index)
         if self.steps is not None:
             self.steps.task_done(index + 1)
-        self.overhead_ns += _perf_ns() - now
+        calibrating = _calibration
+        countdown = calibrating.done_countdown - 1
+        if countdown:
+            calibrating.done_countdown = countdown
+        else:
+            calibrating.done_countdown = SAMPLE_EVERY
+            calibrating.add_done(_perf_ns() - now)
 
     def _finish(self, index: int, task: asyncio.Future[Any], end_ns: int) -> None:
         """``_on_done``'s work, for a task found finished outside its callback (eager, stop)."""
@@ -364,6 +475,8 @@ class TaskRecorder:
         if not self.active:
             return
         self.active = False
+        self.per_task_ns = _calibration.per_task_ns()
+        self.overhead_ns = round(len(self.starts) * self.per_task_ns)
         now = _perf_ns()
         for task, index in self.live.items():
             task.remove_done_callback(self._on_done_callback)

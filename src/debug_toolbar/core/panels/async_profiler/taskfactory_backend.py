@@ -25,10 +25,11 @@ class TaskFactoryBackend(AsyncProfilerBackend):
     """Records the tasks one request spawns through the loop's shared task factory.
 
     Times in the stats are milliseconds from ``origin_ns`` (the request's ``start_ns``), so they
-    line up with every other panel. The overheads are measured, not estimated: the summary's
-    ``overhead_ms`` is what the request paid (the per-task work on the hot path, installing and
-    removing the hook); the stats' ``overhead_ms`` adds building them (``report_ms``: resolving
-    the creation stacks into file, line and source happens there, not while the request runs).
+    line up with every other panel. Installing and removing the hook is measured; the per-task
+    work on the hot path is estimated from a cost per task calibrated in this process
+    (``recorder.TaskCalibration``), and says so (``tracking_estimated``). Building the stats
+    (``report_ms``: resolving the creation stacks into file, line and source) is measured when
+    it happens, not while the request runs.
     """
 
     name = "taskfactory"
@@ -68,5 +69,7 @@ class TaskFactoryBackend(AsyncProfilerBackend):
             overhead=Overhead(
                 tracking_ms=tracking.recorder.overhead_ns / 1e6,
                 setup_ms=tracking.setup_ns / 1e6,
+                tracking_estimated=True,
+                per_task_ns=tracking.recorder.per_task_ns,
             ),
         )

@@ -35,6 +35,7 @@ from __future__ import annotations
 import functools
 import inspect
 import itertools
+import sys
 import threading
 import time
 from contextvars import ContextVar
@@ -64,6 +65,7 @@ __all__ = (
     "RETAINED_BYTES_PER_FUNCTION",
     "RETAINED_BYTES_PER_REQUEST",
     "YAPPI_COST_NOTE",
+    "YAPPI_KEEPS_COROUTINES",
     "YappiBackend",
     "YappiBusyError",
     "YappiLimitError",
@@ -102,6 +104,10 @@ _KEPT_ALIVE_FLAGS = _COROUTINE_FLAGS | inspect.CO_ASYNC_GENERATOR
 """Code whose frames yappi 1.7.6 keeps alive: it takes a reference to the coroutine (or async
 generator, or ``types.coroutine`` generator) each time one of its frames is left, and never
 gives it back (sumerc/yappi#217)."""
+YAPPI_KEEPS_COROUTINES = sys.version_info >= (3, 11)
+"""The reference is taken through ``PyFrame_GetGenerator``, yappi's path on Python 3.11+; on
+3.10 it reads the frame's generator without one, and the coroutines are freed (measured: none
+of 20 kept). What every version keeps is the function names (sumerc/yappi#220)."""
 
 RETAINED_BYTES_PER_COROUTINE = 210
 RETAINED_BYTES_PER_FUNCTION = 220
@@ -317,7 +323,7 @@ def summarize(stats: Iterable[Any], limit: int) -> tuple[list[FunctionStat], int
     kept = 0
     for stat in stats:
         flags = getattr(descriptors.get(stat.full_name), "co_flags", 0)
-        if flags & _KEPT_ALIVE_FLAGS:
+        if YAPPI_KEEPS_COROUTINES and flags & _KEPT_ALIVE_FLAGS:
             kept += stat.ncall
         filename = str(stat.module)
         if is_toolbar_file(filename):

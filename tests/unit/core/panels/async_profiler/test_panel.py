@@ -158,13 +158,24 @@ class TestStats:
             "pending": 0,
             "dropped": 0,
             "profiling_overhead_ms": pytest.approx(
-                overhead["tracking_ms"] + overhead["setup_ms"] + overhead.get("steps_ms", 0.0)
+                overhead["tracking_ms"]
+                + overhead["setup_ms"]
+                + overhead.get("steps_ms", 0.0)
+                + overhead["heartbeat_ms"]
             ),
             "blocking_calls": 0,
             "suffered_blocking_calls": 0,
             "max_lag_ms": stats["lag"]["max_lag_ms"],
+            "overhead_estimated": True,
         }
         assert stats["summary"]["profiling_overhead_ms"] > 0
+        # The tasks' share is estimated (5 tasks at this process's calibrated cost); the fixed
+        # costs are the panel's hooks, measured, so more than the task factory's part alone.
+        assert overhead["tracking_estimated"] is True
+        assert overhead["per_task_ns"] > 0
+        assert overhead["tracking_ms"] == pytest.approx(5 * overhead["per_task_ns"] / 1e6, abs=1e-6)
+        assert overhead["setup_ms"] > 0
+        assert overhead["heartbeat_ms"] >= 0
         rows = [(t["task_id"], t["parent_id"], t["name"], t["state"]) for t in stats["tasks"]]
         assert rows == [
             (1, None, "parent", "completed"),
@@ -801,7 +812,10 @@ class TestTemplate:
         assert "KeyError" in html
         assert "test_panel.py:" in html  # the creation site in the summary of <details>
         assert 'data-task-id="2"' in html  # one Gantt bar per task
-        assert "Measured overhead" in html
+        # The tasks' share of the overhead is estimated, and the panel says so and how.
+        assert "Overhead (estimated)" in html
+        assert "Measured overhead" not in html
+        assert "a cost per task calibrated in this process" in html
 
     @pytest.mark.asyncio
     async def test_renders_dropped_and_empty(self) -> None:

@@ -237,6 +237,7 @@ class TestRoundTrip:
             "blocking_calls": 0,
             "suffered_blocking_calls": 0,
             "max_lag_ms": None,
+            "overhead_estimated": False,
         }
 
     def test_a_summary_stored_without_its_overhead(self) -> None:
@@ -344,6 +345,31 @@ class TestSummary:
         assert Overhead(tracking_ms=2.0, setup_ms=0.5).request_ms == 2.5
         assert Overhead.from_dict(overhead.to_dict()) == overhead
         assert "profiler_ms" not in Overhead(tracking_ms=1.0).to_dict()
+
+    def test_an_estimated_overhead_says_so_and_round_trips(self) -> None:
+        overhead = Overhead(
+            tracking_ms=0.25,
+            setup_ms=0.5,
+            heartbeat_ms=0.125,
+            tracking_estimated=True,
+            per_task_ns=2_500.0,
+        )
+        assert overhead.request_ms == 0.875  # the heartbeat's beats are the request's too
+        assert overhead.to_dict() == {
+            "tracking_ms": 0.25,
+            "setup_ms": 0.5,
+            "report_ms": 0.0,
+            "tracking_estimated": True,
+            "heartbeat_ms": 0.125,
+            "per_task_ns": 2_500.0,
+        }
+        assert Overhead.from_dict(overhead.to_dict()) == overhead
+        profile = hand_built(overhead=overhead)
+        assert profile.summary.overhead_estimated is True
+        assert profile.summary.to_dict()["overhead_estimated"] is True
+        assert ProfileSummary.from_dict(profile.summary.to_dict()) == profile.summary
+        # A record written before the flag existed reads back as measured, as it was.
+        assert Overhead.from_dict({"tracking_ms": 1.0}).tracking_estimated is False
 
 
 class TestHeadAndDetail:

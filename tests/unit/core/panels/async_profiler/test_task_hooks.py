@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from debug_toolbar.core.panels.async_profiler.recorder import SAMPLE_EVERY, calibration
 from debug_toolbar.core.panels.async_profiler.stacks import resolve_stack
 from debug_toolbar.core.panels.async_profiler.task_hooks import (
     LoopTaskHooks,
@@ -848,3 +849,20 @@ class TestUnusualTasks:
         assert tracking.overhead_ns == recorder.overhead_ns + tracking.setup_ns
         assert recorder.overhead_ns > 0
         assert tracking.setup_ns > 0
+
+    @pytest.mark.asyncio
+    async def test_the_per_task_cost_is_sampled_and_the_overhead_estimated(
+        self, run_in_request: Any
+    ) -> None:
+        tracking = TaskTracking()
+        samples = (calibration.track_samples, calibration.done_samples)
+        tasks = SAMPLE_EVERY * 4
+        await run_in_request(tracking, lambda: asyncio.gather(*(noop() for _ in range(tasks))))
+        # One creation and one completion in SAMPLE_EVERY is timed, whatever the phase.
+        assert (calibration.track_samples, calibration.done_samples) == (
+            samples[0] + 4,
+            samples[1] + 4,
+        )
+        recorder = tracking.recorder
+        assert recorder.per_task_ns == calibration.per_task_ns() > 0
+        assert recorder.overhead_ns == round(tasks * recorder.per_task_ns)

@@ -32,6 +32,7 @@ from debug_toolbar.core.panels.async_profiler.base import AsyncProfilerBackend
 from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile, FunctionProfile
 from debug_toolbar.core.panels.async_profiler.taskfactory_backend import TaskFactoryBackend
 from debug_toolbar.core.panels.async_profiler.yappi_backend import (
+    YAPPI_KEEPS_COROUTINES,
     YappiBackend,
     YappiLimitError,
     YappiSession,
@@ -695,7 +696,9 @@ class TestYappiKeepsCoroutines:
         await in_request(YappiBackend(session=YappiSession()), gathering(20, profiled))
 
         assert (len(unprofiled), alive(unprofiled)) == (20, 0)
-        assert (len(profiled), alive(profiled)) == (20, 20)  # stopped and cleared, yet kept
+        # Stopped and cleared, yet kept (Python 3.11+; on 3.10 yappi takes no reference).
+        kept = 20 if YAPPI_KEEPS_COROUTINES else 0
+        assert (len(profiled), alive(profiled)) == (20, kept)
         assert not yappi.is_running()
 
     @pytest.mark.asyncio
@@ -714,9 +717,14 @@ class TestYappiKeepsCoroutines:
                 for obj in gc.get_objects()
                 if isinstance(obj, _COROUTINE_KINDS) and id(obj) not in before
             ]
-            # Each step, its asyncio.sleep and that one's __sleep0, the body and the request.
-            assert len(kept) == 3 * count + 2
-            assert session.retention().coroutines - counted_before == len(kept)
+            counted = session.retention().coroutines - counted_before
+            if YAPPI_KEEPS_COROUTINES:
+                # Each step, its asyncio.sleep and that one's __sleep0, the body and the request.
+                assert len(kept) == 3 * count + 2
+                assert counted == len(kept)
+            else:  # Python 3.10: yappi keeps none of the request's coroutines, and says so
+                assert [c for c in kept if "step" in c.__qualname__] == []
+                assert counted == 0
         assert session.retention().requests == 2
 
     @pytest.mark.asyncio
@@ -738,7 +746,8 @@ class TestYappiKeepsCoroutines:
         finally:
             tracemalloc.stop()
         estimated = session.retention().approx_bytes - estimated_before
-        assert traced > 20 * 150 * 60  # it is real: at least 150 bytes per gathered coroutine
+        if YAPPI_KEEPS_COROUTINES:  # it is real: at least 150 bytes per gathered coroutine
+            assert traced > 20 * 150 * 60
         assert traced / 1.5 < estimated < traced * 1.5, (estimated, traced)
 
 
