@@ -460,6 +460,10 @@ class TestWatchdogLifetime:
         async def main() -> Watchdog:
             for _ in range(200):
                 await Request().run(lambda: asyncio.sleep(0))
+                # A server's requests are apart: the loop waits for I/O, the GIL is free. (Back
+                # to back without any wait, the loop's thread can starve the watchdog of the
+                # GIL for the whole run: its next look is then never published.)
+                await asyncio.sleep(0.001)
             [watchdog] = running_watchdogs()
             return watchdog
 
@@ -467,7 +471,7 @@ class TestWatchdogLifetime:
         # Woken once parked, then left to its timed wait (it looks on its own every half
         # threshold, 20 ms here, and parks 100 ms after the last request): a wake-up per
         # request, a GIL hand-off each, would be 200.
-        assert 1 <= watchdog.wakeups < 50
+        assert 1 <= watchdog.wakeups <= 5
 
     def test_after_the_last_request_it_lingers_then_waits_without_a_timeout(
         self, new_loop: LoopFactory
@@ -482,7 +486,8 @@ class TestWatchdogLifetime:
 
         lingering, waits_forever, watchdog = run(new_loop, main)
         assert (lingering, waits_forever) == (True, True)
-        assert watchdog.thread is not None and watchdog.thread.is_alive()
+        assert watchdog.thread is not None
+        assert watchdog.thread.is_alive()
 
     def test_watch_wakes_the_thread_only_when_its_own_wait_ends_too_late(self) -> None:
         loop = asyncio.new_event_loop()
