@@ -200,6 +200,11 @@ class _LoopWatchdogs:
         self._all: weakref.WeakSet[Watchdog] = weakref.WeakSet()
 
     def get(self, loop: asyncio.AbstractEventLoop) -> Watchdog:
+        # The loop's own watchdog, without the lock and the scan for closed loops: those run
+        # when a watchdog has to be started (a request asks for one each, some 5 µs).
+        found = self._by_loop.get(loop)
+        if found is not None and not loop.is_closed():
+            return found
         with self._lock:
             self._stop_closed()
             watchdog = self._by_loop.get(loop)
