@@ -371,6 +371,20 @@ class TestSummary:
         # A record written before the flag existed reads back as measured, as it was.
         assert Overhead.from_dict({"tracking_ms": 1.0}).tracking_estimated is False
 
+    def test_with_fixed_costs_keeps_every_other_field(self) -> None:
+        overhead = Overhead(
+            tracking_ms=0.25,
+            setup_ms=0.5,
+            report_ms=4.0,
+            profiler_ms=2.0,
+            steps_ms=1.0,
+            heartbeat_ms=None,
+            tracking_estimated=True,
+            per_task_ns=2_500.0,
+        )
+        fixed = overhead.with_fixed_costs(setup_ms=0.75, heartbeat_ms=0.125)
+        assert fixed == replace(overhead, setup_ms=0.75, heartbeat_ms=0.125)
+
 
 class TestHeadAndDetail:
     def test_the_head_needs_nothing_per_task(self) -> None:
