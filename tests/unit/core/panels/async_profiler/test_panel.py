@@ -519,6 +519,32 @@ class TestBackendCookie:
         assert "debug-toolbar[yappi]" in panel.stats["backend_note"]
 
     @pytest.mark.asyncio
+    async def test_the_cookie_among_the_apps_own_cookies(self) -> None:
+        pytest.importorskip("yappi")
+        headers = [
+            ("cookie", "session=abc; theme=dark"),
+            ("Cookie", f"a=1; {BACKEND_COOKIE}=taskfactory"),
+        ]
+        _toolbar, record = await profile(
+            spawning_app, headers=headers, async_profiler_backend="yappi"
+        )
+        panel = record.panel("AsyncProfilerPanel")
+        assert panel is not None
+        assert panel.stats["backend"] == "taskfactory"
+
+    @pytest.mark.asyncio
+    async def test_the_apps_own_cookies_alone_leave_the_config(self) -> None:
+        pytest.importorskip("yappi")
+        _toolbar, record = await profile(
+            spawning_app,
+            headers=[("cookie", "session=abc; theme=dark")],
+            async_profiler_backend="yappi",
+        )
+        panel = record.panel("AsyncProfilerPanel")
+        assert panel is not None
+        assert panel.stats["backend"] == "yappi"
+
+    @pytest.mark.asyncio
     async def test_unknown_cookie_value_is_ignored(self) -> None:
         _toolbar, record = await profile(
             spawning_app, headers=[("cookie", f"{BACKEND_COOKIE}=bogus")]
