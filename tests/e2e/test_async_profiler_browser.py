@@ -54,10 +54,13 @@ class TestGantt:
     ) -> None:
         body = open_async_panel(page, demo_server.url)
         bars = body.locator(".dt-async-gantt .dt-timeline-bar")
-        assert bars.count() == 3
+        # The request's own task first (the root of the tree), then the three it spawned.
+        assert bars.count() == 4
+        own = bars.nth(0).bounding_box()
+        assert own is not None
         widths: dict[str, float] = {}
         durations: dict[str, float] = {}
-        for index in range(3):
+        for index in range(1, 4):
             bar = bars.nth(index)
             title = bar.get_attribute("title") or ""
             name = title.split(" · ")[0]
@@ -76,6 +79,7 @@ class TestGantt:
         unit = widths["sleep-160ms"] / durations["sleep-160ms"]
         for name, duration in durations.items():
             assert widths[name] == pytest.approx(duration * unit, rel=0.03, abs=1.5), widths
+        assert own["width"] > max(widths.values())  # it awaited them all, and blocked after
 
     def test_blocking_band_is_drawn_over_the_gantt(self, page: Page, demo_server: Any) -> None:
         body = open_async_panel(page, demo_server.url)

@@ -154,7 +154,8 @@ class TestAsyncTraceDownload:
 class TestTimelineInThePages:
     @pytest.mark.asyncio
     async def test_fragment_and_detail_render_the_panel_with_its_timeline(self) -> None:
-        async with client(async_max_timeline_rows=1) as http:
+        # Two rows: the request's own task, then its first child.
+        async with client(async_max_timeline_rows=2) as http:
             response = await http.get("/work")
             request_id = response.headers["x-debug-toolbar-request-id"]
             fragment = await http.get(f"{PREFIX}/requests/{request_id}/panels/AsyncProfilerPanel")
@@ -163,4 +164,5 @@ class TestTimelineInThePages:
         assert detail.status_code == 200
         for html in (fragment.text, detail.text):
             assert "short-child" in html
+            assert "the request&#39;s own task" in html or "the request's own task" in html
             assert f'href="{trace_path(request_id)}"' in html
