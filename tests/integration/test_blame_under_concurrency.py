@@ -144,8 +144,9 @@ class TestBackToBackStallsOfOverlappingRequests:
             own = [c for c in calls if c["culprit"] is True]
             assert len(own) == 1, (round_id, ms, calls)
             assert (own[0]["filename"], own[0]["lineno"]) == (__file__, BLOCK_LINE)
-            # Split where the running request changed: within a resampling period of the truth.
-            assert ms - 15 <= own[0]["duration_ms"] <= ms + 60, (round_id, ms, own)
+            # Split where the running request changed: within a resampling period of the truth
+            # (5 ms; more when a starved machine delays the watchdog's thread).
+            assert ms - 30 <= own[0]["duration_ms"] <= ms + 60, (round_id, ms, own)
             # The badge counts the same calls (a paused process may add one at 15 ms).
             assert stats["summary"]["blocking_calls"] == sum(
                 1 for c in stats["blocking_calls"] if c["culprit"] is True
