@@ -126,7 +126,9 @@ def _serve(factory: str, loop_name: str) -> None:
     app = getattr(importlib.import_module(module_name), attribute)()
     sock = _listening_socket()
     print(sock.getsockname()[1], flush=True)
-    _server(app, loop_name, lifespan="on").run(sockets=[sock])
+    # Keep-alive connections may idle for a while (another route's phase, the other servers'
+    # bursts): uvicorn's default 5 s would close them under the client.
+    _server(app, loop_name, lifespan="on", timeout_keep_alive=600).run(sockets=[sock])
 
 
 if __name__ == "__main__":
