@@ -23,6 +23,7 @@ import asyncio
 import math
 from typing import TYPE_CHECKING, Any
 
+from debug_toolbar.core.context import RequestContext
 from debug_toolbar.core.panels.async_profiler.heartbeat import UNKNOWN_CULPRIT, heartbeats
 from debug_toolbar.core.panels.async_profiler.models import BlockingCall, LagSample, LagStats
 from debug_toolbar.core.panels.async_profiler.stacks import resolve_stack, stack_window
@@ -77,7 +78,7 @@ class BlockingCallDetector:
         threshold_ms: float = 100.0,
         max_stack_depth: int = 10,
         interval_ms: float = 10.0,
-        owner: object | None = None,
+        owner: RequestContext | None = None,
         owns_task: Callable[[asyncio.Future[Any]], bool] | None = None,
         origin_ns: int | None = None,
         max_calls: int = 100,
@@ -221,7 +222,8 @@ class BlockingCallDetector:
             location = resolve_stack(sample.stack[index : index + 1])[0]
             stack = resolve_stack(stack_window(sample.stack, index, self.max_stack_depth))
         own = sample.culprit is not None and sample.culprit is self.culprit_key
-        culprit = None if own else sample.culprit
+        # Another request's context, or None: outside any request (or a detector without one).
+        culprit = sample.culprit if isinstance(sample.culprit, RequestContext) else None
         return BlockingCall(
             start_ms=start_ms,
             duration_ms=duration_ms,
@@ -231,15 +233,10 @@ class BlockingCallDetector:
             code=None if location is None else location.code,
             stack=stack,
             relation="own" if own else "suffered",
-            culprit_request_id=_text(culprit, "request_id"),
-            culprit_method=_text(culprit, "method"),
-            culprit_path=_text(culprit, "path"),
+            culprit_request_id=None if own or culprit is None else culprit.request_id,
+            culprit_method=None if own or culprit is None else culprit.method,
+            culprit_path=None if own or culprit is None else culprit.path,
         )
-
-
-def _text(owner: object | None, name: str) -> str | None:
-    value = getattr(owner, name, None)
-    return None if value is None else str(value)
 
 
 class EventLoopLagMonitor:
