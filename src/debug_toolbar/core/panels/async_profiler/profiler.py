@@ -171,9 +171,8 @@ class AsyncRequestProfiler:
             if recorder is not None:
                 recorder.steps = None
             steps.stop()
-        self._stopped_ns = steps.end_ns if steps is not None and steps.end_ns else (
-            time.perf_counter_ns()
-        )
+        stopped = steps.end_ns if steps is not None else 0
+        self._stopped_ns = stopped or time.perf_counter_ns()
 
     def stop(self) -> AsyncProfile:
         """Stop collecting (idempotent) and return the request's frozen profile.
