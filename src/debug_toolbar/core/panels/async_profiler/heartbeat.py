@@ -342,6 +342,13 @@ class LoopHeartbeat:
             threshold = min(threshold, stall_listener.threshold_ns)
         self.interval_ns = DEFAULT_INTERVAL_NS if interval == _NEVER else interval
         self.stall_threshold_ns = threshold
+        if self._handle is not None:
+            # A listener that wants beats more often than the pending one: bring it forward,
+            # or that listener would see the rest of the old interval as a stall of its own.
+            now = self.clock()
+            if self.due_ns - now > self.interval_ns:
+                self._handle.cancel()
+                self._schedule(now)
 
     def _park_watchdog(self) -> None:
         """Nobody detects blocking calls here any more: the loop's watchdog waits, parked (it

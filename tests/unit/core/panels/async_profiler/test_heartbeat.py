@@ -167,6 +167,29 @@ class TestHeartbeat:
 
         assert 2 <= run(loop, body) <= 7  # every 10 ms during 60 ms, timers permitting
 
+    def test_a_listener_wanting_beats_sooner_brings_the_pending_beat_forward(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registry: LoopHooks[LoopHeartbeat],
+        clock: FakeClock,
+    ) -> None:
+        lag = EventLoopLagMonitor(interval_ms=10, registry=registry)
+        strict = BlockingCallDetector(threshold_ms=8, registry=registry, owner=context("/"))
+        lag.start(loop)
+        heartbeat = registry.get(loop)
+        assert heartbeat is not None
+        assert heartbeat.due_ns == START_NS + 10 * MS
+        clock.advance(1)
+        strict.install(loop)  # beats every 2 ms from now: the pending 10 ms beat is too late
+        assert heartbeat.due_ns == START_NS + 3 * MS
+        [pending] = heartbeat_handles(loop)
+        assert pending.when() == pytest.approx(loop.time() + 0.002, abs=0.001)
+        clock.advance(2)
+        heartbeat.beat()
+        strict.uninstall()
+        lag.stop()
+        assert strict.get_stats() == []  # no false stall from the old interval's remainder
+
     def test_interval_and_threshold_come_from_the_listeners(
         self,
         loop: asyncio.AbstractEventLoop,
