@@ -27,7 +27,7 @@ class TaskFactoryBackend(AsyncProfilerBackend):
     Times in the stats are milliseconds from ``origin_ns`` (the request's ``start_ns``), so they
     line up with every other panel. Installing and removing the hook is measured; the per-task
     work on the hot path is estimated from a cost per task calibrated in this process
-    (``recorder.TaskCalibration``), and says so (``tracking_estimated``). Building the stats
+    (``calibration.TaskCalibration``), and says so (``tracking_estimated``). Building the stats
     (``report_ms``: resolving the creation stacks into file, line and source) is measured when
     it happens, not while the request runs.
     """

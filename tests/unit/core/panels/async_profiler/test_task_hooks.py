@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from debug_toolbar.core.panels.async_profiler.recorder import SAMPLE_EVERY, calibration
+from debug_toolbar.core.panels.async_profiler.calibration import SAMPLE_EVERY, calibration
 from debug_toolbar.core.panels.async_profiler.stacks import resolve_stack
 from debug_toolbar.core.panels.async_profiler.task_hooks import (
     LoopTaskHooks,

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from debug_toolbar.core.panels.async_profiler.base import AsyncProfilerBackend
+from debug_toolbar.core.panels.async_profiler.calibration import calibration
 from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile, Overhead
-from debug_toolbar.core.panels.async_profiler.recorder import calibration
 from debug_toolbar.core.panels.async_profiler.task_hooks import task_hooks
 from debug_toolbar.core.panels.async_profiler.taskfactory_backend import TaskFactoryBackend
 
