@@ -141,9 +141,12 @@ class TestBackToBackStallsOfOverlappingRequests:
                 for c in stats["blocking_calls"]
                 if not pauses.explains(started_at, c, threshold_ms)
             ]
-            own = [c for c in calls if c["culprit"] is True]
+            own = [c for c in calls if c["culprit"] is True and c["lineno"] == BLOCK_LINE]
             assert len(own) == 1, (round_id, ms, calls)
-            assert (own[0]["filename"], own[0]["lineno"]) == (__file__, BLOCK_LINE)
+            assert own[0]["filename"] == __file__
+            # Anything else of its own is the starved machine's, at a 15 ms threshold: short.
+            others = [c for c in calls if c["culprit"] is True and c["lineno"] != BLOCK_LINE]
+            assert all(c["duration_ms"] < 3 * threshold_ms for c in others), (round_id, others)
             # Split where the running request changed: within a resampling period of the truth
             # (5 ms; more when a starved machine delays the watchdog's thread).
             assert ms - 30 <= own[0]["duration_ms"] <= ms + 60, (round_id, ms, own)

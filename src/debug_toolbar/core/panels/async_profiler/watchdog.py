@@ -93,6 +93,11 @@ class Watchdog:
         return self.next_look_ns >= _NEVER_NS
 
     @property
+    def stopping(self) -> bool:
+        """Told to end (its thread is gone or about to be)."""
+        return self._stopping
+
+    @property
     def parked(self) -> bool:
         return self.heartbeat is None
 
@@ -227,12 +232,15 @@ class _LoopWatchdogs:
     def stop(self, loop: asyncio.AbstractEventLoop | None) -> int:
         with self._lock:
             if loop is None:
-                stopping = list(self._all)
+                # Ended ones stay in the set while a loop's finalizer holds them; those told
+                # to end without a join (a finalizer, a closed loop) are joined here too.
+                found = list(self._all)
                 self._by_loop.clear()
             else:
-                found = self._by_loop.pop(loop, None)
-                stopping = [] if found is None else [found]
-        for watchdog in stopping:
+                one = self._by_loop.pop(loop, None)
+                found = [] if one is None else [one]
+        stopping = [watchdog for watchdog in found if not watchdog.stopping]
+        for watchdog in found:
             watchdog.stop()
         return len(stopping)
 
