@@ -156,3 +156,26 @@ class TestCurrentRequest:
             "/two-a": "/two",
             "/two-b": "/two",
         }
+
+
+class TestOneCookie:
+    def test_read_without_parsing_unrelated_cookie_headers(self) -> None:
+        context = RequestContext(
+            method="GET",
+            path="/",
+            headers=[
+                ("cookie", "session=abc; theme=dark"),
+                ("Cookie", "debug_toolbar_disabled=TimerPanel,LoggingPanel"),
+            ],
+        )
+        assert context.cookie("debug_toolbar_disabled") == "TimerPanel,LoggingPanel"
+        assert context.cookie("theme") == "dark"
+        assert context.cookie("absent") is None
+        assert context.disabled_panels == frozenset({"TimerPanel", "LoggingPanel"})
+
+    def test_a_name_only_inside_another_value_is_not_a_cookie(self) -> None:
+        context = RequestContext(
+            method="GET", path="/", headers=[("cookie", "note=debug_toolbar_disabled")]
+        )
+        assert context.cookie("debug_toolbar_disabled") is None
+        assert context.disabled_panels == frozenset()

@@ -56,15 +56,6 @@ _UNBUILT_STEP_BYTES = 300
 """And per step (a row, its times and its site: about 290 bytes, measured the same way)."""
 
 
-def _backend_cookie(context: RequestContext) -> str | None:
-    """The backend cookie's value, the Cookie headers parsed only when one names it: a browser
-    sends the app's own cookies with every request, and parsing costs some 15 µs a cookie."""
-    for name, value in context.headers:
-        if BACKEND_COOKIE in value and name.lower() == "cookie":
-            return context.cookies.get(BACKEND_COOKIE)
-    return None
-
-
 def _chrome_trace(stats: dict[str, Any], record: RequestRecord) -> dict[str, Any] | None:
     """The request's whole timeline as a Chrome trace; None when nothing was profiled."""
     if not stats:
@@ -152,7 +143,7 @@ class AsyncProfilerPanel(Panel):
 
     def _chosen_backend_class(self, context: RequestContext) -> type[AsyncProfilerBackend]:
         """The config's backend, unless this browser chose one with the panel's switch."""
-        chosen = _backend_cookie(context)
+        chosen = context.cookie(BACKEND_COOKIE)
         if chosen not in ("yappi", "taskfactory"):
             return select_backend(self.config.async_profiler_backend)
         try:
