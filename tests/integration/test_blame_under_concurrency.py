@@ -173,4 +173,8 @@ class TestBackToBackStallsOfOverlappingRequests:
             for c in suffered
             if isinstance(c["culprit"], dict) and c["culprit"]["request_id"] is not None
         ]
-        assert sorted(culprits) == sorted(blocker_ids), (round_id, suffered)
+        # Only the blockers are ever named; each exactly once unless the process was paused
+        # meanwhile (a starved machine: a stall the pause explains is not counted above).
+        assert set(culprits) <= blocker_ids, (round_id, suffered)
+        if not pauses.pauses:
+            assert sorted(culprits) == sorted(blocker_ids), (round_id, suffered)
