@@ -49,6 +49,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from benchmarks import Result
+from benchmarks._in_process import batch_us
 from benchmarks._servers import HttpConnection, UvicornProcess
 from debug_toolbar.asgi import DebugToolbarMiddleware
 from debug_toolbar.core.config import DebugToolbarConfig
@@ -482,38 +483,6 @@ def _micro_report(loop_name: str, samples: dict[str, list[int]]) -> Result:
 # ------------------------------------------------------------------------------ in process
 
 
-def _scope(path: str) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"127.0.0.1"), (b"accept", b"*/*")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-    }
-
-
-async def _receive() -> dict[str, Any]:
-    return {"type": "http.request", "body": b"", "more_body": False}
-
-
-async def _send(message: Any) -> None:
-    return None
-
-
-async def _batch_us(app: ASGIApp, path: str) -> float:
-    started = time.perf_counter_ns()
-    for _ in range(IN_PROCESS_BATCH):
-        await app(_scope(path), _receive, _send)
-    return (time.perf_counter_ns() - started) / IN_PROCESS_BATCH / 1e3
-
-
 async def _in_process() -> dict[str, float]:
     apps = {
         label: globals()[factory]()
@@ -522,10 +491,10 @@ async def _in_process() -> dict[str, float]:
     }
     best: dict[str, float] = {}
     for app in apps.values():
-        await _batch_us(app, "/noop")  # warm-up
+        await batch_us(app, "/noop", IN_PROCESS_BATCH)  # warm-up
     for _ in range(IN_PROCESS_BATCHES):
         for label, app in apps.items():
-            figure = await _batch_us(app, "/noop")
+            figure = await batch_us(app, "/noop", IN_PROCESS_BATCH)
             best[label] = min(best.get(label, figure), figure)
     return best
 

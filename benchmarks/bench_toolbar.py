@@ -30,11 +30,11 @@ import asyncio
 import random
 import statistics
 import time
-from typing import Any
 
 from litestar import Litestar, MediaType, get
 
 from benchmarks import Result
+from benchmarks._in_process import batch_us
 from benchmarks._servers import HttpConnection, UvicornProcess
 from debug_toolbar.core.config import DEFAULT_PANELS, DebugToolbarConfig
 from debug_toolbar.litestar import DebugToolbarPlugin
@@ -161,38 +161,6 @@ def _report(loop_name: str, latencies: dict[str, list[float]]) -> float:
 # ------------------------------------------------------------------------------ in process
 
 
-def _scope(path: str) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"127.0.0.1"), (b"accept", b"*/*")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-    }
-
-
-async def _receive() -> dict[str, Any]:
-    return {"type": "http.request", "body": b"", "more_body": False}
-
-
-async def _send(message: Any) -> None:
-    return None
-
-
-async def _batch_us(app: Litestar, path: str) -> float:
-    started = time.perf_counter_ns()
-    for _ in range(IN_PROCESS_BATCH):
-        await app(_scope(path), _receive, _send)  # type: ignore[arg-type]
-    return (time.perf_counter_ns() - started) / IN_PROCESS_BATCH / 1e3
-
-
 async def _in_process() -> dict[str, dict[str, float]]:
     """Best per-request µs of each variant and route, batches interleaved."""
     configs: dict[str, DebugToolbarConfig | None] = {
@@ -206,10 +174,10 @@ async def _in_process() -> dict[str, dict[str, float]]:
     best: dict[str, dict[str, float]] = {"/noop": {}, "/page": {}}
     for path, figures in best.items():
         for app in apps.values():
-            await _batch_us(app, path)  # warm-up
+            await batch_us(app, path, IN_PROCESS_BATCH)  # warm-up
         for _ in range(IN_PROCESS_BATCHES):
             for label, app in apps.items():
-                figure = await _batch_us(app, path)
+                figure = await batch_us(app, path, IN_PROCESS_BATCH)
                 figures[label] = min(figures.get(label, figure), figure)
     return best
 
