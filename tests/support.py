@@ -203,3 +203,54 @@ def raw_request(
     elif "content-length" in parsed:
         complete = len(body) == int(parsed["content-length"])
     return RawResponse(int(status_line.split()[1]), parsed, body, complete)
+
+
+def render_async_panel(
+    stats: dict[str, Any],
+    *,
+    duration_ms: float = 100.0,
+    max_rows: int = 500,
+    with_downloads: bool = True,
+) -> str:
+    """The Async panel's fragment for ``stats`` as stored, rendered the way the pages do (with
+    the panel's render-time context, and its download links under a root path)."""
+    from debug_toolbar.core.config import DebugToolbarConfig
+    from debug_toolbar.core.panel import DownloadLink
+    from debug_toolbar.core.panels.async_profiler import AsyncProfilerPanel
+    from debug_toolbar.core.records import PanelRecord, RequestRecord
+    from debug_toolbar.core.rendering import render_panel
+
+    panel = PanelRecord(
+        panel_id=AsyncProfilerPanel.panel_id,
+        title="Async",
+        nav_title="Async",
+        nav_subtitle="",
+        template=AsyncProfilerPanel.template,
+        has_content=True,
+        enabled=True,
+        stats=stats,
+        error=None,
+    )
+    record = RequestRecord(
+        request_id="abc123",
+        method="GET",
+        path="/",
+        query_string="",
+        status_code=200,
+        duration_ms=duration_ms,
+        started_at=0.0,
+        panels=(panel,),
+    )
+    config = DebugToolbarConfig(extra_panels=[AsyncProfilerPanel], async_max_timeline_rows=max_rows)
+    # The links the toolbar's pages hand over (asgi.views.download_links), under a root path.
+    downloads = [
+        DownloadLink(
+            name=download.name,
+            title=download.title,
+            url=f"/app{config.url_prefix}/requests/abc123/panels/x/downloads/{download.name}",
+            filename=download.filename("abc123"),
+        )
+        for download in AsyncProfilerPanel.downloads
+        if with_downloads
+    ]
+    return render_panel(panel, record, config.url_prefix, config, downloads)

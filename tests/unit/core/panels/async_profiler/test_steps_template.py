@@ -6,8 +6,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from debug_toolbar.core.config import DebugToolbarConfig
-from debug_toolbar.core.panels.async_profiler import AsyncProfilerPanel
 from debug_toolbar.core.panels.async_profiler.models import BlockingCall, StackFrame
 from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile
 from debug_toolbar.core.panels.async_profiler.step_findings import StepFindings
@@ -18,8 +16,7 @@ from debug_toolbar.core.panels.async_profiler.steps import (
     StepTable,
 )
 from debug_toolbar.core.panels.async_profiler.task_table import TaskTable
-from debug_toolbar.core.records import PanelRecord, RequestRecord
-from debug_toolbar.core.rendering import render_panel
+from support import render_async_panel
 
 EVIL = "<script>alert(1)</script>"
 QUERY = StackFrame("/app/views.py", 12, "show_user", "await db.fetch(user_id)")
@@ -27,29 +24,7 @@ STALL = StackFrame("/app/views.py", 13, "show_user", "build_report()")
 
 
 def render(stats: dict[str, Any]) -> str:
-    panel = PanelRecord(
-        panel_id=AsyncProfilerPanel.panel_id,
-        title="Async",
-        nav_title="Async",
-        nav_subtitle="",
-        template=AsyncProfilerPanel.template,
-        has_content=True,
-        enabled=True,
-        stats=stats,
-        error=None,
-    )
-    record = RequestRecord(
-        request_id="abc123",
-        method="GET",
-        path="/",
-        query_string="",
-        status_code=200,
-        duration_ms=60.0,
-        started_at=0.0,
-        panels=(panel,),
-    )
-    config = DebugToolbarConfig(extra_panels=[AsyncProfilerPanel])
-    return render_panel(panel, record, config.url_prefix, config, [])
+    return render_async_panel(stats, duration_ms=60.0, with_downloads=False)
 
 
 def text(html: str) -> str:

@@ -10,11 +10,7 @@ import re
 from html.parser import HTMLParser
 from typing import Any
 
-from debug_toolbar.core.config import DebugToolbarConfig
-from debug_toolbar.core.panel import DownloadLink
-from debug_toolbar.core.panels.async_profiler import AsyncProfilerPanel
-from debug_toolbar.core.records import PanelRecord, RequestRecord
-from debug_toolbar.core.rendering import render_panel
+from support import render_async_panel
 
 VOID = frozenset({"br", "hr", "img", "input", "meta", "link", "col", "wbr", "source"})
 EVIL = "<script>alert(1)</script>"
@@ -166,39 +162,7 @@ def rich_stats() -> dict[str, Any]:
 
 
 def render(stats: dict[str, Any], duration_ms: float = 100.0, max_rows: int = 500) -> str:
-    panel = PanelRecord(
-        panel_id=AsyncProfilerPanel.panel_id,
-        title="Async",
-        nav_title="Async",
-        nav_subtitle="",
-        template=AsyncProfilerPanel.template,
-        has_content=True,
-        enabled=True,
-        stats=stats,
-        error=None,
-    )
-    record = RequestRecord(
-        request_id="abc123",
-        method="GET",
-        path="/",
-        query_string="",
-        status_code=200,
-        duration_ms=duration_ms,
-        started_at=0.0,
-        panels=(panel,),
-    )
-    config = DebugToolbarConfig(extra_panels=[AsyncProfilerPanel], async_max_timeline_rows=max_rows)
-    # The links the toolbar's pages hand over (asgi.views.download_links), under a root path.
-    downloads = [
-        DownloadLink(
-            name=download.name,
-            title=download.title,
-            url=f"/app{config.url_prefix}/requests/abc123/panels/x/downloads/{download.name}",
-            filename=download.filename("abc123"),
-        )
-        for download in AsyncProfilerPanel.downloads
-    ]
-    return render_panel(panel, record, config.url_prefix, config, downloads)
+    return render_async_panel(stats, duration_ms=duration_ms, max_rows=max_rows)
 
 
 def attr(checker: _Checker, cls: str, name: str) -> list[str]:
