@@ -173,8 +173,9 @@ class TestBackToBackStallsOfOverlappingRequests:
             for c in suffered
             if isinstance(c["culprit"], dict) and c["culprit"]["request_id"] is not None
         ]
-        # Only the blockers are ever named; each exactly once unless the process was paused
-        # meanwhile (a starved machine: a stall the pause explains is not counted above).
+        # Only the blockers are ever named, and each of them unless the process was paused
+        # meanwhile (a stall the pause explains is not counted above). A blocker may be named
+        # twice at 15 ms: its task also builds its record after the response, a second step.
         assert set(culprits) <= blocker_ids, (round_id, suffered)
         if not pauses.pauses:
-            assert sorted(culprits) == sorted(blocker_ids), (round_id, suffered)
+            assert set(culprits) == blocker_ids, (round_id, suffered)
