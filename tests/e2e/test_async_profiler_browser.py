@@ -96,10 +96,22 @@ class TestGantt:
         assert "loop blocked" in band_title
         blocked_ms = recorded_ms(band_title, prefix="loop blocked ")
         assert blocked_ms >= 150 - 1
-        # The band is on the bars' scale, and after the task starts.
+        # The band is on the bars' scale, and after the task starts. The stall ends at the
+        # heartbeat that saw the loop free again, which a starved machine may run after the
+        # response was sent: the band is then clipped at the response end, the track's edge.
         bar_ms = recorded_ms(bar.get_attribute("title") or "")
         expected = bar_box["width"] * blocked_ms / bar_ms
-        assert band_box["width"] == pytest.approx(expected, rel=0.03, abs=1.5)
+        if "dt-async-clipped" in (band.get_attribute("class") or ""):
+            track_box = body.locator(".dt-async-overlay-track").bounding_box()
+            assert track_box is not None
+            expected = min(expected, track_box["x"] + track_box["width"] - band_box["x"])
+        assert band_box["width"] == pytest.approx(expected, rel=0.03, abs=1.5), (
+            band.get_attribute("class"),
+            band_title,
+            bar.get_attribute("title"),
+            band_box,
+            bar_box,
+        )
         assert band_box["x"] >= bar_box["x"]
         assert "time.sleep(0.15)" in body.locator(".dt-async-blocking").inner_text()
 
