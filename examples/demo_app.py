@@ -1,15 +1,19 @@
 """A Litestar app with the debug toolbar and the Async Profiler panel: ``make demo``.
 
 Runs on http://127.0.0.1:8000 (``uvicorn examples.demo_app:app --host 127.0.0.1 --port 8000``).
-The home page links to routes that spawn asyncio tasks in different ways (a gather, nested
-children, a TaskGroup, a fire-and-forget task, a failing and a cancelled task); the Async panel
-of each request shows them. ``DEMO_ASYNC_BACKEND`` picks the profiler backend (``taskfactory``
-by default, the cheap one; the Async panel's backend switch turns yappi on for this browser).
+The home page's first link, ``/account``, is a handler as people write them: it awaits one
+thing after another (two queries, an HTTP call to another service, a thread) and runs a little
+synchronous code, spawning no task of its own; the Async panel says where its time went. The
+other routes spawn asyncio tasks in different ways (a gather, nested children, a TaskGroup, a
+fire-and-forget task, a failing and a cancelled task). ``DEMO_ASYNC_BACKEND`` picks the profiler
+backend (``taskfactory`` by default, the cheap one; the Async panel's backend switch turns yappi
+on for this browser).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import sys
 import time
@@ -17,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from litestar import Litestar, get
+import httpx
+from litestar import Litestar, Request, get
 from litestar.exceptions import NotFoundException
-from litestar.params import FromPath  # noqa: TC002 (Litestar reads handler annotations at runtime)
+from litestar.params import FromPath, FromQuery  # noqa: TC002 (Litestar reads handler annotations at runtime)
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Template
 from litestar.template.config import TemplateConfig
@@ -50,6 +55,91 @@ ROUTES = (
     DemoRoute("/async/cancelled", "a slow task cancelled by a timeout"),
     DemoRoute("/async/everything", "all of the above in one request"),
 )
+
+
+# ----------------------------------------------------------------------- the account page
+# What a handler usually looks like: no task of its own, one await after another. The sleeps
+# and time.sleep calls stand for real work of the same length, so the panel's figures can be
+# checked against them.
+
+QUERY_S = 0.05
+"""Each of the two "queries" (``load_user``, ``load_orders``)."""
+RATES_SERVICE_S = 0.02
+"""How long the "exchange-rate service" (``/api/exchange-rate``, this app) takes to answer."""
+INVOICE_S = 0.03
+"""Rendering the invoice, in a worker thread."""
+PRICING_S = 0.04
+"""The pricing rules, run on the event loop: long enough to be a slow step (the lag threshold
+is 10 ms), short of a blocking call (100 ms)."""
+HTTP_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    name: str
+    currency: str
+
+
+@dataclass(frozen=True)
+class Order:
+    id: int
+    amount_usd: float
+
+
+async def load_user(user_id: int) -> User:
+    await asyncio.sleep(QUERY_S)  # stands for: SELECT ... FROM users WHERE id = $1
+    return User(id=user_id, name="Ada", currency="EUR")
+
+
+async def load_orders(user: User) -> list[Order]:
+    await asyncio.sleep(QUERY_S)  # stands for: SELECT ... FROM orders WHERE user_id = $1
+    return [Order(id=100 + i, amount_usd=19.99 * (i + 1)) for i in range(3)]
+
+
+def price_orders(orders: list[Order], rate: float) -> list[float]:
+    """Synchronous code on the event loop: the whole loop waits while it runs."""
+    time.sleep(PRICING_S)  # stands for 40 ms of CPU work (pricing rules, tax tables...)
+    return [round(order.amount_usd * rate, 2) for order in orders]
+
+
+def render_invoice(user: User, prices: list[float]) -> str:
+    """Runs in a worker thread (``asyncio.to_thread``): the loop stays free meanwhile."""
+    time.sleep(INVOICE_S)  # stands for rendering a PDF
+    return f"invoice for {user.name}: {sum(prices):.2f} {user.currency}"
+
+
+def own_base_url(request: Request[Any, Any, Any]) -> str | None:
+    """This server's own address, for the call to its "exchange-rate service".
+
+    Read from the socket the request came in on (``scope["server"]``), never from the Host
+    header, which the client chooses. None when that is not an IP address: a test client's
+    made-up host (``testserver``), where a call would go out to the network, not to this app.
+    """
+    server = request.scope.get("server")
+    if not server or server[1] is None:
+        return None
+    host, port = str(server[0]), int(server[1])
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    netloc = f"[{host}]:{port}" if address.version == 6 else f"{host}:{port}"
+    return f"http://{netloc}{request.scope.get('root_path', '')}"
+
+
+async def fetch_exchange_rate(base_url: str | None, currency: str) -> tuple[float, str]:
+    """The rate from the "exchange-rate service", and a line saying how it went."""
+    if base_url is None:
+        return 1.0, "exchange rate: not fetched (no server address: a test client drives the app)"
+    try:
+        async with httpx.AsyncClient(base_url=base_url, timeout=HTTP_TIMEOUT_S) as client:
+            response = await client.get("/api/exchange-rate", params={"to": currency})
+            response.raise_for_status()
+    except httpx.HTTPError as exc:
+        return 1.0, f"exchange rate: the call failed ({type(exc).__name__}: {exc})"
+    rate = float(response.json()["rate"])
+    return rate, f"exchange rate USD->{currency}: {rate} (GET {response.url.path})"
 
 
 # ----------------------------------------------------------------------- some async "work"
@@ -149,6 +239,32 @@ def home() -> Template:
     return Template(template_name="home.html", context={"routes": ROUTES, "backend": backend})
 
 
+@get("/account")
+async def account_page(request: Request[Any, Any, Any]) -> Template:
+    """Two queries, a call to another service, synchronous pricing, an invoice in a thread."""
+    user = await load_user(42)
+    orders = await load_orders(user)
+    rate, rate_note = await fetch_exchange_rate(own_base_url(request), user.currency)
+    prices = price_orders(orders, rate)
+    invoice = await asyncio.to_thread(render_invoice, user, prices)
+    return Template(
+        template_name="account.html",
+        context={
+            "user": user,
+            "orders": list(zip(orders, prices, strict=True)),
+            "rate_note": rate_note,
+            "invoice": invoice,
+        },
+    )
+
+
+@get("/api/exchange-rate")
+async def exchange_rate(to: FromQuery[str] = "EUR") -> dict[str, Any]:
+    """The "exchange-rate service" the account page calls over HTTP (this app, in fact)."""
+    await asyncio.sleep(RATES_SERVICE_S)
+    return {"from": "USD", "to": to, "rate": 0.92}
+
+
 @get("/json", sync_to_thread=False)
 def json_route() -> dict[str, Any]:
     return {"message": "JSON responses are recorded too", "routes": [r.path for r in ROUTES]}
@@ -201,7 +317,14 @@ def build_app(backend: str | None = None) -> Litestar:
         async_profiler_backend=backend or os.environ.get("DEMO_ASYNC_BACKEND", "taskfactory"),  # type: ignore[arg-type]
     )
     return Litestar(
-        route_handlers=[home, json_route, async_scenario, timeline_demo],
+        route_handlers=[
+            home,
+            account_page,
+            exchange_rate,
+            json_route,
+            async_scenario,
+            timeline_demo,
+        ],
         plugins=[DebugToolbarPlugin(config)],
         template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
         debug=True,
