@@ -14,7 +14,15 @@ Layout, one process per request:
 - tid 3 and up: one track per task, named after it, in the timeline's tree order
   (``thread_sort_index``), holding one complete event for the task's life. A task still
   running at the response's end, or that ended after it, ends at the window's end, with
-  ``args.clipped`` true and its recorded end in ``args.end_ms``.
+  ``args.clipped`` true and its recorded end in ``args.end_ms``. The request's own task, when
+  recorded, is the first of them (task 0).
+- on each task's track, inside its life, its steps (Python 3.12+, ``steps.py``): one complete
+  event ``run`` (category ``step,run``) per run of its coroutine, and one ``await FILE:LINE``
+  (category ``step,wait``) per suspension, from the suspension to the resumption, with what was
+  awaited, how long it waited and how long it sat queued once ready in ``args``. Perfetto nests
+  them under the task's slice, so its track shows where the task's time went. They are clipped
+  to the task's slice (a slice must not spill out of its parent); the profile's own cap
+  (``async_max_steps``) bounds how many there are.
 
 Times are microseconds (``ts``/``dur``) from the request's start, as the format requires;
 ``displayTimeUnit`` asks viewers to show milliseconds.
@@ -22,6 +30,7 @@ Times are microseconds (``ts``/``dur``) from the request's start, as the format 
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from debug_toolbar.core.panels.async_profiler.timeline import (
@@ -29,8 +38,11 @@ from debug_toolbar.core.panels.async_profiler.timeline import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from debug_toolbar.core.panels.async_profiler.models import StackFrame
     from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile
+    from debug_toolbar.core.panels.async_profiler.steps import Step, StepTable
     from debug_toolbar.core.panels.async_profiler.timeline_model import (
         BlockingBand,
         LagMark,
@@ -43,6 +55,9 @@ __all__ = (
     "LOOP_TID",
     "PID",
     "REQUEST_TID",
+    "RUN_CATEGORY",
+    "RUN_NAME",
+    "WAIT_CATEGORY",
     "chrome_trace",
     "to_chrome_trace",
 )
@@ -53,12 +68,18 @@ REQUEST_TID = 1
 LOOP_TID = 2
 FIRST_TASK_TID = 3
 LAG_COUNTER_NAME = "event loop lag"
+RUN_NAME = "run"
+RUN_CATEGORY = "step,run"
+WAIT_CATEGORY = "step,wait"
 
 _BLOCKING_NAMES = {
     "own": "blocked (this request)",
     "suffered": "blocked (another request)",
     "unknown": "blocked (culprit unknown)",
 }
+
+Track = tuple[int, float, float]
+"""A task's track: its tid, and its slice's start and end in µs."""
 
 _CLIPPED_NOTE = "drawn up to the response's end: the task was still running when it was sent"
 
@@ -113,6 +134,73 @@ def _task_event(row: TimelineRow, tid: int) -> dict[str, Any]:
         "tid": tid,
         "args": args,
     }
+
+
+def _frame(frame: StackFrame | None) -> str | None:
+    return None if frame is None else f"{frame.filename}:{frame.lineno} in {frame.function}"
+
+
+def _slice(name: str, cat: str, start_ms: float, end_ms: float, track: Track) -> dict[str, Any]:
+    """A complete event within its task's slice, so that it nests under it."""
+    tid, low, high = track
+    start = min(max(_us(start_ms), low), high)
+    end = min(max(_us(end_ms), start), high)
+    return {
+        "name": name,
+        "cat": cat,
+        "ph": "X",
+        "ts": start,
+        "dur": round(end - start, 3),
+        "pid": PID,
+        "tid": tid,
+    }
+
+
+def _step_events(step: Step, end_ms: float, track: Track) -> list[dict[str, Any]]:
+    """A step's run, then the wait its suspension began (if it ended in one)."""
+    run = _slice(RUN_NAME, RUN_CATEGORY, step.start_ms, step.end_ms, track)
+    run["args"] = {
+        "task_id": step.task_id,
+        "start_ms": step.start_ms,
+        "duration_ms": step.duration_ms,
+        "ended": step.ended,
+        "start_known": step.start_known,
+        "suspended_at": _frame(step.site),
+    }
+    waited = step.waited_ms(end_ms)
+    if waited is None:
+        return [run]
+    site = step.site
+    where = "unknown site" if site is None else f"{os.path.basename(site.filename)}:{site.lineno}"
+    resumed = end_ms if step.resumed_ms is None else step.resumed_ms
+    wait = _slice(f"await {where}", WAIT_CATEGORY, step.end_ms, resumed, track)
+    awaited = step.awaited
+    wait["args"] = {
+        "task_id": step.task_id,
+        "site": _frame(site),
+        "code": None if site is None else site.code,
+        "site_is_app": step.site_is_app,
+        "awaited": None if awaited is None else awaited.label,
+        "awaited_kind": None if awaited is None else awaited.kind,
+        "awaited_task_ids": [] if awaited is None else list(awaited.task_ids),
+        "start_ms": step.end_ms,
+        "waited_ms": waited,
+        "queued_ms": step.resume_delay_ms(end_ms),
+        "ready_ms": step.ready_ms,
+        "resumed": step.resumed_ms is not None,
+    }
+    return [run, wait]
+
+
+def _steps_events(steps: StepTable, tracks: Mapping[int, Track]) -> list[dict[str, Any]]:
+    """Every step of the tasks that have a track (task id -> its track)."""
+    end_ms = steps.end_ms
+    events: list[dict[str, Any]] = []
+    for step in steps.steps():
+        track = tracks.get(step.task_id)
+        if track is not None:
+            events.extend(_step_events(step, end_ms, track))
+    return events
 
 
 def _blocking_event(band: BlockingBand) -> dict[str, Any]:
@@ -182,12 +270,18 @@ def _lag_counter(marks: tuple[LagMark, ...]) -> list[dict[str, Any]]:
 
 
 def to_chrome_trace(
-    timeline: Timeline, *, request_id: str, method: str, path: str
+    timeline: Timeline,
+    *,
+    request_id: str,
+    method: str,
+    path: str,
+    steps: StepTable | None = None,
 ) -> dict[str, Any]:
     """The trace of one request as a JSON-serialisable dict (``json.dumps`` it to download).
 
     Pass an uncapped timeline to get every task; a capped one still exports, and says in
-    ``metadata.tasks_not_exported`` how many rows it left out.
+    ``metadata.tasks_not_exported`` how many rows it left out. ``steps``: the profile's steps,
+    drawn on the tracks of the timeline's tasks (those of a task without a row are left out).
     """
     title = f"{method} {path}"
     window_us = _us(timeline.window_ms)
@@ -230,9 +324,18 @@ def to_chrome_trace(
     )
     events.extend(_blocking_event(band) for band in timeline.blocking)
     events.extend(_lag_counter(timeline.lag))
-    events.extend(
+    task_events = [
         _task_event(row, FIRST_TASK_TID + index) for index, row in enumerate(timeline.rows)
-    )
+    ]
+    events.extend(task_events)
+    step_events: list[dict[str, Any]] = []
+    if steps is not None:
+        tracks = {
+            row.task_id: (event["tid"], event["ts"], event["ts"] + event["dur"])
+            for row, event in zip(timeline.rows, task_events, strict=True)
+        }
+        step_events = _steps_events(steps, tracks)
+        events.extend(step_events)
     counts = timeline.counts
     return {
         "traceEvents": events,
@@ -261,6 +364,11 @@ def to_chrome_trace(
             },
             "max_lag_ms": timeline.max_lag_ms,
             "lag_threshold_ms": timeline.lag_threshold_ms,
+            "steps": {
+                "recorded": 0 if steps is None else len(steps),
+                "exported": sum(1 for event in step_events if event["cat"] == RUN_CATEGORY),
+                "not_recorded": 0 if steps is None else steps.dropped,
+            },
         },
     }
 
@@ -273,6 +381,8 @@ def chrome_trace(
     method: str,
     path: str,
 ) -> dict[str, Any]:
-    """The trace of a request's profile, every task included."""
+    """The trace of a request's profile, every task and every recorded step included."""
     timeline = timeline_of(profile, duration_ms=duration_ms, max_rows=None)
-    return to_chrome_trace(timeline, request_id=request_id, method=method, path=path)
+    return to_chrome_trace(
+        timeline, request_id=request_id, method=method, path=path, steps=profile.steps
+    )

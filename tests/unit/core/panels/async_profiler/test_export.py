@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from debug_toolbar.core.config import DebugToolbarConfig
+from debug_toolbar.core.context import RequestContext
 from debug_toolbar.core.panels.async_profiler.export import (
     LAG_COUNTER_NAME,
     LOOP_TID,
     PID,
     REQUEST_TID,
+    RUN_CATEGORY,
+    RUN_NAME,
+    WAIT_CATEGORY,
     chrome_trace,
     to_chrome_trace,
 )
@@ -22,8 +29,13 @@ from debug_toolbar.core.panels.async_profiler.models import (
     StackFrame,
 )
 from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile
+from debug_toolbar.core.panels.async_profiler.profiler import AsyncRequestProfiler
+from debug_toolbar.core.panels.async_profiler.step_monitor import STEPS_UNAVAILABLE
+from debug_toolbar.core.panels.async_profiler.steps import AwaitTarget, RequestTask, Step
+from debug_toolbar.core.panels.async_profiler.taskfactory_backend import TaskFactoryBackend
 from debug_toolbar.core.panels.async_profiler.timeline import (
     generate_timeline,
+    timeline_of,
 )
 from support import task_event as task
 
@@ -391,3 +403,273 @@ class TestOfAProfile:
         assert trace["metadata"]["tasks_not_exported"] == 0
         assert trace["metadata"]["tasks_not_recorded"] == 12
         assert task_events(trace)[700]["ts"] == 350_000.0
+
+
+# ------------------------------------------------------------------------------- steps
+
+QUERY = StackFrame("/srv/app/views.py", 12, "show_user", "await db.fetch(user_id)")
+CALL = StackFrame("/srv/app/views.py", 14, "show_user", "await client.get(url)")
+CHILD = StackFrame("/srv/app/avatars.py", 30, "load_avatar", "await asyncio.sleep(0.008)")
+HTTPX = AwaitTarget("library", library="httpx", function="AsyncClient.get")
+REQUEST_TASK = RequestTask(name="Task-7", coro_name="show_user", start_ms=1.0, end_ms=90.0)
+REQUEST_TRACK, CHILD_TRACK = 3, 4
+"""The request's own task is the first task track (tid 3), the avatar task the next."""
+
+
+def story_steps() -> list[Step]:
+    """The request's task runs 1-3, waits for a 50 ms sleep (ready at 53, resumed at 55), runs
+    to 60, waits for httpx until 80 (readiness unknown), runs until profiling stops at 90. Its
+    child (task 1) runs 10-11, sleeps until 20 (ready at 19), runs 20-40 and returns."""
+    return [
+        Step(0, 1.0, 3.0, "await", site=QUERY, awaited=AwaitTarget("sleep", delay_ms=50.0),
+             resumed_ms=55.0, ready_ms=53.0),
+        Step(1, 10.0, 11.0, "await", site=CHILD, awaited=AwaitTarget("sleep", delay_ms=8.0),
+             resumed_ms=20.0, ready_ms=19.0),
+        Step(1, 20.0, 40.0, "return"),
+        Step(0, 55.0, 60.0, "await", site=CALL, awaited=HTTPX, resumed_ms=80.0),
+        Step(0, 80.0, 90.0, "running"),
+    ]  # fmt: skip
+
+
+def stored_profile(steps: list[Step], *, tasks: list[Any] | None = None) -> AsyncProfile:
+    """A profile as the download reads it: its stored dict, through JSON."""
+    rows = [step.to_dict(90.0) for step in steps]
+    stats = {
+        "request_task": REQUEST_TASK.to_dict(),
+        "tasks": [
+            event.to_dict()
+            for event in (tasks if tasks is not None else [task(1, 10.0, 40.0, name="avatar")])
+        ],
+        "steps": {"start_ms": 1.0, "end_ms": 90.0, "rows": rows, "dropped": 2},
+    }
+    return AsyncProfile.from_dict(json.loads(json.dumps(stats)))
+
+
+def steps_trace(profile: AsyncProfile, duration_ms: float | None = 100.0) -> dict[str, Any]:
+    trace = chrome_trace(
+        profile, duration_ms=duration_ms, request_id=REQUEST_ID, method="GET", path="/user"
+    )
+    validate_trace(trace)
+    return trace
+
+
+def slices(trace: dict[str, Any], cat: str, tid: int | None = None) -> list[dict[str, Any]]:
+    return [
+        event
+        for event in phase(trace, "X")
+        if event["cat"] == cat and (tid is None or event["tid"] == tid)
+    ]
+
+
+def is_task(event: dict[str, Any]) -> bool:
+    return bool(event["cat"].startswith("task,"))
+
+
+def us(ms: float) -> float:
+    return round(ms * 1000.0, 3)
+
+
+def spans(events: list[dict[str, Any]]) -> list[tuple[str, float, float]]:
+    return [(event["name"], event["ts"], event["dur"]) for event in events]
+
+
+class TestSteps:
+    def test_runs_and_waits_on_each_tasks_track_in_microseconds(self) -> None:
+        trace = steps_trace(stored_profile(story_steps()))
+        names = thread_names(trace)
+        assert names[REQUEST_TRACK] == "Task-7 (show_user)"
+        assert names[CHILD_TRACK] == "avatar"
+        assert spans(slices(trace, RUN_CATEGORY, REQUEST_TRACK)) == [
+            (RUN_NAME, 1_000.0, 2_000.0),
+            (RUN_NAME, 55_000.0, 5_000.0),
+            (RUN_NAME, 80_000.0, 10_000.0),
+        ]
+        assert spans(slices(trace, WAIT_CATEGORY, REQUEST_TRACK)) == [
+            ("await views.py:12", 3_000.0, 52_000.0),
+            ("await views.py:14", 60_000.0, 20_000.0),
+        ]
+        assert spans(slices(trace, RUN_CATEGORY, CHILD_TRACK)) == [
+            (RUN_NAME, 10_000.0, 1_000.0),
+            (RUN_NAME, 20_000.0, 20_000.0),
+        ]
+        assert spans(slices(trace, WAIT_CATEGORY, CHILD_TRACK)) == [
+            ("await avatars.py:30", 11_000.0, 9_000.0),
+        ]
+
+    def test_a_wait_says_what_was_awaited_how_long_and_how_long_it_queued(self) -> None:
+        trace = steps_trace(stored_profile(story_steps()))
+        sleep, call = slices(trace, WAIT_CATEGORY, REQUEST_TRACK)
+        assert sleep["args"] == {
+            "task_id": 0,
+            "site": "/srv/app/views.py:12 in show_user",
+            "code": "await db.fetch(user_id)",
+            "site_is_app": True,
+            "awaited": "sleep 50.0 ms",
+            "awaited_kind": "sleep",
+            "awaited_task_ids": [],
+            "start_ms": 3.0,
+            "waited_ms": 52.0,
+            "queued_ms": 2.0,
+            "ready_ms": 53.0,
+            "resumed": True,
+        }
+        assert (call["args"]["awaited"], call["args"]["awaited_kind"]) == (
+            "httpx AsyncClient.get",
+            "library",
+        )
+        assert (call["args"]["waited_ms"], call["args"]["queued_ms"]) == (20.0, None)
+        (child_wait,) = slices(trace, WAIT_CATEGORY, CHILD_TRACK)
+        assert (child_wait["args"]["waited_ms"], child_wait["args"]["queued_ms"]) == (9.0, 1.0)
+
+    def test_a_run_says_how_it_ended_and_where_it_suspended(self) -> None:
+        trace = steps_trace(stored_profile(story_steps()))
+        first, _, last = slices(trace, RUN_CATEGORY, REQUEST_TRACK)
+        assert first["args"] == {
+            "task_id": 0,
+            "start_ms": 1.0,
+            "duration_ms": 2.0,
+            "ended": "await",
+            "start_known": True,
+            "suspended_at": "/srv/app/views.py:12 in show_user",
+        }
+        assert (last["args"]["ended"], last["args"]["suspended_at"]) == ("running", None)
+        assert [run["args"]["ended"] for run in slices(trace, RUN_CATEGORY, CHILD_TRACK)] == [
+            "await",
+            "return",
+        ]
+
+    def test_step_slices_nest_inside_their_tasks_slice(self) -> None:
+        """A child task clipped at the response's end clips its steps too (Perfetto drops a
+        slice that spills out of its parent's)."""
+        steps = [
+            *story_steps()[:2],
+            Step(1, 20.0, 30.0, "await", site=CHILD, awaited=AwaitTarget("sleep", delay_ms=60.0)),
+        ]
+        trace = steps_trace(
+            stored_profile(steps, tasks=[task(1, 10.0, None, name="avatar")]), duration_ms=25.0
+        )
+        tasks = {event["tid"]: event for event in phase(trace, "X") if is_task(event)}
+        parent = tasks[CHILD_TRACK]
+        assert (parent["ts"], parent["dur"]) == (10_000.0, 15_000.0)
+        child_slices = [
+            event
+            for event in phase(trace, "X")
+            if event["tid"] == CHILD_TRACK and event is not parent
+        ]
+        assert spans(child_slices) == [
+            (RUN_NAME, 10_000.0, 1_000.0),
+            ("await avatars.py:30", 11_000.0, 9_000.0),
+            (RUN_NAME, 20_000.0, 5_000.0),
+            ("await avatars.py:30", 25_000.0, 0.0),
+        ]
+        # What the wait really lasted stays in its args: never resumed, it ran to the end (90).
+        assert child_slices[-1]["args"]["waited_ms"] == 60.0
+        assert child_slices[-1]["args"]["resumed"] is False
+        for event in phase(trace, "X"):
+            if event["cat"].startswith("step,"):
+                owner = tasks[event["tid"]]
+                assert owner["ts"] <= event["ts"]
+                assert event["ts"] + event["dur"] <= owner["ts"] + owner["dur"] + 0.001
+
+    def test_the_task_events_are_those_of_a_trace_without_steps(self) -> None:
+        profile = stored_profile(story_steps())
+        with_steps = steps_trace(profile)
+        timeline_only = to_chrome_trace(
+            timeline_of(profile, duration_ms=100.0, max_rows=None),
+            request_id=REQUEST_ID,
+            method="GET",
+            path="/user",
+        )
+        added = [
+            event
+            for event in with_steps["traceEvents"]
+            if str(event.get("cat", "")).startswith("step,")
+        ]
+        kept = [event for event in with_steps["traceEvents"] if event not in added]
+        assert kept == timeline_only["traceEvents"]
+        assert len(added) == 5 + 3
+        assert with_steps["metadata"]["steps"] == {"recorded": 5, "exported": 5, "not_recorded": 2}
+        assert timeline_only["metadata"]["steps"] == {
+            "recorded": 0,
+            "exported": 0,
+            "not_recorded": 0,
+        }
+
+    def test_steps_of_a_task_without_a_track_are_left_out(self) -> None:
+        steps = [*story_steps(), Step(9, 30.0, 31.0, "return")]
+        trace = steps_trace(stored_profile(steps))
+        assert {event["tid"] for event in slices(trace, RUN_CATEGORY)} == {
+            REQUEST_TRACK,
+            CHILD_TRACK,
+        }
+        assert trace["metadata"]["steps"]["recorded"] == 6
+        assert trace["metadata"]["steps"]["exported"] == 5
+
+
+# Await sites of the recorded request below, found by the marker at the end of their lines.
+SOURCE = Path(__file__).read_text().splitlines()
+
+
+def line_of(marker: str) -> int:
+    return next(n for n, text in enumerate(SOURCE, 1) if text.rstrip().endswith(f"# {marker}"))
+
+
+async def child_sleeps() -> None:
+    await asyncio.sleep(0.01)  # child sleep
+
+
+async def request_body() -> None:
+    await asyncio.sleep(0.02)  # request sleep
+    await asyncio.create_task(child_sleeps(), name="child")  # await child
+
+
+@pytest.mark.skipif(
+    STEPS_UNAVAILABLE is not None, reason="step timing needs Python 3.12+ (sys.monitoring)"
+)
+class TestStepsOfARecordedRequest:
+    @pytest.mark.asyncio
+    async def test_the_download_shows_each_tasks_runs_and_waits(self) -> None:
+        context = RequestContext(method="GET", path="/steps", client_host="127.0.0.1")
+        profiler = AsyncRequestProfiler(
+            context, DebugToolbarConfig(), TaskFactoryBackend(origin_ns=context.start_ns)
+        )
+
+        async def request() -> AsyncProfile:
+            profiler.start()
+            try:
+                await request_body()
+            finally:
+                profile = profiler.stop()
+            return profile
+
+        recorded = await asyncio.create_task(request(), name="the-request")
+        assert recorded.steps is not None
+        # As the download builds it: from the stored dict.
+        profile = AsyncProfile.from_dict(json.loads(json.dumps(recorded.to_dict())))
+        assert profile.steps is not None
+        trace = steps_trace(profile, duration_ms=None)
+        names = thread_names(trace)
+        assert names[REQUEST_TRACK].startswith("the-request")
+        assert names[CHILD_TRACK].startswith("child")
+        steps = profile.steps.steps()
+        for task_id, tid in ((0, REQUEST_TRACK), (1, CHILD_TRACK)):
+            own = [step for step in steps if step.task_id == task_id]
+            assert len(own) >= 2
+            runs = slices(trace, RUN_CATEGORY, tid)
+            assert [(run["ts"], run["dur"]) for run in runs] == [
+                (us(step.start_ms), round(us(step.end_ms) - us(step.start_ms), 3)) for step in own
+            ]
+        waits = {(event["tid"], event["name"]): event for event in slices(trace, WAIT_CATEGORY)}
+        here = Path(__file__).name
+        sleep = waits[(REQUEST_TRACK, f"await {here}:{line_of('request sleep')}")]
+        assert sleep["args"]["awaited"] == "sleep 20.0 ms"
+        assert sleep["dur"] >= 19_000
+        assert sleep["args"]["waited_ms"] == pytest.approx(sleep["dur"] / 1000, abs=0.001)
+        child = waits[(REQUEST_TRACK, f"await {here}:{line_of('await child')}")]
+        assert child["args"]["awaited"] == "task 1"
+        assert child["args"]["awaited_task_ids"] == [1]
+        child_sleep = waits[(CHILD_TRACK, f"await {here}:{line_of('child sleep')}")]
+        assert child_sleep["dur"] >= 9_000
+        # The child's sleep lies within the request task's wait for the child.
+        assert child["ts"] <= child_sleep["ts"]
+        assert child_sleep["ts"] + child_sleep["dur"] <= child["ts"] + child["dur"]
