@@ -198,6 +198,19 @@ class BlockingCallDetector:
         origin = self.origin_ns if self.origin_ns is not None else self._joined_ns
         return [self._record(start, end, sample, origin) for start, end, sample in self._stalls]
 
+    def suffered_spans(self) -> list[tuple[int, int]]:
+        """(start, end) ns of the stalls so far that another profiled request caused: what the
+        time breakdown counts as blocked (``step_findings.caused_by_another``). Cheap, nothing
+        resolved: read while the request runs, when its response starts (``Server-Timing``)."""
+        key = self.culprit_key
+        return [
+            (start, end)
+            for start, end, sample in self._stalls
+            if sample is not None
+            and isinstance(sample.culprit, RequestContext)
+            and sample.culprit is not key
+        ]
+
     def _record(
         self, start_ns: int, end_ns: int, sample: StallSample | None, origin_ns: int
     ) -> BlockingCall:

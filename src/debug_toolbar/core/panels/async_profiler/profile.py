@@ -22,7 +22,11 @@ from debug_toolbar.core.panels.async_profiler.models import (
     LagStats,
 )
 from debug_toolbar.core.panels.async_profiler.step_findings import SlowStep, StepFindings
-from debug_toolbar.core.panels.async_profiler.step_report import AwaitSiteRow, TimeBreakdown
+from debug_toolbar.core.panels.async_profiler.step_report import (
+    AwaitSiteRow,
+    SlowestAwait,
+    TimeBreakdown,
+)
 from debug_toolbar.core.panels.async_profiler.steps import RequestTask, StepTable
 from debug_toolbar.core.panels.async_profiler.task_table import TaskTable
 
@@ -266,6 +270,9 @@ class ProfileSummary:
     """None when lag monitoring was off."""
     overhead_estimated: bool = False
     """``profiling_overhead_ms`` includes an estimate (``Overhead.tracking_estimated``)."""
+    slowest_await: SlowestAwait | None = None
+    """The request's own task's longest await (None: no steps, or it never waited): here so
+    that the history lists it for every request without building a record's detail."""
 
     @property
     def total_tasks(self) -> int:
@@ -284,11 +291,12 @@ class ProfileSummary:
             "suffered_blocking_calls": self.suffered_blocking_calls,
             "max_lag_ms": self.max_lag_ms,
             "overhead_estimated": self.overhead_estimated,
+            "slowest_await": None if self.slowest_await is None else self.slowest_await.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ProfileSummary:
-        max_lag = data.get("max_lag_ms")
+        max_lag, slowest = data.get("max_lag_ms"), data.get("slowest_await")
         return cls(
             completed=int(data.get("completed") or 0),
             cancelled=int(data.get("cancelled") or 0),
@@ -300,6 +308,7 @@ class ProfileSummary:
             suffered_blocking_calls=int(data.get("suffered_blocking_calls") or 0),
             max_lag_ms=None if max_lag is None else float(max_lag),
             overhead_estimated=bool(data.get("overhead_estimated")),
+            slowest_await=None if slowest is None else SlowestAwait.from_dict(slowest),
         )
 
 
@@ -368,6 +377,7 @@ class AsyncProfile:
             suffered_blocking_calls=len(self.blocking_calls) - own,
             max_lag_ms=None if self.lag is None else self.lag.max_lag_ms,
             overhead_estimated=self.overhead.tracking_estimated,
+            slowest_await=self.findings.slowest_await,
         )
 
     # The history/API boundary. The record keeps the cheap part at once (``head_dict``) and
@@ -435,6 +445,7 @@ class AsyncProfile:
         profile = data.get("profile")
         retention = data.get("yappi_retention")
         request_task, breakdown = data.get("request_task"), data.get("time_breakdown")
+        slowest = summary.get("slowest_await")
         overhead = Overhead.from_dict(data.get("overhead") or {})
         if "profiling_overhead_ms" in summary and not data.get("overhead"):
             overhead = Overhead(tracking_ms=float(summary["profiling_overhead_ms"] or 0.0))
@@ -458,6 +469,7 @@ class AsyncProfile:
                 None if breakdown is None else TimeBreakdown.from_dict(breakdown),
                 tuple(SlowStep.from_dict(step) for step in data.get("slow_steps") or ()),
                 tuple(AwaitSiteRow.from_dict(row) for row in data.get("await_sites") or ()),
+                slowest=None if slowest is None else SlowestAwait.from_dict(slowest),
             ),
         )
 

@@ -9,6 +9,8 @@ one that fails to stop does not keep the others installed.
 
 ``stop`` freezes what was collected into an ``AsyncProfile`` and forgets the collectors: the
 profile holds no collector, task or loop, so a record waiting in the history keeps none alive.
+``progress`` reads what was collected so far without stopping anything (when the response
+starts, for its ``Server-Timing`` header).
 
 With ``async_step_timing`` on, two more: the request's steps (``step_recorder``, started after
 the backend, whose task recorder tells it about every task), and a second blocking-call
@@ -21,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from debug_toolbar.core.panels.async_profiler.detector import (
@@ -32,6 +34,7 @@ from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile
 from debug_toolbar.core.panels.async_profiler.recorder import current_task
 from debug_toolbar.core.panels.async_profiler.step_findings import StepFindings
 from debug_toolbar.core.panels.async_profiler.step_recorder import StepRecorder
+from debug_toolbar.core.panels.async_profiler.step_report import breakdown_so_far
 from debug_toolbar.core.panels.async_profiler.steps import RequestTask
 
 if TYPE_CHECKING:
@@ -39,14 +42,28 @@ if TYPE_CHECKING:
     from debug_toolbar.core.context import RequestContext
     from debug_toolbar.core.panels.async_profiler.base import AsyncProfilerBackend
     from debug_toolbar.core.panels.async_profiler.recorder import TaskRecorder
+    from debug_toolbar.core.panels.async_profiler.step_report import TimeBreakdown
     from debug_toolbar.core.panels.async_profiler.task_hooks import TaskTracking
 
-__all__ = ("SLOW_SAMPLE_MIN_MS", "AsyncRequestProfiler")
+__all__ = ("SLOW_SAMPLE_MIN_MS", "AsyncRequestProfiler", "RequestProgress")
 
 SLOW_SAMPLE_MIN_MS = 5.0
 """The shortest stall the watchdog samples for slow steps, whatever the lag threshold: the
 heartbeat beats every threshold / 4, and more often than every 1.25 ms it would busy the loop."""
 STEP_TIMING_OFF = "step timing is off (async_step_timing)"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestProgress:
+    """What a request did so far, read while it is still profiled (``progress``)."""
+
+    tasks: int
+    """Tasks it spawned so far, those over the cap (``async_max_tasks``) included."""
+    breakdown: TimeBreakdown | None
+    """Its own task's time so far (``step_report.breakdown_so_far``); None without steps."""
+    blocked_known: bool
+    """Stalls are watched (blocking detection on), so ``breakdown.blocked_ms`` is measured;
+    without the watchdog a stall another request caused counts as waiting or queued."""
 
 
 class AsyncRequestProfiler:
@@ -173,6 +190,29 @@ class AsyncRequestProfiler:
             steps.stop()
         stopped = steps.end_ns if steps is not None else 0
         self._stopped_ns = stopped or time.perf_counter_ns()
+
+    def progress(self, now_ns: int | None = None) -> RequestProgress:
+        """What was collected up to ``now_ns`` (default: now), collection going on.
+
+        On the loop's thread, while the request is profiled. Cheap: a count, and the request
+        task's own steps so far (none of the spawned tasks' steps, no site resolved).
+        """
+        now = time.perf_counter_ns() if now_ns is None else now_ns
+        recorder = _task_recorder(self.backend)
+        tasks = 0 if recorder is None else len(recorder) + recorder.dropped
+        breakdown = None
+        steps = self.steps
+        if steps is not None and steps.active:
+            suffered: list[tuple[int, int]] = []
+            for detector in (self.detector, self.slow_detector):
+                if detector is not None:
+                    suffered += detector.suffered_spans()
+            breakdown = breakdown_so_far(
+                steps, origin_ns=self.context.start_ns, now_ns=now, suffered=suffered
+            )
+        return RequestProgress(
+            tasks=tasks, breakdown=breakdown, blocked_known=self.detector is not None
+        )
 
     def stop(self) -> AsyncProfile:
         """Stop collecting (idempotent) and return the request's frozen profile.

@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING, Any, cast
 from debug_toolbar.core.panels.async_profiler.models import StackFrame
 from debug_toolbar.core.panels.async_profiler.step_report import (
     AwaitSiteRow,
+    SlowestAwait,
     TimeBreakdown,
     await_sites,
     frame_dict,
     frame_of,
+    slowest_await,
     time_breakdown,
 )
 from debug_toolbar.core.panels.async_profiler.steps import STEP_ENDS, StepEnd, resolve_site
@@ -180,6 +182,8 @@ class StepFindings:
         "_sites",
         "_slow",
         "_slow_rows",
+        "_slowest",
+        "_slowest_computed",
         "_suffered",
         "_table",
         "_threshold",
@@ -206,6 +210,8 @@ class StepFindings:
         self._breakdown: TimeBreakdown | None = None
         self._slow: tuple[SlowStep, ...] = ()
         self._sites: tuple[AwaitSiteRow, ...] | None = None
+        self._slowest: SlowestAwait | None = None
+        self._slowest_computed = False
 
     @classmethod
     def loaded(
@@ -213,11 +219,14 @@ class StepFindings:
         breakdown: TimeBreakdown | None,
         slow: tuple[SlowStep, ...],
         sites: tuple[AwaitSiteRow, ...] = (),
+        *,
+        slowest: SlowestAwait | None = None,
     ) -> StepFindings:
         """Findings read back from the history: nothing left to compute."""
         findings = cls()
         findings._breakdown, findings._slow, findings._computed = breakdown, slow, True
         findings._sites = sites
+        findings._slowest, findings._slowest_computed = slowest, True
         return findings
 
     def _compute(self) -> None:
@@ -249,6 +258,16 @@ class StepFindings:
         if not self._computed:
             self._compute()
         return self._slow
+
+    @property
+    def slowest_await(self) -> SlowestAwait | None:
+        """The request's own task's longest suspension: read for the record's head (the
+        history lists it), so apart from the rest and cheap (one pass over that task's rows)."""
+        if not self._slowest_computed:
+            table = self._table
+            self._slowest = None if table is None else slowest_await(table)
+            self._slowest_computed = True
+        return self._slowest
 
     @property
     def await_sites(self) -> tuple[AwaitSiteRow, ...]:

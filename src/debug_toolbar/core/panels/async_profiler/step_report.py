@@ -14,6 +14,11 @@ it stopped, and its parts add up to that time exactly:
   sleeps, tasks, thread calls; otherwise the whole suspension counts as waiting);
 - ``blocked_ms``: the part of its suspensions that other requests' stalls of the loop took;
 - ``unrecorded_ms``: after its steps reached the per-request cap (``async_max_steps``).
+
+Two figures are read sooner, from the raw rows, in one pass over the request task's own rows:
+the breakdown so far (``breakdown_so_far``, from the live recorder when the response starts,
+for the ``Server-Timing`` header) and the slowest await (``slowest_await``, when collection
+stops, for the history's list of requests).
 """
 
 from __future__ import annotations
@@ -27,21 +32,30 @@ from debug_toolbar.core.panels.async_profiler.steps import (
     REQUEST_TASK_ID,
     AwaitKind,
     AwaitTarget,
+    Step,
     StepTable,
+    await_target,
+    ready_ns,
+    resolve_site,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
     from debug_toolbar.core.panels.async_profiler.models import BlockingCall
+    from debug_toolbar.core.panels.async_profiler.step_recorder import StepRecorder
+    from debug_toolbar.core.panels.async_profiler.steps import RawStep
 
 __all__ = (
     "AwaitSiteRow",
     "SiteWait",
+    "SlowestAwait",
     "TimeBreakdown",
     "await_sites",
+    "breakdown_so_far",
     "frame_dict",
     "frame_of",
+    "slowest_await",
     "time_breakdown",
 )
 
@@ -315,3 +329,187 @@ def await_sites(table: StepTable) -> tuple[AwaitSiteRow, ...]:
     ]
     rows.sort(key=lambda row: -row.total_ms)
     return tuple(rows)
+
+
+def _merged_ns(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _overlap_ns(spans: Sequence[tuple[int, int]], start: int, end: int) -> int:
+    return sum(max(0, min(e, end) - max(s, start)) for s, e in spans if s < end and e > start)
+
+
+def breakdown_so_far(
+    recorder: StepRecorder,
+    *,
+    origin_ns: int,
+    now_ns: int,
+    suffered: Iterable[tuple[int, int]] = (),
+) -> TimeBreakdown | None:
+    """The request's own task's breakdown from the start of step timing to ``now_ns``, read
+    from the live recorder without stopping it; None when its steps are not being timed.
+
+    For the ``Server-Timing`` header, computed when the response starts: the same parts as
+    ``time_breakdown`` (running, waiting, queued, blocked, unrecorded past the cap), adding
+    up to ``now_ns`` minus the start, with no ``by_site`` (that needs every site resolved).
+    It reads only the request task's own rows (``root_rows``) and the step going on, so it
+    costs per step of that task, not per step of the request. ``suffered``: (start, end) ns
+    of the stalls other requests caused so far (``BlockingCallDetector.suffered_spans``).
+    """
+    if not recorder.active:
+        return None
+    rows, root_rows = recorder.rows, recorder.root_rows
+    start = recorder.start_ns
+    dropped_from = recorder.dropped_from_ns
+    cut = now_ns if dropped_from is None else max(min(dropped_from, now_ns), start)
+    spans = _merged_ns(suffered)
+    endings, thread_ready, task_ends = recorder.endings, recorder.ready, recorder.task_ends
+    root = recorder.watched.get(REQUEST_TASK_ID)
+    # When the step going on began; 0 when the task is suspended now (the response is sent
+    # from another task) or no longer timed.
+    running_since = root.begin_ns if root is not None else 0
+    running = waiting = queued = blocked = 0
+    last = len(root_rows) - 1
+    for position, index in enumerate(root_rows):
+        _task, begin, end, _site, awaited = rows[index]
+        ran = min(end, cut) - max(begin, start)
+        if ran > 0:
+            running += ran
+        if awaited is None or index in endings:
+            continue
+        # Resumed at the next row's start, or at the step going on; still waiting otherwise.
+        resumed = rows[root_rows[position + 1]][1] if position < last else (running_since or cut)
+        gap_start, gap_end = max(end, start), min(resumed, cut)
+        if gap_end <= gap_start:
+            continue
+        ready = thread_ready.get(index)
+        if ready is None:
+            ready = ready_ns(awaited, end, task_ends)
+        ready = gap_end if ready is None else min(max(ready, gap_start), gap_end)
+        blocked_wait = _overlap_ns(spans, gap_start, ready) if spans else 0
+        blocked_queue = _overlap_ns(spans, ready, gap_end) if spans else 0
+        waiting += ready - gap_start - blocked_wait
+        queued += gap_end - ready - blocked_queue
+        blocked += blocked_wait + blocked_queue
+    steps = len(root_rows)
+    if running_since:
+        steps += 1
+        ran = cut - max(running_since, start)
+        if ran > 0:
+            running += ran
+    return TimeBreakdown(
+        start_ms=(start - origin_ns) / 1e6,
+        end_ms=(now_ns - origin_ns) / 1e6,
+        running_ms=running / 1e6,
+        waiting_ms=waiting / 1e6,
+        queued_ms=queued / 1e6,
+        blocked_ms=blocked / 1e6,
+        unrecorded_ms=max(now_ns - cut, 0) / 1e6,
+        steps=steps,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SlowestAwait:
+    """The request's own task's longest suspension (waiting and queued), and where it was.
+
+    Kept in the head of the record (the profile's summary) so that the history can list it
+    for every request without building any record's detail.
+    """
+
+    duration_ms: float
+    site: StackFrame | None
+    site_is_app: bool = True
+    awaited: str = ""
+    """``AwaitTarget.label``: ``sleep 50.0 ms``, ``httpx AsyncClient.get``..."""
+
+    def to_dict(self) -> dict[str, Any]:
+        site = self.site
+        return {
+            "duration_ms": self.duration_ms,
+            "filename": None if site is None else site.filename,
+            "lineno": None if site is None else site.lineno,
+            "function": None if site is None else site.function,
+            "code": None if site is None else site.code,
+            "site_is_app": self.site_is_app,
+            "awaited": self.awaited,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SlowestAwait:
+        filename, lineno = data.get("filename"), data.get("lineno")
+        site = None
+        if filename is not None and lineno is not None:
+            site = StackFrame.from_dict(data)
+        return cls(
+            duration_ms=float(data.get("duration_ms") or 0.0),
+            site=site,
+            site_is_app=bool(data.get("site_is_app", True)),
+            awaited=str(data.get("awaited") or ""),
+        )
+
+
+def slowest_await(table: StepTable) -> SlowestAwait | None:
+    """The longest suspension of the request's own task; None when it never waited.
+
+    One pass over that task's raw rows, comparing integers; only the winner's site and what
+    it awaited are resolved. A suspension not resumed when collection stopped lasts to then
+    (to where the task lost its steps to the cap, if it did), as in the await-site table.
+    """
+    if table.rows and isinstance(table.rows[0], Step):
+        return _slowest_loaded(table)
+    rows = cast("Sequence[RawStep]", table.rows)
+    root_rows = table.root_rows
+    if root_rows is None:
+        root_rows = tuple(index for index, row in enumerate(rows) if row[0] == REQUEST_TASK_ID)
+    dropped_from = table.dropped_from_ns
+    cut = table.end_ns if dropped_from is None else min(dropped_from, table.end_ns)
+    endings = table.endings
+    best, best_gap, best_end, best_resumed = -1, -1, 0, 0
+    last = len(root_rows) - 1
+    for position, index in enumerate(root_rows):
+        end, site = rows[index][2], rows[index][3]
+        if site is None or index in endings:
+            continue
+        resumed = rows[root_rows[position + 1]][1] if position < last else cut
+        if resumed - end > best_gap:
+            best, best_gap, best_end, best_resumed = index, resumed - end, end, resumed
+    if best < 0:
+        return None
+    site, awaited = rows[best][3], rows[best][4]
+    assert site is not None
+    origin = table.origin_ns
+    return SlowestAwait(
+        # As a Step gives it (resumed minus end, each in ms from the origin): equal figures.
+        duration_ms=(best_resumed - origin) / 1e6 - (best_end - origin) / 1e6,
+        site=resolve_site(site[0], site[1]),
+        site_is_app=site[2],
+        awaited="" if awaited is None else await_target(awaited).label,
+    )
+
+
+def _slowest_loaded(table: StepTable) -> SlowestAwait | None:
+    """The same from a table read back from the history (its rows are ``Step`` objects)."""
+    end_ms = table.end_ms
+    best: Step | None = None
+    best_ms = -1.0
+    for step in table.steps():
+        if step.task_id != REQUEST_TASK_ID:
+            continue
+        waited = step.waited_ms(end_ms)
+        if waited is not None and waited > best_ms:
+            best, best_ms = step, waited
+    if best is None:
+        return None
+    return SlowestAwait(
+        duration_ms=best_ms,
+        site=best.site,
+        site_is_app=best.site_is_app,
+        awaited="" if best.awaited is None else best.awaited.label,
+    )

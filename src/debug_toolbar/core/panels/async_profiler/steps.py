@@ -38,7 +38,9 @@ __all__ = (
     "Step",
     "StepEnd",
     "StepTable",
+    "await_target",
     "format_ms",
+    "ready_ns",
     "resolve_site",
 )
 
@@ -318,6 +320,27 @@ def _target(raw: RawAwaited, cache: dict[int, AwaitTarget]) -> AwaitTarget:
     return target
 
 
+def await_target(raw: RawAwaited) -> AwaitTarget:
+    """The readable form of one recorded awaited tuple (for a single step: no shared cache)."""
+    return _target(raw, {})
+
+
+def ready_ns(awaited: RawAwaited, end_ns: int, task_ends_ns: Mapping[int, int]) -> int | None:
+    """When what a suspension awaited was ready, where the recording tells without a thread
+    call's own record: a sleep ``delay`` after it was armed (``end_ns``), an awaited task (or
+    every gathered task) when its last step ended, if it is the request's (``task_ends_ns``).
+    """
+    kind, detail, extra = awaited
+    if kind == "sleep":
+        return end_ns + int(detail)
+    if kind == "task":
+        return task_ends_ns.get(detail) if detail else None
+    if kind == "gather" and detail and len(detail) == extra:
+        found = [task_ends_ns[task_id] for task_id in detail if task_id in task_ends_ns]
+        return max(found) if len(found) == len(detail) else None
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class StepTable:
     """The steps of a request's tasks, frozen when collection stopped.
@@ -403,7 +426,7 @@ class StepTable:
         following = resumed.get(index)
         ready = self.ready_ns.get(index)
         if ready is None and awaited is not None:
-            ready = end + awaited[1] if awaited[0] == "sleep" else self._ready_of(awaited)
+            ready = ready_ns(awaited, end, self.task_ends_ns)
         resumed_ms: float | None = None
         if following is not None:
             next_row = self.rows[following]
@@ -421,17 +444,6 @@ class StepTable:
             resumed_ms=resumed_ms if self.endings.get(index, "await") == "await" else None,
             ready_ms=None if ready is None else (ready - origin) / 1e6,
         )
-
-    def _ready_of(self, awaited: RawAwaited) -> int | None:
-        """When an awaited task (or every gathered task) ended, if they are the request's."""
-        kind, detail, extra = awaited
-        ends = self.task_ends_ns
-        if kind == "task":
-            return ends.get(detail) if detail else None
-        if kind == "gather" and detail and len(detail) == extra:
-            found = [ends[task_id] for task_id in detail if task_id in ends]
-            return max(found) if len(found) == len(detail) else None
-        return None
 
     def to_dicts(self) -> list[dict[str, Any]]:
         end_ms = self.end_ms

@@ -167,7 +167,18 @@ class TestStats:
             "suffered_blocking_calls": 0,
             "max_lag_ms": stats["lag"]["max_lag_ms"],
             "overhead_estimated": True,
+            # The request's own task's longest await (checked below): none without steps.
+            "slowest_await": None
+            if stats["steps_unavailable"]
+            else stats["summary"]["slowest_await"],
         }
+        if not stats["steps_unavailable"]:
+            # It awaited the gather, the failing task, a sleep(0) and the cancelled task.
+            slowest = stats["summary"]["slowest_await"]
+            assert slowest["filename"] == __file__
+            assert slowest["function"] == "spawning_app"
+            assert slowest["lineno"] in {57, 62, 64, 67}
+            assert slowest["duration_ms"] > 0
         assert stats["summary"]["profiling_overhead_ms"] > 0
         # The tasks' share is estimated (5 tasks at this process's calibrated cost); the fixed
         # costs are the panel's hooks, measured, so more than the task factory's part alone.

@@ -238,6 +238,7 @@ class TestRoundTrip:
             "suffered_blocking_calls": 0,
             "max_lag_ms": None,
             "overhead_estimated": False,
+            "slowest_await": None,
         }
 
     def test_a_summary_stored_without_its_overhead(self) -> None:

@@ -5,8 +5,10 @@ options that turn it all on and off."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import sysconfig
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -14,7 +16,7 @@ import pytest
 from debug_toolbar.core.config import DebugToolbarConfig
 from debug_toolbar.core.panels.async_profiler.await_chain import package_of
 from debug_toolbar.core.panels.async_profiler.models import BlockingCall, StackFrame
-from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile
+from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile, ProfileSummary
 from debug_toolbar.core.panels.async_profiler.step_findings import (
     SlowStep,
     StepFindings,
@@ -22,8 +24,10 @@ from debug_toolbar.core.panels.async_profiler.step_findings import (
 )
 from debug_toolbar.core.panels.async_profiler.step_report import (
     AwaitSiteRow,
+    SlowestAwait,
     TimeBreakdown,
     await_sites,
+    slowest_await,
     time_breakdown,
 )
 from debug_toolbar.core.panels.async_profiler.steps import (
@@ -298,3 +302,105 @@ class TestPackages:
         assert package_of(site) == "httpx"
         assert package_of(asyncio.sleep.__code__.co_filename) == "asyncio"
         assert package_of("/srv/app/views.py") == "views"
+
+
+async def awaits_twice() -> None:
+    await asyncio.sleep(0)  # first await
+    await asyncio.sleep(0)  # second await
+
+
+def offset_line(marker: str) -> int:
+    """The line of ``awaits_twice`` ending with ``# marker``."""
+    lines = inspect.getsource(awaits_twice).splitlines()
+    start = awaits_twice.__code__.co_firstlineno
+    return start + next(i for i, text in enumerate(lines) if text.endswith(marker))
+
+
+def offset_at(marker: str) -> int:
+    """An instruction offset of ``awaits_twice`` on that line (what the recorder keeps)."""
+    wanted = offset_line(marker)
+    return next(start for start, _end, line in awaits_twice.__code__.co_lines() if line == wanted)
+
+
+def raw_table(**changes: Any) -> StepTable:
+    """The story as the recorder leaves it (raw rows, ns): the request's task awaits a sleep
+    at the first line (2 -> 12 ms), then httpx at the second (13 -> 30 ms), runs to 31."""
+    code, ms = awaits_twice.__code__, 1_000_000
+    first, second = (code, offset_at("first await"), True), (code, offset_at("second await"), True)
+    fields: dict[str, Any] = {
+        "origin_ns": 0,
+        "end_ns": 31 * ms,
+        "rows": (
+            (0, 0, 2 * ms, first, ("sleep", 8 * ms, None)),
+            (1, 2 * ms, 3 * ms, first, ("sleep", 30 * ms, None)),  # longer, not the request's
+            (0, 12 * ms, 13 * ms, second, ("library", ("httpx", "AsyncClient.get"), None)),
+            (0, 30 * ms, 31 * ms, None, None),
+        ),
+        "endings": {3: "running"},
+        "root_rows": (0, 2, 3),
+    }
+    fields.update(changes)
+    return StepTable(**fields)
+
+
+class TestSlowestAwait:
+    def test_the_request_tasks_longest_suspension_and_its_line(self) -> None:
+        slowest = slowest_await(raw_table())
+        assert slowest is not None
+        assert slowest.duration_ms == 17.0
+        assert slowest.site is not None
+        assert (slowest.site.filename, slowest.site.function) == (__file__, "awaits_twice")
+        assert slowest.site.code == "await asyncio.sleep(0)  # second await"
+        assert slowest.awaited == "httpx AsyncClient.get"
+
+    def test_the_rows_are_found_without_the_recorders_list(self) -> None:
+        assert slowest_await(raw_table(root_rows=None)) == slowest_await(raw_table())
+
+    def test_a_table_read_back_from_the_history(self) -> None:
+        slowest = slowest_await(story_table())
+        assert slowest is not None
+        assert (slowest.duration_ms, slowest.site, slowest.awaited) == (
+            17.0,
+            CALL,
+            "httpx AsyncClient.get",
+        )
+
+    def test_a_wait_not_resumed_lasts_until_the_end_or_the_cap(self) -> None:
+        rows = raw_table().rows[:3]
+        slowest = slowest_await(raw_table(rows=rows, endings={}, root_rows=(0, 2)))
+        assert slowest is not None
+        assert slowest.duration_ms == 18.0  # 13 -> 31, the end
+        capped = raw_table(rows=rows, endings={}, root_rows=(0, 2), dropped_from_ns=25_000_000)
+        assert slowest_await(capped) == replace(slowest, duration_ms=12.0)  # 13 -> 25
+
+    def test_none_when_the_request_task_never_waited(self) -> None:
+        only_running = raw_table(rows=raw_table().rows[3:], endings={0: "running"}, root_rows=(0,))
+        assert slowest_await(only_running) is None
+        assert slowest_await(StepTable(origin_ns=0, end_ns=1)) is None
+
+    def test_in_the_summary_and_back_from_the_history(self) -> None:
+        table = raw_table()
+        profile = AsyncProfile(
+            backend="taskfactory",
+            tasks=TaskTable.from_events([]),
+            steps=table,
+            findings=StepFindings(table),
+        )
+        head = profile.head_dict()["summary"]["slowest_await"]
+        assert head == {
+            "duration_ms": 17.0,
+            "filename": __file__,
+            "lineno": offset_line("second await"),
+            "function": "awaits_twice",
+            "code": "await asyncio.sleep(0)  # second await",
+            "site_is_app": True,
+            "awaited": "httpx AsyncClient.get",
+        }
+        again = AsyncProfile.from_dict(profile.to_dict())
+        assert again.summary == profile.summary
+        assert SlowestAwait.from_dict(head) == profile.summary.slowest_await
+
+    def test_a_summary_stored_before_it_existed(self) -> None:
+        old = {"total_tasks": 2, "completed": 2, "blocking_calls": 1}
+        assert ProfileSummary.from_dict(old).slowest_await is None
+        assert AsyncProfile.from_dict({"summary": old}).summary.slowest_await is None
