@@ -4,7 +4,8 @@ The demo's ``/async-timeline`` runs three tasks sleeping 40, 80 and 160 ms, then
 for 150 ms. The bars' rendered boxes must be proportional to those durations, the blocking band
 drawn, and each bar's hover text must name its task.
 
-``DEBUG_TOOLBAR_SCREENSHOTS=1`` also writes docs/images/async-panel.png (``TestScreenshot``).
+``DEBUG_TOOLBAR_SCREENSHOTS=1`` also writes docs/images/async-panel.png and, on Python 3.12+
+(steps), docs/images/async-steps.png from the demo's ``/account`` (``TestScreenshot``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from debug_toolbar.core.panels.async_profiler.step_monitor import STEPS_UNAVAILABLE
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
@@ -134,3 +137,30 @@ class TestScreenshot:
         IMAGES.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(IMAGES / "async-panel.png"))
         assert (IMAGES / "async-panel.png").stat().st_size > 10_000
+
+    @pytest.mark.skipif(
+        STEPS_UNAVAILABLE is not None,
+        reason="docs/images/async-steps.png shows steps: run with Python 3.12+ (.venv-3.13)",
+    )
+    def test_where_the_time_went(self, page: Page, demo_server: Any) -> None:
+        """docs/images/async-steps.png: the demo's /account, its breakdown, segments and sites."""
+        # Once before, so the picture is of a warm process (imports done, files cached).
+        assert page.request.get(demo_server.url + "/account").status == 200
+        page.set_viewport_size({"width": 1280, "height": 1300})
+        response = page.goto(demo_server.url + "/account")
+        assert response is not None
+        assert response.status == 200
+        page.wait_for_selector('#debug-toolbar[data-dt-ready="1"]', state="attached")
+        page.locator(
+            '#debug-toolbar li.dt-panel[data-panel-id="AsyncProfilerPanel"] a.dt-panel-link'
+        ).click()
+        body = page.locator("#debug-toolbar .dt-window-body")
+        body.locator(".dt-async-gantt").wait_for()
+        breakdown = body.locator(".dt-async-steps")
+        assert "Where the time went" in breakdown.inner_text()
+        assert body.locator(".dt-async-sites").count() == 1
+        # The tiles scrolled away: the breakdown, the Gantt's segments and the await sites.
+        breakdown.evaluate("el => el.scrollIntoView({block: 'start'})")
+        IMAGES.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(IMAGES / "async-steps.png"))
+        assert (IMAGES / "async-steps.png").stat().st_size > 10_000
