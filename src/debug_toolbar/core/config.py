@@ -303,6 +303,13 @@ class DebugToolbarConfig:
     await-site table and the slow steps. Needs Python 3.12+ (``sys.monitoring``); older
     versions get the request's own task and a note. False removes all of it (no monitoring)."""
 
+    async_server_timing: bool = True
+    """Add a ``Server-Timing`` header to every profiled response (HTML or not), so a browser's
+    network tab shows the request's time breakdown up to the response's start (``run``,
+    ``wait``, ``queued``, ``blocked``) and the tasks it spawned (``tasks``). Without step
+    timing (Python before 3.12, ``async_step_timing`` off) it has ``tasks`` alone. An app's
+    own ``Server-Timing`` header is kept: this one is added after it."""
+
     async_max_steps: int = 10_000
     """Steps recorded per request (1 to 1,000,000); more are counted as dropped, and the time
     breakdown stops where the request's own task lost its first one."""
@@ -321,6 +328,7 @@ class DebugToolbarConfig:
             "async_enable_event_loop_monitoring",
             "async_capture_task_stacks",
             "async_step_timing",
+            "async_server_timing",
         ):
             _boolean(name, getattr(self, name))
         _at_least("max_request_history", self.max_request_history, 1, 10_000)

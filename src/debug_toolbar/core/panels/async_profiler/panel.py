@@ -10,6 +10,7 @@ the trace download all read the same profile (``AsyncProfile.from_dict`` of the 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ from debug_toolbar.core.panels.async_profiler.profile import (
     YappiRetention,
 )
 from debug_toolbar.core.panels.async_profiler.profiler import AsyncRequestProfiler
+from debug_toolbar.core.panels.async_profiler.server_timing import server_timing_value
 from debug_toolbar.core.panels.async_profiler.timeline import (
     timeline_of,
 )
@@ -45,6 +47,8 @@ BACKEND_COOKIE = "debug_toolbar_async_backend"
 """Per-browser backend choice ("yappi" or "taskfactory"), set from the panel: it overrides the
 config for that browser's following requests, so the cheap backend can stay the default while
 yappi is one click away."""
+
+logger = logging.getLogger("debug_toolbar")
 
 _perf_ns = time.perf_counter_ns
 
@@ -261,6 +265,26 @@ class AsyncProfilerPanel(Panel):
             limit=self.config.async_yappi_max_requests,
         )
 
+    def response_headers(self) -> list[tuple[str, str]]:
+        """``Server-Timing``: the request's breakdown and tasks up to the response's start.
+
+        Read live from the collectors (``AsyncRequestProfiler.progress``); its time counts in
+        the panel's own cost. Whatever fails, the response goes out without the header and
+        the profile is kept: the failure is logged once per process.
+        """
+        profiler = self.profiler
+        if profiler is None or not profiler.running or not self.config.async_server_timing:
+            return []
+        started = _perf_ns()
+        try:
+            value = server_timing_value(profiler.progress(self.context.response_start_ns))
+        except Exception:
+            _log_server_timing_failure()
+            return []
+        finally:
+            self._own_ns += _perf_ns() - started
+        return [("Server-Timing", value)]
+
     def get_nav_subtitle(self) -> str:
         summary = self.get_stats().get("summary")
         if not summary:
@@ -289,3 +313,21 @@ class AsyncProfilerPanel(Panel):
             "backend_cookie": BACKEND_COOKIE,
             "yappi_available": YappiBackend.is_available(),
         }
+
+
+_failures_logged: set[str] = set()
+"""What already failed in this process (logged once, with its traceback)."""
+
+
+def _log_server_timing_failure() -> None:
+    """Once per process with its traceback: a failure here is a bug, and it would repeat on
+    every response."""
+    if "server_timing" in _failures_logged:
+        logger.debug("debug toolbar: Server-Timing failed again", exc_info=True)
+        return
+    _failures_logged.add("server_timing")
+    logger.warning(
+        "debug toolbar: the Async panel's Server-Timing header failed; responses go out "
+        "without it (said once)",
+        exc_info=True,
+    )
