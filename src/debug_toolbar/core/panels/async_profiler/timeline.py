@@ -5,6 +5,9 @@ disagree about where a task starts, what was clipped or what the cap hid. Everyt
 template needs is computed here (percentages, tree depth, hover text, tick labels), leaving the
 template nothing to do but format and place.
 
+Each drawn row also gets the segments of its task's steps (``timeline_segments``), when the
+profile has steps: built here, at render time, for the drawn rows only.
+
 The axis is the request window ``[0, duration_ms]``: a task that outlives the response is
 clipped at the window's end and marked, rather than stretching the axis and squashing the
 request itself into a corner. When the duration is unknown (zero, negative or not finite), the
@@ -32,6 +35,12 @@ from debug_toolbar.core.panels.async_profiler.timeline_model import (
     format_duration,
     format_tick,
 )
+from debug_toolbar.core.panels.async_profiler.timeline_segments import (
+    RowSegments,
+    row_segments,
+    site_indexes,
+    steps_by_task,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
@@ -42,6 +51,7 @@ if TYPE_CHECKING:
         StackFrame,
     )
     from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile
+    from debug_toolbar.core.panels.async_profiler.steps import StepTable
 
 __all__ = (
     "DEFAULT_MAX_ROWS",
@@ -200,6 +210,8 @@ def _row(
     children: int,
     window_ms: float,
     stack: tuple[StackFrame, ...],
+    *,
+    segments: RowSegments | None = None,
 ) -> TimelineRow:
     end = task.end_ms
     bar_start = min(max(task.start_ms, 0.0), window_ms)
@@ -224,6 +236,10 @@ def _row(
         if task.state == "failed" and task.exception_type
         else task.state
     )
+    if segments is not None and segments.steps:
+        parts.append(f"{segments.steps:,} step" + ("" if segments.steps == 1 else "s"))
+        if segments.merged_steps:
+            parts.append(f"{segments.merged_steps:,} steps shorter than a pixel merged")
     site = _creation_site(stack)
     return TimelineRow(
         task_id=task.task_id,
@@ -254,6 +270,9 @@ def _row(
         label=_SEPARATOR.join(parts),
         site=site,
         is_request=task.task_id == REQUEST_TASK_ID and task.parent_id is None,
+        segments=() if segments is None else segments.segments,
+        steps=0 if segments is None else segments.steps,
+        merged_steps=0 if segments is None else segments.merged_steps,
     )
 
 
@@ -387,17 +406,24 @@ def _build(
     max_rows: int | None,
     dropped_tasks: int,
     stack_of: Callable[[int], tuple[StackFrame, ...]],
+    segments_of: Callable[[Sequence[int], float], dict[int, RowSegments]] | None = None,
 ) -> Timeline:
     """``generate_timeline``, with each drawn task's stack fetched by its index in ``tasks``.
 
     From stored stats, resolving 10 frames for each of 5,000 tasks cost more than the rest of
-    the timeline together; only the drawn rows need them.
+    the timeline together; only the drawn rows need them. ``segments_of`` gives the drawn
+    tasks' segments (by task id, for the window), when there are steps.
     """
     if max_rows is not None and max_rows < 0:
         raise ValueError(f"max_rows must be >= 0 or None, got {max_rows}")
     window = _window(duration_ms, tasks, blocking_calls, lag_samples)
     order, children = _tree_order(tasks)
     shown = order if max_rows is None else order[:max_rows]
+    segments = (
+        {}
+        if segments_of is None
+        else segments_of([tasks[index].task_id for index, _depth in shown], window)
+    )
     rows = tuple(
         _row(
             tasks[index],
@@ -405,6 +431,7 @@ def _build(
             len(children.get(tasks[index].task_id, ())),
             window,
             stack_of(index),
+            segments=segments.get(tasks[index].task_id),
         )
         for index, depth in shown
     )
@@ -448,12 +475,17 @@ def timeline_of(
     *,
     duration_ms: float | None,
     max_rows: int | None = DEFAULT_MAX_ROWS,
+    segments: bool = True,
 ) -> Timeline:
     """The timeline of a request's profile; only the drawn rows' stacks are resolved.
 
     When the profile has the request's own task, it is the first row (task 0) and the root of
     the tree: the tasks it spawned (no recorded parent) become its children. It is not counted
     among the tasks (``counts``, ``hidden_rows``): those are the spawned ones.
+
+    With steps, each drawn row gets its task's segments, each wait pointing at its row of
+    ``profile.await_sites()`` (``Segment.site``); ``segments=False`` leaves them out (a
+    consumer that does not draw bars).
     """
     tasks = profile.tasks
     lag = profile.lag
@@ -479,6 +511,7 @@ def timeline_of(
         max_rows=max_rows,
         dropped_tasks=tasks.dropped,
         stack_of=stack_of,
+        segments_of=_segments_of(profile) if segments else None,
     )
     if request_task is None:
         return timeline
@@ -486,3 +519,22 @@ def timeline_of(
     return replace(
         timeline, counts=replace(counts, total=counts.total - 1, completed=counts.completed - 1)
     )
+
+
+def _segments_of(
+    profile: AsyncProfile,
+) -> Callable[[Sequence[int], float], dict[int, RowSegments]] | None:
+    """The drawn rows' segments, from the profile's steps; None without steps."""
+    table: StepTable | None = profile.steps
+    if table is None or not len(table):
+        return None
+
+    def build(task_ids: Sequence[int], window_ms: float) -> dict[int, RowSegments]:
+        sites = site_indexes(profile.await_sites())
+        end_ms = table.end_ms
+        return {
+            task_id: row_segments(steps, window_ms=window_ms, end_ms=end_ms, sites=sites)
+            for task_id, steps in steps_by_task(table, task_ids).items()
+        }
+
+    return build

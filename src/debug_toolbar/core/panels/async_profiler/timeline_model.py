@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 __all__ = (
     "BlockingBand",
     "LagMark",
+    "Segment",
+    "SegmentKind",
     "TaskCounts",
     "Tick",
     "Timeline",
@@ -39,6 +41,35 @@ class Tick:
     """Readable: ``"0 ms"``, ``"250 ms"``, ``"1.5 s"``."""
     align: Literal["start", "center", "end"]
     """How to anchor the label so the first and last do not spill out of the axis."""
+
+
+SegmentKind = Literal["run", "wait", "queued", "mixed"]
+"""What a part of a task's bar was. ``run``: one step, its coroutine running on the loop;
+``wait``: suspended at an await until what it awaited was ready (or, when readiness is not
+known, until it resumed); ``queued``: ready, but the loop was busy with other work until it
+resumed the task; ``mixed``: consecutive parts too narrow to draw apart, merged."""
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A part of a task's bar, drawn over it on the same axis (``left_pct`` of the window)."""
+
+    kind: SegmentKind
+    start_ms: float
+    end_ms: float
+    """What it stands for, as recorded (clipped to the window)."""
+    left_pct: float
+    width_pct: float
+    """Where it is drawn: a part narrower than a pixel is widened to one at the nominal track
+    width (``timeline_segments.NOMINAL_TRACK_PX``), taken from its neighbour."""
+    label: str
+    """Hover text: for a wait, the await site, what was awaited, how long it waited and was
+    queued; for a run, how long it ran and how it ended; for a merged part, what it holds."""
+    site: int | None = None
+    """The await-site row (its index in ``AsyncProfile.await_sites()``) of the suspension this
+    part belongs to: the one waited at, or for a run the one that ended it. None: no await."""
+    steps: int = 1
+    """The steps it stands for: more than one for a ``mixed`` part."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,13 +107,21 @@ class TimelineRow:
     """``file:line`` of ``site``, None when stacks were not captured."""
     stack: tuple[StackFrame, ...]
     label: str
+    """Hover text: name, coroutine, start, duration and state (and the steps, with segments)."""
     site: StackFrame | None = None
     """Where the task was created, in one line: the innermost application frame of ``stack``
     (library and toolbar frames skipped: a task spawned through anyio names the app's line), or
     the innermost frame when none is the application's. The full stack stays in ``stack``."""
     is_request: bool = False
     """The request's own task (task 0): the first row and the root of the tree."""
-    """Hover text: name, coroutine, start, duration and state."""
+    segments: tuple[Segment, ...] = ()
+    """The task's steps and the waits between them, in time order; empty without step timing
+    (Python < 3.12, or ``async_step_timing`` off): the bar alone is drawn then. Never more
+    than ``timeline_segments.NOMINAL_TRACK_PX``, whatever the number of steps."""
+    steps: int = 0
+    """The task's recorded steps."""
+    merged_steps: int = 0
+    """Steps (or parts of one) shorter than a pixel, drawn merged into ``mixed`` segments."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,9 +211,15 @@ class Timeline:
     """The threshold as a height in the lag strip, None when there is none."""
 
     @property
+    def segmented(self) -> bool:
+        """Some row has steps to draw (the legend then explains their shades)."""
+        return any(row.segments for row in self.rows)
+
+    @property
     def empty(self) -> bool:
-        """No task, no stall and no lag: nothing to draw."""
-        return self.counts.total == 0 and not self.blocking and not self.lag
+        """No task, no stall, no lag and no step: nothing to draw. The request's own task
+        alone is worth drawing when its steps say where its time went."""
+        return self.counts.total == 0 and not self.blocking and not self.lag and not self.segmented
 
 
 def format_duration(ms: float) -> str:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+import os
+import random
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from debug_toolbar.core.config import DebugToolbarConfig
+from debug_toolbar.core.context import RequestContext
 from debug_toolbar.core.panels.async_profiler.models import (
     BlockingCall,
     LagSample,
@@ -16,7 +23,13 @@ from debug_toolbar.core.panels.async_profiler.models import (
     TaskEvent,
 )
 from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile
+from debug_toolbar.core.panels.async_profiler.profiler import AsyncRequestProfiler
+from debug_toolbar.core.panels.async_profiler.step_findings import StepFindings
+from debug_toolbar.core.panels.async_profiler.step_monitor import STEPS_UNAVAILABLE
+from debug_toolbar.core.panels.async_profiler.step_report import await_sites
+from debug_toolbar.core.panels.async_profiler.steps import AwaitTarget, RequestTask, Step, StepTable
 from debug_toolbar.core.panels.async_profiler.task_table import TaskTable
+from debug_toolbar.core.panels.async_profiler.taskfactory_backend import TaskFactoryBackend
 from debug_toolbar.core.panels.async_profiler.timeline import (
     MIN_BAR_PCT,
     MIN_WINDOW_MS,
@@ -30,7 +43,14 @@ from debug_toolbar.core.panels.async_profiler.timeline_model import (
     format_duration,
     format_tick,
 )
+from debug_toolbar.core.panels.async_profiler.timeline_segments import (
+    NOMINAL_TRACK_PX,
+    site_indexes,
+    site_key,
+)
 from support import task_event as task
+
+SOURCE = Path(__file__).read_text().splitlines()
 
 CREATION_STACK = [
     StackFrame("/srv/app/services/users.py", 88, "load_profile", "asyncio.create_task(fetch())"),
@@ -632,3 +652,430 @@ class TestRowNames:
             ("Task-9", "Task-9"),  # nothing better to show
             ("Task-12-retry", "Task-12-retry"),  # a name the app gave
         ]
+
+
+# ---------------------------------------------------------------- steps drawn over the bars
+
+QUERY = StackFrame("/app/views.py", 12, "show_user", "await db.fetch(user_id)")
+CALL = StackFrame("/app/views.py", 14, "show_user", "await client.get(url)")
+CHILD = StackFrame("/app/avatars.py", 30, "load_avatar", "await asyncio.sleep(0.008)")
+SLEEP = AwaitTarget("sleep", delay_ms=8.0)
+HTTPX = AwaitTarget("library", library="httpx", function="AsyncClient.get")
+
+
+def story_profile(*, duration_ms: float = 40.0, end_ms: float = 31.0) -> AsyncProfile:
+    """The request's task runs 0-2, sleeps (ready at 10), is queued until 12, runs to 13, awaits
+    httpx until 30 (readiness unknown), runs from 30 to the end. Its child (task 1) runs 2-3,
+    sleeps (ready at 11), is queued until 20, runs 20-21 and returns. Read back from the stored
+    stats, as the page does."""
+    table = StepTable(
+        origin_ns=0,
+        end_ns=round(end_ms * 1e6),
+        rows=(
+            Step(0, 0.0, 2.0, "await", site=QUERY, awaited=SLEEP, resumed_ms=12.0, ready_ms=10.0),
+            Step(1, 2.0, 3.0, "await", site=CHILD, awaited=SLEEP, resumed_ms=20.0, ready_ms=11.0),
+            Step(0, 12.0, 13.0, "await", site=CALL, awaited=HTTPX, resumed_ms=30.0),
+            Step(1, 20.0, 21.0, "return"),
+            Step(0, 30.0, end_ms, "running"),
+        ),
+    )
+    profile = AsyncProfile(
+        backend="taskfactory",
+        tasks=TaskTable.from_events([task(1, 1.5, 21.0, name="avatar")]),
+        request_task=RequestTask("Task-9", "run_asgi", 0.0, end_ms),
+        steps=table,
+        findings=StepFindings(table),
+    )
+    return stored(json.loads(json.dumps(profile.to_dict())))
+
+
+def spans(row: TimelineRow) -> list[tuple[str, float, float, float, float]]:
+    return [
+        (seg.kind, seg.start_ms, seg.end_ms, seg.left_pct, seg.width_pct) for seg in row.segments
+    ]
+
+
+def long_task_profile(steps: int, *, run_ms: float, wait_ms: float) -> AsyncProfile:
+    """The request's own task alone, ``steps`` times: runs ``run_ms``, sleeps ``wait_ms``."""
+    rows = []
+    at = 0.0
+    for _ in range(steps):
+        resumed = at + run_ms + wait_ms
+        rows.append(
+            Step(0, at, at + run_ms, "await", site=QUERY, awaited=SLEEP, resumed_ms=resumed)
+        )
+        at = resumed
+    table = StepTable(origin_ns=0, end_ns=round(at * 1e6), rows=tuple(rows))
+    return AsyncProfile(
+        backend="taskfactory",
+        tasks=TaskTable.empty(),
+        request_task=RequestTask("Task-1", "run_asgi", 0.0, at),
+        steps=table,
+        findings=StepFindings(table),
+    )
+
+
+def assert_laid_out(row: TimelineRow) -> None:
+    """At most a segment per nominal pixel, each at least a pixel wide (the last may be cut by
+    the window's end), none overlapping, all inside the window."""
+    pixel_pct = 100.0 / NOMINAL_TRACK_PX
+    assert len(row.segments) <= NOMINAL_TRACK_PX
+    for before, after in zip(row.segments, row.segments[1:], strict=False):
+        assert before.left_pct + before.width_pct <= after.left_pct + 1e-3, (before, after)
+        assert before.width_pct >= pixel_pct - 1e-3, before
+    for seg in row.segments:
+        assert seg.left_pct >= 0.0
+        assert seg.left_pct + seg.width_pct <= 100.0 + 1e-3
+
+
+class TestSegments:
+    def test_runs_waits_and_queued_parts_on_the_bars_scale(self) -> None:
+        timeline = timeline_of(story_profile(), duration_ms=40.0)
+        request, child = timeline.rows
+        assert (request.task_id, request.steps, request.merged_steps) == (0, 3, 0)
+        # The window is 40 ms: 1 ms is 2.5 % of the track, like the bars.
+        assert spans(request) == [
+            ("run", 0.0, 2.0, 0.0, 5.0),
+            ("wait", 2.0, 10.0, 5.0, 20.0),
+            ("queued", 10.0, 12.0, 25.0, 5.0),
+            ("run", 12.0, 13.0, 30.0, 2.5),
+            ("wait", 13.0, 30.0, 32.5, 42.5),  # httpx: readiness unknown, all of it waiting
+            ("run", 30.0, 31.0, 75.0, 2.5),
+        ]
+        assert (child.task_id, child.steps) == (1, 2)
+        assert spans(child) == [
+            ("run", 2.0, 3.0, 5.0, 2.5),
+            ("wait", 3.0, 11.0, 7.5, 20.0),
+            ("queued", 11.0, 20.0, 27.5, 22.5),
+            ("run", 20.0, 21.0, 50.0, 2.5),
+        ]
+        assert child.left_pct == 3.75  # the bar: from its creation at 1.5 ms
+        assert timeline.segmented is True
+
+    def test_hover_text_of_waits_queued_parts_and_runs(self) -> None:
+        request, child = timeline_of(story_profile(), duration_ms=40.0).rows
+        labels = [seg.label for seg in request.segments]
+        assert labels == [
+            "running 2.0 ms · start 0.0 ms · then suspended at views.py:12 in show_user"
+            " (sleep 8.0 ms)",
+            "waited 8.0 ms at views.py:12 in show_user · for sleep 8.0 ms"
+            " · then queued 2.0 ms (ready → resumed)",
+            "queued 2.0 ms: ready, the loop busy with other work"
+            " · after waiting at views.py:12 in show_user · for sleep 8.0 ms",
+            "running 1.0 ms · start 12.0 ms · then suspended at views.py:14 in show_user"
+            " (httpx AsyncClient.get)",
+            "waited 17.0 ms at views.py:14 in show_user · for httpx AsyncClient.get"
+            " · queued: not known (when it was ready is not recorded)",
+            "running 1.0 ms · start 30.0 ms · still running when profiling stopped",
+        ]
+        assert child.segments[-1].label == "running 1.0 ms · start 20.0 ms · then returned"
+        # The bar's own hover text keeps its parts and says how many steps it has.
+        assert request.label.endswith(" · completed · 3 steps")
+        assert child.label.split(" · ")[0] == "avatar"
+
+    def test_each_wait_points_at_its_row_of_the_await_site_table(self) -> None:
+        profile = story_profile()
+        sites = profile.await_sites()
+        assert len(sites) == 3
+        request, child = timeline_of(profile, duration_ms=40.0).rows
+        pointed = {}
+        for row in (request, child):
+            for seg in row.segments:
+                if seg.site is not None:
+                    site = sites[seg.site]
+                    assert site.awaited is not None
+                    pointed[seg.kind, seg.start_ms] = (site.site, site.awaited.label)
+        assert pointed == {
+            # A run that ended in an await opens the site it suspended at.
+            ("run", 0.0): (QUERY, "sleep 8.0 ms"),
+            ("wait", 2.0): (QUERY, "sleep 8.0 ms"),
+            ("queued", 10.0): (QUERY, "sleep 8.0 ms"),
+            ("run", 12.0): (CALL, "httpx AsyncClient.get"),
+            ("wait", 13.0): (CALL, "httpx AsyncClient.get"),
+            ("run", 2.0): (CHILD, "sleep 8.0 ms"),
+            ("wait", 3.0): (CHILD, "sleep 8.0 ms"),
+            ("queued", 11.0): (CHILD, "sleep 8.0 ms"),
+        }
+        # Runs that returned or were still running belong to no suspension.
+        assert request.segments[-1].site is None
+        assert child.segments[-1].site is None
+
+    def test_site_indexes_group_as_the_await_site_table_does(self) -> None:
+        other = AwaitTarget("sleep", delay_ms=1.0)
+        steps = [
+            Step(0, 0.0, 1.0, "await", site=QUERY, awaited=SLEEP, resumed_ms=10.0),
+            Step(0, 10.0, 11.0, "await", site=QUERY, awaited=other, resumed_ms=12.0),
+            Step(0, 12.0, 13.0, "await", site=QUERY, site_is_app=False, resumed_ms=14.0),
+            Step(0, 14.0, 15.0, "return"),
+        ]
+        table = StepTable(origin_ns=0, end_ns=15_000_000, rows=tuple(steps))
+        rows = await_sites(table)
+        indexes = site_indexes(rows)
+        # One line, three rows: what was awaited and whose code it is tell them apart.
+        assert [site_key(step) for step in steps[:3]] == [
+            (QUERY, True, "sleep 8.0 ms"),
+            (QUERY, True, "sleep 1.0 ms"),
+            (QUERY, False, None),
+        ]
+        assert sorted(indexes.values()) == [0, 1, 2]
+        for step in steps[:3]:
+            row = rows[indexes[site_key(step)]]
+            assert (row.site, row.site_is_app) == (step.site, step.site_is_app)
+            assert row.awaited == step.awaited
+
+    def test_a_wait_never_resumed_runs_to_the_end_clipped_at_the_window(self) -> None:
+        table = StepTable(
+            origin_ns=0,
+            end_ns=50_000_000,
+            rows=(Step(1, 5.0, 6.0, "await", site=CHILD, awaited=SLEEP, ready_ms=14.0),),
+        )
+        profile = AsyncProfile(
+            backend="taskfactory",
+            tasks=TaskTable.from_events([task(1, 5.0, None, name="escaped")]),
+            steps=table,
+            findings=StepFindings(table),
+        )
+        (row,) = timeline_of(stored(profile.to_dict()), duration_ms=40.0).rows
+        assert row.clipped is True
+        # Waiting until ready at 14, then queued until profiling stopped at 50: cut at 40.
+        assert spans(row) == [
+            ("run", 5.0, 6.0, 12.5, 2.5),
+            ("wait", 6.0, 14.0, 15.0, 20.0),
+            ("queued", 14.0, 40.0, 35.0, 65.0),
+        ]
+        assert row.segments[1].label == (
+            "waited 8.0 ms at avatars.py:30 in load_avatar · for sleep 8.0 ms"
+            " · still waiting when profiling stopped"
+        )
+        assert row.segments[2].label.startswith("queued 36.0 ms: ready")
+
+    def test_parts_outside_the_window_are_left_out(self) -> None:
+        table = StepTable(
+            origin_ns=0,
+            end_ns=80_000_000,
+            rows=(
+                Step(1, 30.0, 50.0, "await", site=CHILD, awaited=SLEEP, resumed_ms=60.0),
+                Step(1, 60.0, 70.0, "return"),
+            ),
+        )
+        profile = AsyncProfile(
+            backend="taskfactory",
+            tasks=TaskTable.from_events([task(1, 30.0, 70.0)]),
+            steps=table,
+            findings=StepFindings(table),
+        )
+        (row,) = timeline_of(profile, duration_ms=40.0).rows
+        assert spans(row) == [("run", 30.0, 40.0, 75.0, 25.0)]
+        assert row.steps == 2
+
+    def test_a_narrow_run_alone_keeps_its_kind_one_pixel_wide(self) -> None:
+        steps = (
+            Step(0, 0.0, 100.0, "await", site=QUERY, awaited=SLEEP, resumed_ms=500.0),
+            Step(0, 500.0, 500.2, "await", site=CALL, awaited=HTTPX, resumed_ms=900.0),
+            Step(0, 900.0, 1000.0, "running"),
+        )
+        table = StepTable(origin_ns=0, end_ns=1_000_000_000, rows=steps)
+        profile = AsyncProfile(
+            backend="taskfactory",
+            tasks=TaskTable.empty(),
+            request_task=RequestTask("Task-1", "run_asgi", 0.0, 1000.0),
+            steps=table,
+            findings=StepFindings(table),
+        )
+        (row,) = timeline_of(profile, duration_ms=1000.0).rows
+        # A pixel of the nominal 1,000 px track is 1 ms here: the 0.2 ms run is drawn that wide,
+        # taken from the start of the wait after it, and keeps its own hover text.
+        assert spans(row) == [
+            ("run", 0.0, 100.0, 0.0, 10.0),
+            ("wait", 100.0, 500.0, 10.0, 40.0),
+            ("run", 500.0, 500.2, 50.0, 0.1),
+            ("wait", 500.2, 900.0, 50.1, 39.9),
+            ("run", 900.0, 1000.0, 90.0, 10.0),
+        ]
+        assert row.segments[2].label.startswith("running 0.20 ms · start 500.0 ms")
+        assert row.merged_steps == 0
+        assert "merged" not in row.label
+
+    def test_thousands_of_steps_shorter_than_a_pixel_are_merged_and_counted(self) -> None:
+        profile = long_task_profile(10_000, run_ms=0.02, wait_ms=0.08)
+        (row,) = timeline_of(profile, duration_ms=1000.0).rows
+        assert row.steps == 10_000
+        assert row.merged_steps == 10_000
+        assert_laid_out(row)
+        assert len(row.segments) == NOMINAL_TRACK_PX
+        assert {seg.kind for seg in row.segments} == {"mixed"}
+        assert sum(seg.steps for seg in row.segments) >= 10_000  # a step may span two pixels
+        assert row.label.endswith(" · 10,000 steps · 10,000 steps shorter than a pixel merged")
+        first = row.segments[0]
+        assert (first.left_pct, first.width_pct, first.site) == (0.0, 0.1, None)
+        assert first.label == (
+            "10 steps shorter than a pixel, merged · 0.0 ms to 1.00 ms"
+            " · running 0.20 ms, waiting 0.80 ms"
+        )
+
+    def test_merged_parts_leave_the_wide_ones_alone(self) -> None:
+        # Ten steps of 0.1 ms (a pixel in all), then a 2 ms run and a long wait, drawn apart.
+        profile = long_task_profile(10, run_ms=0.05, wait_ms=0.05)
+        table = profile.steps
+        assert table is not None
+        last = Step(0, 1.0, 3.0, "await", site=CALL, awaited=HTTPX, resumed_ms=1000.0)
+        table = StepTable(
+            origin_ns=0,
+            end_ns=1_000_000_000,
+            rows=(*table.steps(), last, Step(0, 1000.0, 1000.0, "return")),
+        )
+        profile = AsyncProfile(
+            backend="taskfactory",
+            tasks=TaskTable.empty(),
+            request_task=RequestTask("Task-1", "run_asgi", 0.0, 1000.0),
+            steps=table,
+            findings=StepFindings(table),
+        )
+        (row,) = timeline_of(profile, duration_ms=1000.0).rows
+        assert [seg.kind for seg in row.segments] == ["mixed", "run", "wait"]
+        assert row.segments[0].steps == 10
+        assert row.merged_steps == 10
+        assert "10 steps shorter than a pixel merged" in row.label
+        assert row.segments[-1].label.startswith("waited 997.0 ms at views.py:14 in show_user")
+
+    @pytest.mark.parametrize("seed", [1, 2, 3])
+    def test_a_row_never_has_more_segments_than_pixels(self, seed: int) -> None:
+        """Whatever the mix of narrow and wide parts (random, seeded)."""
+        rng = random.Random(seed)
+        rows = []
+        at = 0.0
+        while at < 1000.0:
+            run = rng.choice((0.001, 0.3, 0.9, 1.2, 2.5))
+            wait = rng.choice((0.0005, 0.2, 0.95, 1.0, 1.6))
+            ready = at + run + wait * rng.random()
+            rows.append(
+                Step(
+                    0,
+                    at,
+                    at + run,
+                    "await",
+                    site=QUERY,
+                    awaited=SLEEP,
+                    resumed_ms=at + run + wait,
+                    ready_ms=ready,
+                )
+            )
+            at += run + wait
+        table = StepTable(origin_ns=0, end_ns=round(at * 1e6), rows=tuple(rows))
+        profile = AsyncProfile(
+            backend="taskfactory",
+            tasks=TaskTable.empty(),
+            request_task=RequestTask("Task-1", "run_asgi", 0.0, at),
+            steps=table,
+            findings=StepFindings(table),
+        )
+        (row,) = timeline_of(profile, duration_ms=1000.0).rows
+        assert_laid_out(row)
+        assert row.steps == len(rows)
+        assert 0 < row.merged_steps < len(rows)
+
+    def test_without_steps_the_bar_is_drawn_alone(self) -> None:
+        profile = AsyncProfile(
+            backend="taskfactory",
+            tasks=TaskTable.from_events([task(1, 0.0, 10.0)]),
+            request_task=RequestTask("Task-1", "run_asgi", 0.0, 20.0),
+            steps_unavailable="step timing needs Python 3.12+ (sys.monitoring)",
+        )
+        timeline = timeline_of(stored(profile.to_dict()), duration_ms=20.0)
+        assert [(row.segments, row.steps, row.merged_steps) for row in timeline.rows] == [
+            ((), 0, 0),
+            ((), 0, 0),
+        ]
+        assert timeline.segmented is False
+        assert "step" not in timeline.rows[0].label
+
+    def test_left_out_on_request(self) -> None:
+        timeline = timeline_of(story_profile(), duration_ms=40.0, segments=False)
+        assert [row.segments for row in timeline.rows] == [(), ()]
+        assert timeline.rows[0].label.endswith(" · completed")
+
+    def test_the_request_task_alone_is_worth_drawing_with_its_steps(self) -> None:
+        profile = long_task_profile(3, run_ms=1.0, wait_ms=9.0)
+        timeline = timeline_of(profile, duration_ms=30.0)
+        assert timeline.counts.total == 0
+        assert timeline.empty is False
+        without = AsyncProfile(
+            backend="taskfactory",
+            tasks=TaskTable.empty(),
+            request_task=RequestTask("Task-1", "run_asgi", 0.0, 30.0),
+        )
+        assert timeline_of(without, duration_ms=30.0).empty is True
+
+    def test_only_the_drawn_rows_get_segments(self) -> None:
+        steps = tuple(Step(task_id, 1.0, 2.0, "return") for task_id in range(1, 6))
+        table = StepTable(origin_ns=0, end_ns=10_000_000, rows=steps)
+        profile = AsyncProfile(
+            backend="taskfactory",
+            tasks=TaskTable.from_events([task(i, 1.0, 2.0) for i in range(1, 6)]),
+            steps=table,
+            findings=StepFindings(table),
+        )
+        timeline = timeline_of(profile, duration_ms=10.0, max_rows=2)
+        assert [(row.task_id, len(row.segments)) for row in timeline.rows] == [(1, 1), (2, 1)]
+        assert timeline.hidden_rows == 3
+
+
+class TestSegmentsOfRecordedSteps:
+    @pytest.mark.skipif(STEPS_UNAVAILABLE is not None, reason="step timing needs Python 3.12+")
+    def test_a_real_requests_waits_name_their_lines(self) -> None:
+        async def child() -> None:
+            await asyncio.sleep(0.01)  # child sleep
+
+        async def body() -> None:
+            await asyncio.sleep(0.02)  # request sleep
+            await asyncio.create_task(child(), name="child")  # await child
+
+        profile = stored(json.loads(json.dumps(asyncio.run(profiled(body)).to_dict())))
+        assert profile.steps is not None
+        timeline = timeline_of(profile, duration_ms=profile.steps.end_ms)
+        request, spawned = timeline.rows
+        assert (request.task_id, spawned.task_id, spawned.name) == (0, 1, "child")
+        sites = profile.await_sites()
+        this_file = os.path.basename(__file__)
+        waits = {}
+        for row in (request, spawned):
+            for seg in row.segments:
+                if seg.kind == "wait":
+                    assert seg.site is not None
+                    site = sites[seg.site].site
+                    assert site is not None
+                    waits[site.lineno] = seg
+        sleep = waits[line_of("request sleep")]
+        assert f"at {this_file}:{line_of('request sleep')} in " in sleep.label
+        assert "for sleep 20.0 ms" in sleep.label
+        assert sleep.end_ms - sleep.start_ms >= 19.0
+        awaited = waits[line_of("await child")]
+        assert "for task 1" in awaited.label
+        assert f"{this_file}:{line_of('child sleep')}" in waits[line_of("child sleep")].label
+
+
+def line_of(marker: str) -> int:
+    """The line of this file that ends with ``# marker``."""
+    for number, text in enumerate(SOURCE, 1):
+        if text.rstrip().endswith(f"# {marker}"):
+            return number
+    raise LookupError(marker)
+
+
+async def profiled(body: Callable[[], Awaitable[None]]) -> AsyncProfile:
+    """``body`` as a profiled request runs: in its own task, the panel's profiler around it."""
+    config = DebugToolbarConfig()
+    context = RequestContext(method="GET", path="/segments", client_host="127.0.0.1")
+
+    async def request() -> AsyncProfile:
+        profiler = AsyncRequestProfiler(
+            context, config, TaskFactoryBackend(origin_ns=context.start_ns)
+        )
+        profiler.start()
+        try:
+            await body()
+        finally:
+            profile = profiler.stop()
+        return profile
+
+    return await asyncio.create_task(request(), name="the-request")
