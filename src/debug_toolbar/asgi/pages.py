@@ -159,7 +159,7 @@ class ToolbarPages:
         )
 
     def history_page(self, base_url: str, page: int = 1) -> Response:
-        return html_response(render_history(self.history, base_url, page=page))
+        return html_response(render_history(self.history, base_url, page=page, config=self.config))
 
     def detail_page(self, request_id: str, base_url: str) -> Response:
         record = self.history.get(request_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup
@@ -17,18 +18,24 @@ from debug_toolbar.asgi.paths import download_url
 from debug_toolbar.asgi.static import static_url
 from debug_toolbar.core.bounds import clip
 from debug_toolbar.core.context import DISABLED_PANELS_COOKIE
-from debug_toolbar.core.panel import DownloadLink
+from debug_toolbar.core.panel import DownloadLink, HistoryCell
 from debug_toolbar.core.rendering import render_panel, render_template
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from debug_toolbar.core.config import DebugToolbarConfig
-    from debug_toolbar.core.panel import PanelDownload
+    from debug_toolbar.core.panel import HistoryColumn, Panel, PanelDownload
     from debug_toolbar.core.records import PanelRecord, RequestRecord
     from debug_toolbar.core.storage import RequestHistory
 
 __all__ = (
     "HISTORY_PAGE_ROWS",
+    "HistoryPanelColumn",
+    "HistoryRow",
     "download_links",
+    "history_columns",
+    "history_rows",
     "panel_downloads",
     "render_detail",
     "render_history",
@@ -102,19 +109,103 @@ def render_toolbar(record: RequestRecord, base_url: str) -> str:
     return render_template("toolbar.html", record=record, **_common(base_url))
 
 
-def render_history(history: RequestHistory, base_url: str, *, page: int = 1) -> str:
+@dataclass(frozen=True, slots=True)
+class HistoryPanelColumn:
+    """A column of the history that a panel adds (``Panel.history_columns``)."""
+
+    panel: type[Panel]
+    column: HistoryColumn
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRow:
+    """One request of the history, with its cells in the panels' columns (None: no cell)."""
+
+    record: RequestRecord
+    cells: tuple[HistoryCell | None, ...]
+
+
+def history_columns(config: DebugToolbarConfig | None) -> tuple[HistoryPanelColumn, ...]:
+    """The panels' columns, in the toolbar's order of the configured panels."""
+    if config is None:
+        return ()
+    return tuple(
+        HistoryPanelColumn(panel, column)
+        for panel in config.panel_classes
+        for column in panel.history_columns
+    )
+
+
+_cells_failed: set[str] = set()
+"""Panels whose ``history_cells`` failed in this process (logged once each)."""
+
+
+def _panel_cells(panel_class: type[Panel], panel: PanelRecord | None) -> dict[str, HistoryCell]:
+    """One panel's cells in one row: from the record's head, nothing deferred is built."""
+    if panel is None:  # the panel was not configured when the request was recorded
+        return {}
+    label = panel.title or panel.panel_id
+    if not panel.enabled:
+        off = HistoryCell("off", title=f"The {label} panel was off for this request")
+        return {column.key: off for column in panel_class.history_columns}
+    if panel.error is not None:
+        failed = HistoryCell("error", title=f"The {label} panel failed: {panel.error}", warn=True)
+        return {column.key: failed for column in panel_class.history_columns}
+    try:
+        return panel_class.history_cells(panel.head)
+    except Exception:  # a panel's bug must not take the history page down
+        if panel_class.panel_id not in _cells_failed:
+            _cells_failed.add(panel_class.panel_id)
+            logger.warning(
+                "debug toolbar: panel %s failed building its history cells (said once)",
+                panel_class.panel_id,
+                exc_info=True,
+            )
+        return {}
+
+
+def history_rows(
+    records: Sequence[RequestRecord], columns: Sequence[HistoryPanelColumn]
+) -> list[HistoryRow]:
+    """The rows of one page: each panel with columns is asked once per record."""
+    panels = list(dict.fromkeys(column.panel for column in columns))
+    rows = []
+    for record in records:
+        cells = {
+            panel_class: _panel_cells(panel_class, record.panel(panel_class.panel_id))
+            for panel_class in panels
+        }
+        rows.append(
+            HistoryRow(
+                record,
+                tuple(cells[column.panel].get(column.column.key) for column in columns),
+            )
+        )
+    return rows
+
+
+def render_history(
+    history: RequestHistory,
+    base_url: str,
+    *,
+    page: int = 1,
+    config: DebugToolbarConfig | None = None,
+) -> str:
     """One page of the history, newest first: ``HISTORY_PAGE_ROWS`` rows, whatever is kept.
 
-    A page out of range shows the nearest one.
+    A page out of range shows the nearest one. With ``config``, the configured panels add
+    their columns (``Panel.history_columns``), read from each record's head.
     """
     records = history.records()
     pages = max(1, -(-len(records) // HISTORY_PAGE_ROWS))
     page = min(max(page, 1), pages)
     start = (page - 1) * HISTORY_PAGE_ROWS
+    columns = history_columns(config)
     return render_template(
         "history.html",
         title="Requests",
-        records=records[start : start + HISTORY_PAGE_ROWS],
+        columns=columns,
+        rows=history_rows(records[start : start + HISTORY_PAGE_ROWS], columns),
         total=len(records),
         first=start + 1,
         page=page,

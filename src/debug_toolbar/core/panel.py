@@ -7,7 +7,7 @@ logging handler) lives in a module built for sharing, never on the panel class.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
@@ -17,7 +17,15 @@ if TYPE_CHECKING:
     from debug_toolbar.core.records import RequestRecord, StatsBuilder
     from debug_toolbar.core.toolbar import DebugToolbar
 
-__all__ = ("DownloadBuilder", "DownloadContent", "DownloadLink", "Panel", "PanelDownload")
+__all__ = (
+    "DownloadBuilder",
+    "DownloadContent",
+    "DownloadLink",
+    "HistoryCell",
+    "HistoryColumn",
+    "Panel",
+    "PanelDownload",
+)
 
 DownloadContent: TypeAlias = bytes | dict[str, Any] | list[Any] | None
 """What a download's builder returns: bytes sent as they are, a JSON-ready dict or list (sent as
@@ -83,6 +91,45 @@ class DownloadLink:
     filename: str
 
 
+_COLUMN_KEY = re.compile(r"[A-Za-z0-9_-]{1,50}")
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryColumn:
+    """A column a panel adds to the history's list of requests (``Panel.history_columns``).
+
+    So that the request worth opening can be found in the list: the Async panel's tasks,
+    blocking calls and slowest await. Declared on the class; the cells come from each
+    record's stored stats (``Panel.history_cells``).
+    """
+
+    key: str
+    """Names the column's cell in ``history_cells``: letters, digits, ``_`` and ``-``."""
+    title: str
+    """The column's heading."""
+    description: str = ""
+    """What the column counts (the heading's tooltip)."""
+    numeric: bool = False
+    """Right-aligned, as figures are."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.key, str) or not _COLUMN_KEY.fullmatch(self.key):
+            raise ValueError(f"HistoryColumn key {self.key!r}: 1 to 50 letters, digits, '_' or '-'")
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryCell:
+    """One request's value in a panel's history column: plain text, escaped when shown."""
+
+    text: str
+    note: str = ""
+    """Shown after the text, quieter (a second figure, a file:line)."""
+    title: str = ""
+    """The tooltip: the figure's details."""
+    warn: bool = False
+    """Worth attention (the request blocked the loop): shown as a warning."""
+
+
 class Panel:
     """Base class for toolbar panels.
 
@@ -113,6 +160,10 @@ class Panel:
     """Files this panel offers for each request it ran on; the toolbar's pages serve them and
     give the template their links (``downloads``). Names are unique within a panel."""
 
+    history_columns: ClassVar[tuple[HistoryColumn, ...]] = ()
+    """Columns this panel adds to the history's list of requests, filled by
+    ``history_cells``. Keys are unique within a panel."""
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "panel_id" not in cls.__dict__:
@@ -122,11 +173,26 @@ class Panel:
         names = [download.name for download in cls.downloads]
         if len(set(names)) != len(names):
             raise ValueError(f"{cls.__name__}.downloads: two downloads share a name in {names}")
+        keys = [column.key for column in cls.history_columns]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"{cls.__name__}.history_columns: two columns share a key in {keys}")
 
     @classmethod
     def get_download(cls, name: str) -> PanelDownload | None:
         """The download called ``name``, or None when this panel offers none by that name."""
         return next((download for download in cls.downloads if download.name == name), None)
+
+    @classmethod
+    def history_cells(cls, stats: Mapping[str, Any]) -> dict[str, HistoryCell]:
+        """This panel's cells in one request's row of the history, by column key.
+
+        ``stats`` is what the panel recorded while the request was answered (the record's
+        head, ``PanelRecord.head``), never the deferred part: the history shows a hundred
+        requests a page and must not build any record's detail. So what a column needs is
+        recorded eagerly, small. A record kept by an older version may lack what a column
+        reads: give no cell for it (the column shows a dash), never an error. Default: none.
+        """
+        return {}
 
     def response_headers(self) -> list[tuple[str, str]]:
         """Headers this panel adds to the response, asked when the app starts its response.

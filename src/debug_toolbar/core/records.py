@@ -192,6 +192,12 @@ class PanelRecord:
         """``resolve().stats``: the complete stats (for the error too, call ``resolve``)."""
         return self.resolve().stats
 
+    @property
+    def head(self) -> dict[str, Any]:
+        """The stats recorded while the request was answered, without the deferred part:
+        nothing is built (the history's columns read this, for a page of records)."""
+        return self._stats
+
     def with_error(self, error: str) -> PanelRecord:
         """A copy of this record marked as failed, for showing the failure in its place."""
         return PanelRecord(

@@ -22,6 +22,7 @@ from debug_toolbar.core.panels.async_profiler.backends import (
 )
 from debug_toolbar.core.panels.async_profiler.export import chrome_trace
 from debug_toolbar.core.panels.async_profiler.heartbeat import heartbeats
+from debug_toolbar.core.panels.async_profiler.history import HISTORY_COLUMNS, history_cells
 from debug_toolbar.core.panels.async_profiler.profile import (
     AsyncProfile,
     Overhead,
@@ -35,8 +36,11 @@ from debug_toolbar.core.panels.async_profiler.timeline import (
 from debug_toolbar.core.panels.async_profiler.watchdog import stop_watchdogs
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from debug_toolbar.core.config import DebugToolbarConfig
     from debug_toolbar.core.context import RequestContext
+    from debug_toolbar.core.panel import HistoryCell
     from debug_toolbar.core.panels.async_profiler.base import AsyncProfilerBackend
     from debug_toolbar.core.panels.async_profiler.heartbeat import LoopHeartbeat
     from debug_toolbar.core.records import RequestRecord
@@ -88,6 +92,7 @@ class AsyncProfilerPanel(Panel):
             build=_chrome_trace,
         ),
     )
+    history_columns = HISTORY_COLUMNS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -284,6 +289,10 @@ class AsyncProfilerPanel(Panel):
         finally:
             self._own_ns += _perf_ns() - started
         return [("Server-Timing", value)]
+
+    @classmethod
+    def history_cells(cls, stats: Mapping[str, Any]) -> dict[str, HistoryCell]:
+        return history_cells(stats)
 
     def get_nav_subtitle(self) -> str:
         summary = self.get_stats().get("summary")
