@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.e2e
 
 IMAGES = Path(__file__).parents[2] / "docs" / "images"
+DEMO = Path(__file__).parents[2] / "examples" / "demo_app.py"
 DURATIONS_MS = {"sleep-40ms": 40.0, "sleep-80ms": 80.0, "sleep-160ms": 160.0}
 
 
@@ -123,6 +124,104 @@ class TestGantt:
         body = open_async_panel(page, demo_server.url)
         overflow = body.evaluate("el => el.scrollWidth - el.clientWidth")
         assert overflow <= 0
+
+
+def demo_line(function: str, text: str) -> int:
+    """The line of ``examples/demo_app.py`` holding ``text``, first after ``def function``."""
+    lines = DEMO.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if f"def {function}(" in line)
+    return next(i + 1 for i in range(start, len(lines)) if text in lines[i])
+
+
+IN_WINDOW = """el => {
+    const body = el.closest(".dt-window-body").getBoundingClientRect();
+    const box = el.getBoundingClientRect();
+    return box.top >= body.top - 1 && box.top < body.bottom;
+}"""
+"""Whether an element's top is shown inside the toolbar's scrolled window body."""
+
+
+@pytest.mark.skipif(
+    STEPS_UNAVAILABLE is not None,
+    reason="step timing needs Python 3.12+; make test-all runs it on 3.12/3.13",
+)
+class TestSegments:
+    """Steps drawn over the bars: ``/async-timeline``'s request task suspends once, at its
+    ``await asyncio.gather(...)`` of the three sleeping tasks, each of which waits once."""
+
+    def test_request_and_sleep_rows_show_their_steps(self, page: Page, demo_server: Any) -> None:
+        body = open_async_panel(page, demo_server.url)
+        rows = body.locator(".dt-async-gantt .dt-async-rows .dt-timeline-row")
+        assert rows.count() == 4
+        gather_line = demo_line("timeline_demo", "await asyncio.gather(")
+        waits: dict[str, Locator] = {}
+        bars: dict[str, Locator] = {}
+        for index in range(4):
+            row = rows.nth(index)
+            bar = row.locator(".dt-timeline-bar")
+            name = (bar.get_attribute("title") or "").split(" · ")[0]
+            assert row.locator(".dt-async-seg-run").count() >= 1, name
+            wait = row.locator(".dt-async-seg-wait")
+            assert wait.count() == 1, name
+            waits[name], bars[name] = wait, bar
+        request = rows.nth(0).locator(".dt-async-seg-wait").get_attribute("title") or ""
+        # The request's own task waited at the demo's gather, for the three tasks.
+        assert f"at demo_app.py:{gather_line} in timeline_demo" in request, request
+        assert "for gather of 3" in request
+        for name, nominal in DURATIONS_MS.items():
+            title = waits[name].get_attribute("title") or ""
+            assert f"for sleep {nominal:.1f} ms" in title, title
+            assert recorded_ms(title.split(" at ")[0], prefix="waited ") >= nominal - 1
+        # A wait is as wide as it waited, on the bars' scale (the 160 ms task's bar sets it;
+        # a pixel of rounding, and at most a pixel given to a narrower neighbour).
+        unit_box = bars["sleep-160ms"].bounding_box()
+        assert unit_box is not None
+        unit = unit_box["width"] / recorded_ms(bars["sleep-160ms"].get_attribute("title") or "")
+        for wait in waits.values():
+            title = wait.get_attribute("title") or ""
+            waited = recorded_ms(title.split(" at ")[0], prefix="waited ")
+            box = wait.bounding_box()
+            assert box is not None
+            assert box["width"] == pytest.approx(waited * unit, rel=0.03, abs=1.5), title
+        # The segments lie on their bars.
+        own_box = bars[next(iter(set(bars) - set(DURATIONS_MS)))].bounding_box()
+        request_box = rows.nth(0).locator(".dt-async-seg-wait").bounding_box()
+        assert own_box is not None
+        assert request_box is not None
+        assert own_box["x"] - 1 <= request_box["x"] <= own_box["x"] + own_box["width"]
+
+    def test_clicking_a_wait_opens_its_await_site(self, page: Page, demo_server: Any) -> None:
+        page.set_viewport_size({"width": 1280, "height": 600})  # the table starts out of view
+        body = open_async_panel(page, demo_server.url)
+        wait = body.locator(".dt-async-rows .dt-timeline-row").nth(0).locator(".dt-async-seg-wait")
+        index = wait.get_attribute("data-dt-site")
+        assert index is not None
+        site = body.locator(f"#dt-async-site-{index}")
+        details = site.locator("xpath=self::details | .//details").first
+        assert details.evaluate("el => el.open") is False
+        assert site.evaluate(IN_WINDOW) is False  # below, under the timeline
+        hash_before = page.evaluate("location.hash")
+        wait.click()
+        assert details.evaluate("el => el.open") is True
+        assert "dt-async-seg-target" in (site.get_attribute("class") or "")
+        # The row holds the source line of the await: the demo's gather.
+        assert "await asyncio.gather(" in site.inner_text()
+        page.wait_for_function(IN_WINDOW, arg=site.element_handle())  # scrolled smoothly
+        assert page.evaluate("location.hash") == hash_before  # the app's address is its own
+
+    def test_a_site_row_missing_from_the_page_is_ignored(
+        self, page: Page, demo_server: Any
+    ) -> None:
+        """A record stored before the await-site table existed has no row to open."""
+        body = open_async_panel(page, demo_server.url)
+        wait = body.locator(".dt-async-rows .dt-timeline-row").nth(0).locator(".dt-async-seg-wait")
+        index = wait.get_attribute("data-dt-site")
+        body.locator(f"#dt-async-site-{index}").evaluate("el => el.remove()")
+        scroll = body.evaluate("el => el.scrollTop")
+        wait.click()
+        assert body.evaluate("el => el.scrollTop") == scroll
+        assert body.locator(".dt-async-seg-target").count() == 0
+        # (the page fixture fails the test on any error the browser reports)
 
 
 @pytest.mark.skipif(

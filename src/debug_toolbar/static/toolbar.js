@@ -77,6 +77,59 @@
     }
   }
 
+  // A segment of the Gantt (a step, or the wait after one) opens the await site it belongs to
+  // in the panel's await-site table: row K is (or holds) <details id="dt-async-site-K"> with
+  // the source line and the stack. Looked up in the same panel, never through the address:
+  // the toolbar lives in the app's own pages, so location.hash is left alone. A record stored
+  // before the table existed has no such row: nothing happens then.
+  var SITE_INDEX = /^[0-9]+$/;
+
+  function openAwaitSite(segment) {
+    var index = segment.getAttribute("data-dt-site") || "";
+    var panel = segment.closest(".dt-async");
+    if (!SITE_INDEX.test(index) || !panel) {
+      return;
+    }
+    var target = panel.querySelector("#dt-async-site-" + index);
+    if (!target) {
+      return;
+    }
+    var details = target.tagName === "DETAILS" ? target : target.querySelector("details");
+    if (details) {
+      details.open = true;
+    }
+    for (var outer = target.parentElement; outer; outer = outer.parentElement) {
+      if (outer.tagName === "DETAILS") {
+        outer.open = true; // a collapsed section around the table
+      }
+      if (outer === panel) {
+        break;
+      }
+    }
+    target.classList.remove("dt-async-seg-target");
+    void target.offsetWidth; // restarts the highlight when the same row is opened again
+    target.classList.add("dt-async-seg-target");
+    // Its top (the site's line) first: an opened row with its stack can be taller than the
+    // window.
+    target.scrollIntoView({ block: "start", behavior: "smooth" });
+    target.addEventListener(
+      "animationend",
+      function () {
+        target.classList.remove("dt-async-seg-target");
+      },
+      { once: true }
+    );
+  }
+
+  // One listener for every panel, now and later (the toolbar's window replaces its content):
+  // a Gantt can hold thousands of segments.
+  root.addEventListener("click", function (event) {
+    var segment = event.target.closest && event.target.closest(".dt-async-seg[data-dt-site]");
+    if (segment && root.contains(segment)) {
+      openAwaitSite(segment);
+    }
+  });
+
   root.addEventListener("dt:panel-loaded", function (event) {
     var element = event.detail && event.detail.element;
     if (!element || !element.querySelectorAll) {

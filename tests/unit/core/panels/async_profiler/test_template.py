@@ -6,11 +6,23 @@ Hand-built stats (the shape ``AsyncProfilerPanel.generate_stats`` stores) go thr
 
 from __future__ import annotations
 
+import json
 import re
 from html.parser import HTMLParser
 from typing import Any
 
-from support import render_async_panel
+from debug_toolbar.core.panels.async_profiler.models import StackFrame
+from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile
+from debug_toolbar.core.panels.async_profiler.step_findings import StepFindings
+from debug_toolbar.core.panels.async_profiler.steps import (
+    AwaitTarget,
+    RequestTask,
+    Step,
+    StepTable,
+)
+from debug_toolbar.core.panels.async_profiler.task_table import TaskTable
+from debug_toolbar.core.panels.async_profiler.timeline import timeline_of
+from support import render_async_panel, task_event
 
 VOID = frozenset({"br", "hr", "img", "input", "meta", "link", "col", "wbr", "source"})
 EVIL = "<script>alert(1)</script>"
@@ -324,3 +336,132 @@ class TestYappiRetention:
         assert "dt-async-yappi-retention" not in html
         del stats["yappi_retention"]  # records stored before this key existed
         assert "dt-async-yappi-retention" not in render(stats)
+
+
+def stepped_stats(function: str = "show_user") -> dict[str, Any]:
+    """The request's task sleeps 10-40 ms at views.py:12 (ready at 38: queued 2 ms), its child
+    awaits httpx 20-55 ms at views.py:30 (readiness unknown); 100 ms in all. As stored."""
+    query = StackFrame("/app/views.py", 12, function, "await asyncio.sleep(0.028)")
+    call = StackFrame("/app/views.py", 30, "load", "await client.get(url)")
+    httpx = AwaitTarget("library", library="httpx", function="AsyncClient.get")
+    table = StepTable(
+        origin_ns=0,
+        end_ns=100_000_000,
+        rows=(
+            Step(
+                0,
+                0.0,
+                10.0,
+                "await",
+                site=query,
+                awaited=AwaitTarget("sleep", delay_ms=28.0),
+                resumed_ms=40.0,
+                ready_ms=38.0,
+            ),
+            Step(1, 15.0, 20.0, "await", site=call, awaited=httpx, resumed_ms=55.0),
+            Step(1, 55.0, 58.0, "return"),
+            Step(0, 40.0, 100.0, "running"),
+        ),
+    )
+    profile = AsyncProfile(
+        backend="taskfactory",
+        tasks=TaskTable.from_events([task_event(1, 15.0, 58.0, name="loader")]),
+        request_task=RequestTask("Task-3", "run_asgi", 0.0, 100.0),
+        steps=table,
+        findings=StepFindings(table),
+    )
+    stats: dict[str, Any] = json.loads(json.dumps(profile.to_dict()))
+    return stats
+
+
+def segments_of(checker: _Checker) -> list[dict[str, str | None]]:
+    return [
+        attrs
+        for tag, attrs in checker.tags
+        if tag == "span" and "dt-async-seg" in (attrs.get("class") or "").split()
+    ]
+
+
+class TestSegments:
+    def test_segments_drawn_in_the_bars_tracks_with_their_hover_text(self) -> None:
+        stats = stepped_stats()
+        html = render(stats)
+        checker = parse(html)
+        timeline = timeline_of(AsyncProfile.from_dict(stats), duration_ms=100.0)
+        expected = [seg for row in timeline.rows for seg in row.segments]
+        drawn = segments_of(checker)
+        assert [attrs["class"] for attrs in drawn] == [
+            "dt-async-seg dt-async-seg-run",
+            "dt-async-seg dt-async-seg-wait",
+            "dt-async-seg dt-async-seg-queued",
+            "dt-async-seg dt-async-seg-run",
+            "dt-async-seg dt-async-seg-run",
+            "dt-async-seg dt-async-seg-wait",
+            "dt-async-seg dt-async-seg-run",
+        ]
+        assert [attrs["style"] for attrs in drawn] == [
+            f"left: {seg.left_pct:.4f}%; width: {seg.width_pct:.4f}%" for seg in expected
+        ]
+        assert drawn[1]["style"] == "left: 10.0000%; width: 28.0000%"
+        assert [attrs["title"] for attrs in drawn] == [seg.label for seg in expected]
+        assert drawn[1]["title"] == (
+            "waited 28.0 ms at views.py:12 in show_user · for sleep 28.0 ms"
+            " · then queued 2.0 ms (ready → resumed)"
+        )
+        # The bars stay, with their own hover text; a segmented bar says so for the CSS.
+        bars = attr(checker, "dt-timeline-bar", "class")
+        assert bars == [
+            "dt-timeline-bar dt-async-completed dt-async-seg-bar",
+            "dt-timeline-bar dt-async-completed dt-async-seg-bar",
+        ]
+        assert attr(checker, "dt-timeline-bar", "title")[1].startswith("loader · start 15.0 ms")
+
+    def test_a_click_target_names_the_await_site_row(self) -> None:
+        stats = stepped_stats()
+        html = render(stats)
+        checker = parse(html)
+        sites = AsyncProfile.from_dict(stats).await_sites()
+        drawn = segments_of(checker)
+        pointed = [
+            (attrs["class"], attrs.get("data-dt-site"))
+            for attrs in drawn
+            if "data-dt-site" in attrs
+        ]
+        # The httpx wait (35 ms) is the larger: row 0; the sleep (30 ms, 2 of them queued) row 1.
+        assert [(row.site.lineno if row.site else None, row.total_ms) for row in sites] == [
+            (30, 35.0),
+            (12, 30.0),
+        ]
+        assert pointed == [
+            ("dt-async-seg dt-async-seg-run", "1"),  # the run that ended at the sleep
+            ("dt-async-seg dt-async-seg-wait", "1"),
+            ("dt-async-seg dt-async-seg-queued", "1"),
+            ("dt-async-seg dt-async-seg-run", "0"),
+            ("dt-async-seg dt-async-seg-wait", "0"),
+        ]
+        # ...the ids the await-site table gives its rows: what toolbar.js opens.
+        for index in ("0", "1"):
+            assert f'id="dt-async-site-{index}"' in html
+
+    def test_legend_and_hint_only_with_segments(self) -> None:
+        html = render(stepped_stats())
+        for words in ("running (a step)", "waiting at an await", "queued (ready, loop busy)"):
+            assert words in html
+        assert "click a wait to open its await site below" in html
+        plain = render(rich_stats())
+        assert "dt-async-seg" not in plain
+        assert "waiting at an await" not in plain
+
+    def test_site_names_are_escaped(self) -> None:
+        html = render(stepped_stats(function=EVIL))
+        parse(html)
+        assert "<script>" not in html
+        assert "in &lt;script&gt;alert(1)&lt;/script&gt; · for sleep 28.0 ms" in html
+
+    def test_the_request_task_alone_is_drawn_with_its_steps(self) -> None:
+        stats = stepped_stats()
+        stats["tasks"] = []
+        stats["steps"]["rows"] = [row for row in stats["steps"]["rows"] if row["task_id"] == 0]
+        checker = parse(render(stats))
+        assert len(attr(checker, "dt-timeline-bar", "class")) == 1
+        assert len(segments_of(checker)) == 4
