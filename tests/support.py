@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -17,9 +18,11 @@ from debug_toolbar.core.panels.async_profiler.models import StackFrame, TaskEven
 
 __all__ = (
     "REPO",
+    "HtmlNode",
     "ProcessPauses",
     "RawResponse",
     "Rendezvous",
+    "html_tree",
     "load_demo",
     "raw_request",
     "task_event",
@@ -254,3 +257,83 @@ def render_async_panel(
         if with_downloads
     ]
     return render_panel(panel, record, config.url_prefix, config, downloads)
+
+
+_VOID = frozenset({"br", "hr", "img", "input", "meta", "link", "col", "wbr", "source"})
+_BLOCKS = frozenset(
+    {"p", "div", "pre", "li", "ol", "ul", "details", "summary", "dt", "dd", "h4", "section"}
+)
+
+
+class HtmlNode:
+    """An element of a rendered fragment (``html_tree``), to find by class or id and read."""
+
+    def __init__(self, tag: str, attrs: dict[str, str | None]) -> None:
+        self.tag, self.attrs = tag, attrs
+        self.children: list[HtmlNode | str] = []
+
+    @property
+    def classes(self) -> list[str]:
+        return (self.attrs.get("class") or "").split()
+
+    @property
+    def elements(self) -> list[HtmlNode]:
+        """Its child elements (text left out)."""
+        return [child for child in self.children if isinstance(child, HtmlNode)]
+
+    def text(self) -> str:
+        """Its text as the page reads it, whitespace collapsed (blocks apart)."""
+        return " ".join(self._raw().split())
+
+    def _raw(self) -> str:
+        raw = "".join(child if isinstance(child, str) else child._raw() for child in self.children)
+        return f" {raw} " if self.tag in _BLOCKS else raw
+
+    def walk(self) -> list[HtmlNode]:
+        """This element and every element inside it, in document order."""
+        found = [self]
+        for child in self.elements:
+            found += child.walk()
+        return found
+
+    def find_all(self, cls: str) -> list[HtmlNode]:
+        return [node for node in self.walk() if cls in node.classes]
+
+    def find(self, cls: str) -> HtmlNode:
+        """The one element with class ``cls`` (fails on none or several)."""
+        [node] = self.find_all(cls)
+        return node
+
+    def by_id(self, element_id: str) -> HtmlNode:
+        [node] = [node for node in self.walk() if node.attrs.get("id") == element_id]
+        return node
+
+
+class _TreeBuilder(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.root = HtmlNode("#fragment", {})
+        self.stack = [self.root]
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        node = HtmlNode(tag, dict(attrs))
+        self.stack[-1].children.append(node)
+        if tag not in _VOID:
+            self.stack.append(node)
+
+    def handle_endtag(self, tag: str) -> None:
+        assert self.stack[-1].tag == tag, f"</{tag}> closes <{self.stack[-1].tag}>"
+        self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        self.stack[-1].children.append(data)
+
+
+def html_tree(html: str) -> HtmlNode:
+    """A rendered fragment as a tree; fails on unbalanced or misnested tags (the toolbar
+    inserts fragments with innerHTML, which would silently rebalance them)."""
+    builder = _TreeBuilder()
+    builder.feed(html)
+    builder.close()
+    assert builder.stack == [builder.root], [node.tag for node in builder.stack]
+    return builder.root

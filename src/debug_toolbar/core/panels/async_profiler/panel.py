@@ -30,6 +30,7 @@ from debug_toolbar.core.panels.async_profiler.profile import (
 )
 from debug_toolbar.core.panels.async_profiler.profiler import AsyncRequestProfiler
 from debug_toolbar.core.panels.async_profiler.server_timing import server_timing_value
+from debug_toolbar.core.panels.async_profiler.steps_view import steps_view
 from debug_toolbar.core.panels.async_profiler.timeline import (
     timeline_of,
 )
@@ -312,8 +313,20 @@ class AsyncProfilerPanel(Panel):
         from debug_toolbar.core.panels.async_profiler.yappi_backend import YappiBackend
 
         profile = AsyncProfile.from_dict(stats) if stats else None
+        steps = (
+            None
+            if profile is None
+            else steps_view(
+                profile,
+                slow_threshold_ms=config.async_event_loop_lag_threshold_ms,
+                blocking_threshold_ms=config.async_blocking_threshold_ms,
+            )
+        )
         return {
             "profile": profile,
+            "steps_view": steps,
+            # Await-site rows on the page: ids dt-async-site-0 .. shown_sites - 1.
+            "shown_sites": 0 if steps is None else steps.shown_sites,
             "timeline": None
             if profile is None
             else timeline_of(
