@@ -238,8 +238,10 @@ def _row(
     )
     if segments is not None and segments.steps:
         parts.append(f"{segments.steps:,} step" + ("" if segments.steps == 1 else "s"))
-        if segments.merged_steps:
-            parts.append(f"{segments.merged_steps:,} steps shorter than a pixel merged")
+        merged = segments.merged_steps
+        if merged:
+            noun = "step" if merged == 1 else "steps"
+            parts.append(f"{merged:,} {noun} shorter than a pixel merged")
     site = _creation_site(stack)
     return TimelineRow(
         task_id=task.task_id,

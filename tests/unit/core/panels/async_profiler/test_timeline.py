@@ -913,6 +913,30 @@ class TestSegments:
             " · running 0.20 ms, waiting 0.80 ms"
         )
 
+    def test_a_lone_step_shorter_than_a_pixel_is_one_merged_segment(self) -> None:
+        steps = (
+            Step(0, 0.0, 0.2, "await", site=QUERY, awaited=SLEEP, resumed_ms=0.5),
+            Step(0, 0.5, 100.0, "return"),
+        )
+        table = StepTable(origin_ns=0, end_ns=100_000_000, rows=steps)
+        profile = AsyncProfile(
+            backend="taskfactory",
+            tasks=TaskTable.empty(),
+            request_task=RequestTask("Task-1", "run_asgi", 0.0, 100.0),
+            steps=table,
+            findings=StepFindings(table),
+        )
+        (row,) = timeline_of(profile, duration_ms=1000.0).rows
+        # Its run and its wait are not told apart: one pixel says what it holds.
+        assert spans(row) == [("mixed", 0.0, 0.5, 0.0, 0.1), ("run", 0.5, 100.0, 0.1, 9.9)]
+        assert row.segments[0].label == (
+            "1 step shorter than a pixel, merged · 0.0 ms to 0.50 ms"
+            " · running 0.20 ms, waiting 0.30 ms"
+        )
+        assert (row.segments[0].steps, row.segments[0].site) == (1, None)
+        assert row.merged_steps == 1
+        assert row.label.endswith(" · 2 steps · 1 step shorter than a pixel merged")
+
     def test_merged_parts_leave_the_wide_ones_alone(self) -> None:
         # Ten steps of 0.1 ms (a pixel in all), then a 2 ms run and a long wait, drawn apart.
         profile = long_task_profile(10, run_ms=0.05, wait_ms=0.05)
