@@ -209,6 +209,21 @@ class TestSegments:
         page.wait_for_function(IN_WINDOW, arg=site.element_handle())  # scrolled smoothly
         assert page.evaluate("location.hash") == hash_before  # the app's address is its own
 
+    def test_clicking_a_largest_wait_opens_its_await_site(
+        self, page: Page, demo_server: Any
+    ) -> None:
+        page.set_viewport_size({"width": 1280, "height": 600})
+        body = open_async_panel(page, demo_server.url)
+        wait = body.locator(".dt-async-steps-wait[data-dt-site]").first
+        index = wait.get_attribute("data-dt-site")
+        assert index is not None
+        site = body.locator(f"#dt-async-site-{index}")
+        details = site.locator("xpath=self::details | .//details").first
+        assert details.evaluate("el => el.open") is False
+        wait.click()
+        assert details.evaluate("el => el.open") is True
+        assert "await asyncio.gather(" in site.inner_text()
+
     def test_a_site_row_missing_from_the_page_is_ignored(
         self, page: Page, demo_server: Any
     ) -> None:

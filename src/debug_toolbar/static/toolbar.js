@@ -124,7 +124,10 @@
   // One listener for every panel, now and later (the toolbar's window replaces its content):
   // a Gantt can hold thousands of segments.
   root.addEventListener("click", function (event) {
-    var segment = event.target.closest && event.target.closest(".dt-async-seg[data-dt-site]");
+    // The breakdown's largest waits point at their rows the same way.
+    var segment =
+      event.target.closest &&
+      event.target.closest(".dt-async-seg[data-dt-site], .dt-async-steps-wait[data-dt-site]");
     if (segment && root.contains(segment)) {
       openAwaitSite(segment);
     }

@@ -204,6 +204,17 @@ def _short_location(filename: str | None, lineno: int | None) -> str:
     return name if lineno is None else f"{name}:{lineno}"
 
 
+def _display_name(task: TaskEvent) -> str:
+    """The row's label: the request's own task says so (its coroutine is the server's, such as
+    uvicorn's ``RequestResponseCycle.run_asgi``, which tells a user nothing), and a task left
+    with asyncio's default ``Task-<n>`` name is called by its coroutine."""
+    if task.task_id == REQUEST_TASK_ID and task.parent_id is None:
+        return "this request"
+    if task.coro_name and _DEFAULT_TASK_NAME.fullmatch(task.name):
+        return task.coro_name
+    return task.name
+
+
 def _row(
     task: TaskEvent,
     depth: int,
@@ -249,11 +260,7 @@ def _row(
         depth=depth,
         children=children,
         name=task.name,
-        display_name=(
-            task.coro_name
-            if task.coro_name and _DEFAULT_TASK_NAME.fullmatch(task.name)
-            else task.name
-        ),
+        display_name=_display_name(task),
         coro_name=task.coro_name,
         state=task.state,
         start_ms=task.start_ms,

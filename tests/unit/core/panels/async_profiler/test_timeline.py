@@ -653,6 +653,21 @@ class TestRowNames:
             ("Task-12-retry", "Task-12-retry"),  # a name the app gave
         ]
 
+    def test_the_request_task_is_called_this_request(self) -> None:
+        # Its coroutine is the server's (uvicorn's RequestResponseCycle.run_asgi): the label
+        # says what the row is; the hover keeps the task's and the coroutine's names.
+        tasks = [
+            task(0, 0.0, 9.0, name="Task-3", coro_name="RequestResponseCycle.run_asgi"),
+            task(1, 1.0, 5.0, parent_id=0, name="Task-4", coro_name="fetch_rows"),
+        ]
+        rows = generate_timeline(duration_ms=10.0, tasks=tasks).rows
+        assert [(row.task_id, row.display_name, row.is_request) for row in rows] == [
+            (0, "this request", True),
+            (1, "fetch_rows", False),
+        ]
+        assert rows[0].name == "Task-3"
+        assert rows[0].coro_name == "RequestResponseCycle.run_asgi"
+
 
 # ---------------------------------------------------------------- steps drawn over the bars
 
