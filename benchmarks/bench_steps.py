@@ -27,6 +27,13 @@ latencies. Goals (issue 11), step timing on / reference: noop <= 1.10x, sleeps <
 gather <= 2.0x. Also printed: on / off, what step timing alone adds. At the end the last
 request's record is read from the JSON API, to check that its steps were really timed.
 
+**What the step outputs cost per request** (in process): the ``Server-Timing`` header, computed
+on every profiled response from the live recorder (``AsyncRequestProfiler.progress`` and its
+formatting), and the slowest await the history lists (``step_report.slowest_await``, computed
+at ``stop`` for the record's head), for a request task of 3, 100 and 2,000 awaits (and a gather
+of 10 tasks, whose steps neither reads). Both cost per step of the request's own task only.
+Timed in CPU time of the loop's thread, as the per-step figures.
+
 ``BENCH_SCALE`` (a float, default 1) scales every count; ``BENCH_LOOPS=asyncio`` (or
 ``uvloop``) runs one loop.
 """
@@ -49,10 +56,15 @@ from benchmarks import Result
 from benchmarks._servers import HttpConnection, UvicornProcess
 from debug_toolbar.asgi import DebugToolbarMiddleware
 from debug_toolbar.core.config import DebugToolbarConfig
+from debug_toolbar.core.context import RequestContext
 from debug_toolbar.core.panels.async_profiler import AsyncProfilerPanel
+from debug_toolbar.core.panels.async_profiler.profiler import AsyncRequestProfiler
+from debug_toolbar.core.panels.async_profiler.server_timing import server_timing_value
 from debug_toolbar.core.panels.async_profiler.step_monitor import STEPS_UNAVAILABLE
 from debug_toolbar.core.panels.async_profiler.step_recorder import StepRecorder
+from debug_toolbar.core.panels.async_profiler.step_report import slowest_await
 from debug_toolbar.core.panels.async_profiler.taskfactory_backend import TaskFactoryBackend
+from debug_toolbar.core.panels.async_profiler.watchdog import stop_watchdogs
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -88,6 +100,10 @@ SEED = 11
 REQUEST_ID_HEADER = "x-debug-toolbar-request-id"
 RESULTS_MARKER = "bench_steps results: "
 _MODULE = "benchmarks.bench_steps"
+
+OUTPUT_AWAITS = (3, 100, 2_000)
+OUTPUT_CALLS = _scaled(2_000)
+OUTPUT_ROUNDS = 7
 
 GOAL_STEP_US = 3.0
 GOAL_NOOP = 1.10
@@ -203,6 +219,59 @@ def _micro_run(loop_name: str, new_loop: Callable[[], asyncio.AbstractEventLoop]
             f"{loop_name} per step (best rounds)", (best_on - best_off) / 1000, GOAL_STEP_US, "µs"
         ),
     ]
+
+
+# ------------------------------------------------------------------------------ outputs
+
+
+async def _outputs_once(awaits: int) -> tuple[float, float]:
+    """One request task of ``awaits`` awaits, profiled as the panel profiles it (defaults):
+    µs per Server-Timing header mid-request, and per slowest await once it stopped."""
+
+    async def request() -> tuple[float, float]:
+        context = RequestContext(method="GET", path="/", client_host="127.0.0.1")
+        config = DebugToolbarConfig(extra_panels=[AsyncProfilerPanel])
+        profiler = AsyncRequestProfiler(
+            context, config, TaskFactoryBackend(origin_ns=context.start_ns)
+        )
+        profiler.start()
+        try:
+            for _ in range(awaits):
+                await asyncio.sleep(0)
+            await asyncio.gather(*(_trivial() for _ in range(10)))
+            started = time.thread_time_ns()
+            for _ in range(OUTPUT_CALLS):
+                server_timing_value(profiler.progress())
+            header = (time.thread_time_ns() - started) / OUTPUT_CALLS / 1e3
+        finally:
+            profile = profiler.stop()
+        table = profile.steps
+        assert table is not None
+        assert slowest_await(table) is not None  # no silent no-op (and its site resolved)
+        started = time.thread_time_ns()
+        for _ in range(OUTPUT_CALLS):
+            slowest_await(table)
+        return header, (time.thread_time_ns() - started) / OUTPUT_CALLS / 1e3
+
+    return await asyncio.create_task(request())
+
+
+def _outputs_run(loop_name: str, new_loop: Callable[[], asyncio.AbstractEventLoop]) -> None:
+    loop = new_loop()
+    try:
+        for awaits in OUTPUT_AWAITS:
+            rounds = [loop.run_until_complete(_outputs_once(awaits)) for _ in range(OUTPUT_ROUNDS)]
+            headers, slowest = [row[0] for row in rounds], [row[1] for row in rounds]
+            print(
+                f"  {loop_name}, a request task of {awaits:,} awaits: the Server-Timing header "
+                f"costs {statistics.median(headers):7.2f} µs a response (best round "
+                f"{min(headers):7.2f}), the slowest await {statistics.median(slowest):6.2f} µs a "
+                f"request (best {min(slowest):6.2f}); medians of {OUTPUT_ROUNDS} rounds of "
+                f"{OUTPUT_CALLS:,} calls"
+            )
+    finally:
+        loop.close()
+        stop_watchdogs()
 
 
 # ------------------------------------------------------------------------------ end to end
@@ -355,6 +424,8 @@ def _run_here() -> list[Result]:
     results = []
     for loop_name, new_loop in _loops():
         results.extend(_micro_run(loop_name, new_loop))
+    for loop_name, new_loop in _loops():
+        _outputs_run(loop_name, new_loop)
     for loop_name, _new_loop in _loops():
         results.extend(_e2e_run(loop_name))
     return results

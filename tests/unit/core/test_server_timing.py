@@ -7,7 +7,12 @@ from typing import Any
 
 import pytest
 
-from debug_toolbar.core.server_timing import ServerTimingMetric, quoted_string, server_timing
+from debug_toolbar.core.server_timing import (
+    DurationMetric,
+    ServerTimingMetric,
+    quoted_string,
+    server_timing,
+)
 
 
 class TestMetric:
@@ -54,12 +59,29 @@ class TestQuotedString:
         assert value.encode("latin-1").decode("ascii") == 'run;dur=1.000;desc="na?ve ? \\"x\\"?"'
 
 
+class TestDurationMetric:
+    def test_formats_as_the_metric_would(self) -> None:
+        run = DurationMetric("run", 'Running "on" the loop')
+        assert run(12.3456) == str(ServerTimingMetric("run", 12.3456, 'Running "on" the loop'))
+        assert run(0) == 'run;dur=0.000;desc="Running \\"on\\" the loop"'
+        assert DurationMetric("cpu")(1.5) == "cpu;dur=1.500"
+
+    def test_checked_once_when_built(self) -> None:
+        with pytest.raises(ValueError, match="is not a token"):
+            DurationMetric("two words")
+
+    @pytest.mark.parametrize("duration", [-0.5, math.inf, math.nan])
+    def test_a_bad_duration_is_refused(self, duration: float) -> None:
+        with pytest.raises(ValueError, match=r"wait: duration .* is not a finite number"):
+            DurationMetric("wait")(duration)
+
+
 class TestHeader:
     def test_metrics_in_order_comma_separated(self) -> None:
         value = server_timing(
-            [ServerTimingMetric("run", 1.5, "Running"), ServerTimingMetric("tasks", None, "2")]
+            [ServerTimingMetric("run", 1.5, "Running"), DurationMetric("db")(2), 'x;desc="y"']
         )
-        assert value == 'run;dur=1.500;desc="Running", tasks;desc="2"'
+        assert value == 'run;dur=1.500;desc="Running", db;dur=2.000, x;desc="y"'
 
     def test_no_metrics_is_empty(self) -> None:
         assert server_timing([]) == ""

@@ -15,41 +15,38 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from debug_toolbar.core.server_timing import ServerTimingMetric, server_timing
+from debug_toolbar.core.server_timing import DurationMetric, ServerTimingMetric, server_timing
 
 if TYPE_CHECKING:
     from debug_toolbar.core.panels.async_profiler.profiler import RequestProgress
 
-__all__ = ("server_timing_metrics", "server_timing_value")
+__all__ = ("server_timing_value",)
 
-
-def server_timing_metrics(progress: RequestProgress) -> list[ServerTimingMetric]:
-    """The header's metrics, breakdown first; a count has no ``dur`` (it is no duration)."""
-    metrics: list[ServerTimingMetric] = []
-    breakdown = progress.breakdown
-    if breakdown is not None:
-        metrics += [
-            ServerTimingMetric("run", breakdown.running_ms, "Running on the loop"),
-            ServerTimingMetric("wait", breakdown.waiting_ms, "Awaiting"),
-            ServerTimingMetric("queued", breakdown.queued_ms, "Ready, queued behind other work"),
-        ]
-        if progress.blocked_known:
-            metrics.append(
-                ServerTimingMetric("blocked", breakdown.blocked_ms, "Other requests' stalls")
-            )
-        if breakdown.unrecorded_ms > 0:
-            metrics.append(
-                ServerTimingMetric(
-                    "unrecorded", breakdown.unrecorded_ms, "Past the step cap (async_max_steps)"
-                )
-            )
-    tasks = progress.tasks  # no thousands separator: naive readers split the header at commas
-    metrics.append(
-        ServerTimingMetric("tasks", None, f"{tasks} task{'' if tasks == 1 else 's'} spawned")
-    )
-    return metrics
+_RUN = DurationMetric("run", "Running on the loop")
+_WAIT = DurationMetric("wait", "Awaiting")
+_QUEUED = DurationMetric("queued", "Ready but queued behind other work")
+_BLOCKED = DurationMetric("blocked", "Other requests' stalls")
+_UNRECORDED = DurationMetric("unrecorded", "Past the step cap (async_max_steps)")
+# The count's text is built per response from an int and fixed words (nothing to escape); this
+# checks it once. No thousands separator: naive readers split the header at commas.
+ServerTimingMetric("tasks", None, "0 tasks spawned")
 
 
 def server_timing_value(progress: RequestProgress) -> str:
-    """The ``Server-Timing`` header's value for ``progress``."""
-    return server_timing(server_timing_metrics(progress))
+    """The ``Server-Timing`` header's value: the breakdown first, then the count (no ``dur``:
+    a count is no duration)."""
+    metrics: list[str] = []
+    breakdown = progress.breakdown
+    if breakdown is not None:
+        metrics += (
+            _RUN(breakdown.running_ms),
+            _WAIT(breakdown.waiting_ms),
+            _QUEUED(breakdown.queued_ms),
+        )
+        if progress.blocked_known:
+            metrics.append(_BLOCKED(breakdown.blocked_ms))
+        if breakdown.unrecorded_ms > 0:
+            metrics.append(_UNRECORDED(breakdown.unrecorded_ms))
+    tasks = progress.tasks
+    metrics.append(f'tasks;desc="{tasks} task{"" if tasks == 1 else "s"} spawned"')
+    return server_timing(metrics)

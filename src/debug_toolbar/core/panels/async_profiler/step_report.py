@@ -368,39 +368,48 @@ def breakdown_so_far(
     start = recorder.start_ns
     dropped_from = recorder.dropped_from_ns
     cut = now_ns if dropped_from is None else max(min(dropped_from, now_ns), start)
-    spans = _merged_ns(suffered)
-    endings, thread_ready, task_ends = recorder.endings, recorder.ready, recorder.task_ends
+    spans = _merged_ns(suffered) if suffered else ()
+    thread_ready, task_ends = recorder.ready, recorder.task_ends
     root = recorder.watched.get(REQUEST_TASK_ID)
     # When the step going on began; 0 when the task is suspended now (the response is sent
     # from another task) or no longer timed.
     running_since = root.begin_ns if root is not None else 0
     running = waiting = queued = blocked = 0
     last = len(root_rows) - 1
+    # Per response, per step of the request's task: conditionals rather than min/max calls.
     for position, index in enumerate(root_rows):
         _task, begin, end, _site, awaited = rows[index]
-        ran = min(end, cut) - max(begin, start)
+        ran = (end if end < cut else cut) - (begin if begin > start else start)
         if ran > 0:
             running += ran
-        if awaited is None or index in endings:
+        if awaited is None:  # the step did not end in a suspension
             continue
         # Resumed at the next row's start, or at the step going on; still waiting otherwise.
         resumed = rows[root_rows[position + 1]][1] if position < last else (running_since or cut)
-        gap_start, gap_end = max(end, start), min(resumed, cut)
+        gap_start = end if end > start else start
+        gap_end = resumed if resumed < cut else cut
         if gap_end <= gap_start:
             continue
-        ready = thread_ready.get(index)
-        if ready is None:
-            ready = ready_ns(awaited, end, task_ends)
-        ready = gap_end if ready is None else min(max(ready, gap_start), gap_end)
-        blocked_wait = _overlap_ns(spans, gap_start, ready) if spans else 0
-        blocked_queue = _overlap_ns(spans, ready, gap_end) if spans else 0
-        waiting += ready - gap_start - blocked_wait
-        queued += gap_end - ready - blocked_queue
-        blocked += blocked_wait + blocked_queue
+        ready = thread_ready.get(index) if thread_ready else None
+        if ready is None:  # a sleep's, inline: the most common await by far
+            ready = end + awaited[1] if awaited[0] == "sleep" else ready_ns(awaited, end, task_ends)
+        if ready is None or ready > gap_end:
+            ready = gap_end
+        elif ready < gap_start:
+            ready = gap_start
+        if spans:
+            blocked_wait = _overlap_ns(spans, gap_start, ready)
+            blocked_queue = _overlap_ns(spans, ready, gap_end)
+            waiting += ready - gap_start - blocked_wait
+            queued += gap_end - ready - blocked_queue
+            blocked += blocked_wait + blocked_queue
+        else:
+            waiting += ready - gap_start
+            queued += gap_end - ready
     steps = len(root_rows)
     if running_since:
         steps += 1
-        ran = cut - max(running_since, start)
+        ran = cut - (running_since if running_since > start else start)
         if ran > 0:
             running += ran
     return TimeBreakdown(

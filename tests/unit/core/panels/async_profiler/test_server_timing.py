@@ -24,10 +24,7 @@ from debug_toolbar.core.panels.async_profiler.profiler import (
     AsyncRequestProfiler,
     RequestProgress,
 )
-from debug_toolbar.core.panels.async_profiler.server_timing import (
-    server_timing_metrics,
-    server_timing_value,
-)
+from debug_toolbar.core.panels.async_profiler.server_timing import server_timing_value
 from debug_toolbar.core.panels.async_profiler.step_recorder import StepRecorder, TaskSteps
 from debug_toolbar.core.panels.async_profiler.step_report import (
     TimeBreakdown,
@@ -52,30 +49,39 @@ class TestMetrics:
         assert server_timing_value(progress) == (
             'run;dur=4.000;desc="Running on the loop", '
             'wait;dur=20.000;desc="Awaiting", '
-            'queued;dur=2.000;desc="Ready, queued behind other work", '
+            'queued;dur=2.000;desc="Ready but queued behind other work", '
             'blocked;dur=5.000;desc="Other requests\' stalls", '
             'tasks;desc="3 tasks spawned"'
         )
 
     def test_without_steps_only_the_tasks(self) -> None:
         """Python before 3.12, or step timing off: nothing is said that is not known."""
-        metrics = server_timing_metrics(RequestProgress(1, None, blocked_known=True))
-        assert [str(metric) for metric in metrics] == ['tasks;desc="1 task spawned"']
+        value = server_timing_value(RequestProgress(1, None, blocked_known=True))
+        assert value == 'tasks;desc="1 task spawned"'
 
     def test_without_blocking_detection_no_blocked(self) -> None:
         """Other requests' stalls are not watched: a 0 there would be a claim."""
-        metrics = server_timing_metrics(RequestProgress(0, breakdown(), blocked_known=False))
-        assert [metric.name for metric in metrics] == ["run", "wait", "queued", "tasks"]
+        value = server_timing_value(RequestProgress(0, breakdown(), blocked_known=False))
+        assert [part.split(";")[0] for part in value.split(", ")] == [
+            "run",
+            "wait",
+            "queued",
+            "tasks",
+        ]
 
     def test_past_the_step_cap_the_rest_is_unrecorded(self) -> None:
-        metrics = server_timing_metrics(
+        value = server_timing_value(
             RequestProgress(0, breakdown(unrecorded_ms=7.5), blocked_known=True)
         )
-        unrecorded = next(metric for metric in metrics if metric.name == "unrecorded")
-        assert (unrecorded.duration_ms, unrecorded.description) == (
-            7.5,
-            "Past the step cap (async_max_steps)",
-        )
+        assert value.split(", ")[-2:] == [
+            'unrecorded;dur=7.500;desc="Past the step cap (async_max_steps)"',
+            'tasks;desc="0 tasks spawned"',
+        ]
+
+    def test_a_negative_part_is_refused_not_sent(self) -> None:
+        """A bug giving a negative duration raises (the panel then sends no header)."""
+        with pytest.raises(ValueError, match=r"run: duration -1\.0 is not a finite number"):
+            server_timing_value(RequestProgress(0, breakdown(running_ms=-1.0), True))
 
     def test_a_large_count_has_no_comma(self) -> None:
         """Readers that split the header at commas do not get a broken metric."""
