@@ -11,7 +11,7 @@ COV_FLOOR ?= 90
 # Extra interpreters for `make test-all`, found through pyenv when it is there.
 OTHER_PYTHONS ?= 3.10 3.12 3.13
 
-.PHONY: help install demo test test-cov test-all lint format type-check bench check clean
+.PHONY: help install demo test test-cov test-all test-steps lint format type-check bench check clean
 
 help: ## List the commands
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -38,7 +38,8 @@ test-cov: install ## Run the tests and write an HTML coverage report to htmlcov/
 test-all: install ## Run the suite on every supported Python found (3.10-3.13)
 	@passed=""; failed=""; \
 	for v in $(OTHER_PYTHONS); do \
-		py=$$(pyenv prefix $$v 2>/dev/null)/bin/python3; \
+		prefix=$$(pyenv prefix $$v 2>/dev/null || ls -d $$HOME/.pyenv/versions/$$v.* 2>/dev/null | tail -1); \
+		py=$${prefix:+$$prefix/bin/python3}; \
 		if [ ! -x "$$py" ]; then echo "== Python $$v: not installed, skipped"; continue; fi; \
 		echo "== Python $$v ($$py)"; \
 		venv=.venv-$$v; \
@@ -59,6 +60,26 @@ test-all: install ## Run the suite on every supported Python found (3.10-3.13)
 	else failed="$$failed $$v"; fi; \
 	echo "== passed on:$${passed:- none}"; \
 	if [ -n "$$failed" ]; then echo "== FAILED on:$$failed"; exit 1; fi
+
+# Step timing needs Python 3.12+ (sys.monitoring): on 3.10/3.11 its tests skip. CI runs these on
+# one newer interpreter too, so the flagship's "where did the time go" is proven on every push.
+STEPS_PYTHON ?= 3.13
+STEPS_TESTS ?= tests/unit/core/panels/async_profiler tests/integration/test_steps_server.py \
+	tests/integration/test_steps_page.py tests/integration/test_demo_account.py \
+	tests/integration/test_server_timing_server.py tests/e2e/test_async_profiler_browser.py
+
+test-steps: ## Run the step-timing tests on Python $(STEPS_PYTHON) (pyenv), where they do not skip
+	@prefix=$$(pyenv prefix $(STEPS_PYTHON) 2>/dev/null || ls -d $$HOME/.pyenv/versions/$(STEPS_PYTHON).* 2>/dev/null | tail -1); \
+	py=$${prefix:+$$prefix/bin/python3}; \
+	[ -x "$$py" ] || py=$$(command -v python$(STEPS_PYTHON) || true); \
+	if [ ! -x "$$py" ]; then echo "== Python $(STEPS_PYTHON) not installed: step tests not run"; exit 0; fi; \
+	venv=.venv-$(STEPS_PYTHON); \
+	{ test -x $$venv/bin/python || $$py -m venv $$venv; } \
+	&& { [ $$venv/.installed -nt pyproject.toml ] \
+		|| { $$venv/bin/python -m pip install --quiet --upgrade pip \
+			&& $$venv/bin/python -m pip install --quiet -e ".[dev]" \
+			&& touch $$venv/.installed; }; } \
+	&& $$venv/bin/python -m pytest -q -p no:cacheprovider $(STEPS_TESTS) $(PYTEST_ARGS)
 
 lint: install ## Check style with ruff
 	$(BIN)/ruff check src tests benchmarks examples

@@ -542,12 +542,16 @@ class TestWatchdogLifetime:
     def test_a_closed_loops_watchdog_ends_when_another_is_needed(
         self, new_loop: LoopFactory
     ) -> None:
-        run(new_loop, lambda: Request().run(lambda: asyncio.sleep(0)))
-        [old] = watchdog_threads()  # its loop is closed now, the watchdog still parked
-        run(new_loop, lambda: Request().run(lambda: asyncio.sleep(0)))
+        first = run(new_loop, lambda: Request().run(lambda: asyncio.sleep(0)))
+        [old] = first.threads_during  # its loop is closed now, the watchdog still parked
+        second = run(new_loop, lambda: Request().run(lambda: asyncio.sleep(0)))
         old.join(2)
         assert not old.is_alive()
-        assert len(watchdog_threads()) == 1
+        # The second request had a watchdog of its own, and only that one.
+        [new] = second.threads_during
+        assert new is not old
+        # Parked now; or already ended, when the second closed loop was collected at once.
+        assert watchdog_threads() in ([new], [])
 
     def test_a_collected_loops_watchdog_ends(self, new_loop: LoopFactory) -> None:
         run(new_loop, lambda: Request().run(lambda: asyncio.sleep(0)))
