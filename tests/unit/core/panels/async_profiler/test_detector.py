@@ -547,9 +547,9 @@ class TestWatchdogLifetime:
         second = run(new_loop, lambda: Request().run(lambda: asyncio.sleep(0)))
         old.join(2)
         assert not old.is_alive()
-        # The second request had a watchdog of its own, and only that one.
-        [new] = second.threads_during
-        assert new is not old
+        # The second request had a watchdog of its own (the old one, told to end, may still
+        # have been on its way out while it ran).
+        [new] = [thread for thread in second.threads_during if thread is not old]
         # Parked now; or already ended, when the second closed loop was collected at once.
         assert watchdog_threads() in ([new], [])
 
