@@ -22,13 +22,35 @@ __all__ = (
     "ProcessPauses",
     "RawResponse",
     "Rendezvous",
+    "fetch_record",
     "html_tree",
     "load_demo",
+    "marked_line",
     "raw_request",
     "task_event",
 )
 
 REPO = Path(__file__).resolve().parents[1]
+TOOLBAR_PREFIX = "/_debug_toolbar"
+
+
+def marked_line(path: str | Path, marker: str) -> int:
+    """The line of ``path`` that ends with ``# marker``: tests name the lines they expect the
+    toolbar to report by a comment on them, not by a number that moves with every edit."""
+    for number, text in enumerate(Path(path).read_text().splitlines(), 1):
+        if text.rstrip().endswith(f"# {marker}"):
+            return number
+    raise LookupError(f"no line ends with '# {marker}' in {path}")
+
+
+async def fetch_record(client: Any, response: Any, prefix: str = TOOLBAR_PREFIX) -> dict[str, Any]:
+    """The toolbar's record of ``response`` (an httpx response), through its JSON API."""
+    from debug_toolbar.asgi import REQUEST_ID_HEADER
+
+    found = await client.get(f"{prefix}/api/requests/{response.headers[REQUEST_ID_HEADER]}")
+    assert found.status_code == 200, found.text
+    data: dict[str, Any] = found.json()
+    return data
 
 
 class Rendezvous:

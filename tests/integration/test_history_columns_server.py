@@ -27,10 +27,10 @@ from debug_toolbar.core.panels.async_profiler import AsyncProfilerPanel
 from debug_toolbar.core.panels.async_profiler.step_monitor import STEPS_UNAVAILABLE
 from debug_toolbar.core.panels.async_profiler.steps import format_ms
 from debug_toolbar.litestar import DebugToolbarPlugin
+from support import marked_line
 
 PREFIX = "/_debug_toolbar"
 LOOPS = ["asyncio", pytest.param("uvloop", marks=pytest.mark.uvloop)]
-SOURCE = Path(__file__).read_text().splitlines()
 SUMMARY_FIELDS = {
     "total_tasks",
     "completed",
@@ -61,10 +61,7 @@ LIST_FIELDS = {
 
 
 def line_of(marker: str) -> int:
-    for number, text in enumerate(SOURCE, 1):
-        if text.rstrip().endswith(f"# {marker}"):
-            return number
-    raise LookupError(marker)
+    return marked_line(__file__, marker)
 
 
 async def child() -> None:

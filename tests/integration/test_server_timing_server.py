@@ -27,6 +27,7 @@ from debug_toolbar.core.context import DISABLED_PANELS_COOKIE
 from debug_toolbar.core.panels.async_profiler import AsyncProfilerPanel
 from debug_toolbar.core.panels.async_profiler.step_monitor import STEPS_UNAVAILABLE
 from debug_toolbar.litestar import DebugToolbarPlugin
+from support import fetch_record
 
 PREFIX = "/_debug_toolbar"
 LOOPS = ["asyncio", pytest.param("uvloop", marks=pytest.mark.uvloop)]
@@ -96,13 +97,6 @@ def build_app(**options: Any) -> Litestar:
     )
 
 
-async def record_of(client: httpx.AsyncClient, response: httpx.Response) -> dict[str, Any]:
-    found = await client.get(f"{PREFIX}/api/requests/{response.headers[REQUEST_ID_HEADER]}")
-    assert found.status_code == 200
-    data: dict[str, Any] = found.json()
-    return data
-
-
 def toolbar_timing(response: httpx.Response) -> dict[str, dict[str, str]]:
     """The toolbar's Server-Timing header: the last one (an app's own comes first)."""
     values = response.headers.get_list("server-timing")
@@ -122,7 +116,7 @@ class TestServerTimingOnTheWire:
             response = await client.get("/json")
             assert response.status_code == 200
             assert response.json() == {"ok": True}
-            record = await record_of(client, response)
+            record = await fetch_record(client, response)
         metrics = toolbar_timing(response)
         assert metrics["tasks"] == {"desc": "2 tasks spawned"}  # a count: no dur
 

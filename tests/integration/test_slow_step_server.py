@@ -18,23 +18,17 @@ import httpx
 import pytest
 from litestar import Litestar, get
 
-from debug_toolbar.asgi import REQUEST_ID_HEADER
 from debug_toolbar.core.config import DebugToolbarConfig
 from debug_toolbar.core.panels.async_profiler import AsyncProfilerPanel
 from debug_toolbar.litestar import DebugToolbarPlugin
+from support import fetch_record, marked_line
 
-PREFIX = "/_debug_toolbar"
-SOURCE = Path(__file__).read_text().splitlines()
 LOOPS = ["asyncio", pytest.param("uvloop", marks=pytest.mark.uvloop)]
 LAG_THRESHOLD_MS = 10.0
 
 
 def line_of(marker: str) -> int:
-    """The line of this file that ends with ``# marker``."""
-    for number, text in enumerate(SOURCE, 1):
-        if text.rstrip().endswith(f"# {marker}"):
-            return number
-    raise LookupError(marker)
+    return marked_line(__file__, marker)
 
 
 @get("/client")
@@ -71,9 +65,8 @@ async def test_an_ssl_context_built_on_the_loop_is_named_at_its_line(
         response = await client.get("/client")
         assert response.status_code == 200
         built_ms = response.json()["built_ms"]
-        found = await client.get(f"{PREFIX}/api/requests/{response.headers[REQUEST_ID_HEADER]}")
-    assert found.status_code == 200
-    stats = found.json()["panels"]["AsyncProfilerPanel"]
+        record = await fetch_record(client, response)
+    stats = record["panels"]["AsyncProfilerPanel"]
     if built_ms < 2 * LAG_THRESHOLD_MS:
         pytest.skip(f"loading the CA bundle took only {built_ms:.1f} ms here: nothing to name")
     held = [

@@ -25,7 +25,7 @@ from debug_toolbar.core.config import DebugToolbarConfig
 from debug_toolbar.core.panels.async_profiler import AsyncProfilerPanel
 from debug_toolbar.core.panels.async_profiler.step_monitor import STEPS_UNAVAILABLE
 from debug_toolbar.litestar import DebugToolbarPlugin
-from support import HtmlNode, html_tree
+from support import HtmlNode, html_tree, marked_line
 
 PREFIX = "/_debug_toolbar"
 SOURCE = Path(__file__).read_text().splitlines()
@@ -33,11 +33,7 @@ FILENAME = Path(__file__).name
 
 
 def line_of(marker: str) -> int:
-    """The line of this file that ends with ``# marker``."""
-    for number, text in enumerate(SOURCE, 1):
-        if text.rstrip().endswith(f"# {marker}"):
-            return number
-    raise LookupError(marker)
+    return marked_line(__file__, marker)
 
 
 @get("/warm")

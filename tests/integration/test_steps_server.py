@@ -24,28 +24,22 @@ from litestar import Litestar, get
 from litestar.datastructures import State
 from litestar.params import FromPath
 
-from debug_toolbar.asgi import REQUEST_ID_HEADER
 from debug_toolbar.core.config import DebugToolbarConfig
 from debug_toolbar.core.panels.async_profiler import AsyncProfilerPanel
 from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile
 from debug_toolbar.core.panels.async_profiler.step_monitor import STEPS_UNAVAILABLE
 from debug_toolbar.core.panels.async_profiler.timeline import timeline_of
 from debug_toolbar.litestar import DebugToolbarPlugin
-from support import ProcessPauses, Rendezvous
+from support import ProcessPauses, Rendezvous, fetch_record, marked_line
 
 PREFIX = "/_debug_toolbar"
 CONCURRENCY = 50
 TOLERANCE_MS = 5.0
-SOURCE = Path(__file__).read_text().splitlines()
 LOOPS = ["asyncio", pytest.param("uvloop", marks=pytest.mark.uvloop)]
 
 
 def line_of(marker: str) -> int:
-    """The line of this file that ends with ``# marker``."""
-    for number, text in enumerate(SOURCE, 1):
-        if text.rstrip().endswith(f"# {marker}"):
-            return number
-    raise LookupError(marker)
+    return marked_line(__file__, marker)
 
 
 @get("/local")
@@ -124,13 +118,6 @@ def build_app(**state: Any) -> Litestar:
     )
 
 
-async def record_of(client: httpx.AsyncClient, response: httpx.Response) -> dict[str, Any]:
-    found = await client.get(f"{PREFIX}/api/requests/{response.headers[REQUEST_ID_HEADER]}")
-    assert found.status_code == 200
-    data: dict[str, Any] = found.json()
-    return data
-
-
 def suspensions_at(stats: dict[str, Any], lineno: int) -> list[dict[str, Any]]:
     return [
         step
@@ -156,7 +143,7 @@ async def test_where_the_story_handler_time_went(
             response = await client.get("/story")
         assert response.status_code == 200
         truth: dict[str, float] = response.json()
-        record = await record_of(client, response)
+        record = await fetch_record(client, response)
     stats = record["panels"]["AsyncProfilerPanel"]
 
     # The request's own task: in the record, and the first row (root) of the timeline.
@@ -246,7 +233,7 @@ async def test_overlapping_requests_each_list_only_their_own_await_sites(
             *(client.get(f"/overlap/{number}") for number in range(CONCURRENCY))
         )
         assert [r.json()["number"] for r in responses] == list(range(CONCURRENCY))
-        records = await asyncio.gather(*(record_of(client, r) for r in responses))
+        records = await asyncio.gather(*(fetch_record(client, r) for r in responses))
 
     for number, record in enumerate(records):
         stats = record["panels"]["AsyncProfilerPanel"]
