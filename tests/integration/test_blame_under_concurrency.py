@@ -133,6 +133,7 @@ class TestBackToBackStallsOfOverlappingRequests:
         assert [held.status_code, *(r.status_code for r in blockers)] == [200] * (BLOCKERS + 1)
         blocker_ids = {r.headers[REQUEST_ID_HEADER] for r in blockers}
 
+        unseen_ids: set[str] = set()
         for response, ms in zip(blockers, block_ms, strict=True):
             request_id = response.headers[REQUEST_ID_HEADER]
             stats, started_at = async_stats(api, request_id)
@@ -142,14 +143,21 @@ class TestBackToBackStallsOfOverlappingRequests:
                 if not pauses.explains(started_at, c, threshold_ms)
             ]
             own = [c for c in calls if c["culprit"] is True and c["lineno"] == BLOCK_LINE]
-            assert len(own) == 1, (round_id, ms, calls)
-            assert own[0]["filename"] == __file__
+            if own:
+                assert len(own) == 1, (round_id, ms, calls)
+                assert own[0]["filename"] == __file__
+                # Split where the running request changed: within a resampling period of the
+                # truth (5 ms; more when a starved machine delays the watchdog's thread).
+                assert ms - 30 <= own[0]["duration_ms"] <= ms + 60, (round_id, ms, own)
+            else:
+                # The watchdog's thread did not run at all during this block (a starved
+                # machine): the stretch is then "unknown" for everyone, never another's.
+                unseen = [c for c in calls if c["relation"] == "unknown"]
+                assert any(c["duration_ms"] >= ms - 30 for c in unseen), (round_id, ms, calls)
+                unseen_ids.add(request_id)
             # Anything else of its own is the starved machine's, at a 15 ms threshold: short.
             others = [c for c in calls if c["culprit"] is True and c["lineno"] != BLOCK_LINE]
             assert all(c["duration_ms"] < 3 * threshold_ms for c in others), (round_id, others)
-            # Split where the running request changed: within a resampling period of the truth
-            # (5 ms; more when a starved machine delays the watchdog's thread).
-            assert ms - 30 <= own[0]["duration_ms"] <= ms + 60, (round_id, ms, own)
             # The badge counts the same calls (a paused process may add one at 15 ms).
             assert stats["summary"]["blocking_calls"] == sum(
                 1 for c in stats["blocking_calls"] if c["culprit"] is True
@@ -174,8 +182,9 @@ class TestBackToBackStallsOfOverlappingRequests:
             if isinstance(c["culprit"], dict) and c["culprit"]["request_id"] is not None
         ]
         # Only the blockers are ever named, and each of them unless the process was paused
-        # meanwhile (a stall the pause explains is not counted above). A blocker may be named
-        # twice at 15 ms: its task also builds its record after the response, a second step.
+        # meanwhile (a stall the pause explains is not counted above) or the watchdog never
+        # saw its block. A blocker may be named twice at 15 ms: its task also builds its
+        # record after the response, a second step.
         assert set(culprits) <= blocker_ids, (round_id, suffered)
         if not pauses.pauses:
-            assert set(culprits) == blocker_ids, (round_id, suffered)
+            assert blocker_ids - unseen_ids <= set(culprits), (round_id, suffered)

@@ -70,6 +70,15 @@ _NEVER = 1 << 62
 """Stall threshold while nobody detects blocking calls: no gap ever reaches it."""
 _MAX_SEGMENTS = 64
 """Segments kept per stall; a stall that changes hands more often ends in an unknown part."""
+_UNSEEN_NS = 25_000_000
+"""Two sightings of different culprits further apart than this leave a stretch the watchdog did
+not see: its thread did not run, as on a starved machine. While a stall lasts it samples every
+quarter threshold, at most every 5 ms, and waits at most a GIL switch interval (5 ms) to do so
+(a C call holding the GIL delays it until the call returns, but then it sees that call's
+request, still running): 10 ms apart at worst when it runs."""
+_SEEN_MARGIN_NS = 5_000_000
+"""How far a culprit's part reaches into an unseen stretch past its sighting: the longest
+resampling period, within which the watchdog would have seen a switch had it run."""
 
 _current_task = asyncio.current_task
 _BEAT_CONTEXT = contextvars.Context()
@@ -135,18 +144,34 @@ class Stall:
         the first sighting of the next: the switch happened somewhere in that resampling
         period, so the error is at most half of it. The first segment begins with the stall
         and the last one ends with it.
+
+        Unless the watchdog missed a stretch between two culprits (``_UNSEEN_NS``: its thread
+        did not get to run): whoever held the loop then is unknown, and the stretch is a part
+        of its own with no segment, never split between the culprits seen around them. A
+        request whose whole block fell in such a stretch is told "unknown", not blamed on its
+        neighbours. Before the first sighting and after the last, the culprit seen is kept: a
+        C call holding the GIL keeps the watchdog out until it returns, and is still running
+        when the watchdog gets in.
         """
         samples = self.samples
+        start, end = self.start_ns, self.end_ns
         if not samples:
-            return [(self.start_ns, self.end_ns, None)]
+            return [(start, end, None)]
         parts: list[tuple[int, int, StallSample | None]] = []
-        start = self.start_ns
         for current, following in itertools.pairwise(samples):
-            cut = min(max((current.seen_until_ns + following.taken_ns) // 2, start), self.end_ns)
+            seen_until, seen_next = current.seen_until_ns, following.taken_ns
+            if seen_next - seen_until > _UNSEEN_NS:
+                cut = min(max(seen_until + _SEEN_MARGIN_NS, start), end)
+                resumed = min(max(seen_next - _SEEN_MARGIN_NS, cut), end)
+                parts.append((start, cut, current))
+                parts.append((cut, resumed, None))
+                start = resumed
+                continue
+            cut = min(max((seen_until + seen_next) // 2, start), end)
             parts.append((start, cut, current))
             start = cut
-        parts.append((start, self.end_ns, samples[-1]))
-        return parts
+        parts.append((start, end, samples[-1]))
+        return [part for part in parts if part[1] > part[0]]
 
 
 class LagListener(Protocol):
@@ -272,7 +297,11 @@ class LoopHeartbeat:
             segments, self._segments = self._segments, []
         if now - previous <= self.stall_threshold_ns:
             return  # the watchdog sampled a slow moment that did not become a stall
-        stall = Stall(start_ns=previous, end_ns=now, samples=_of_stall(segments, previous))
+        stall = Stall(
+            start_ns=previous,
+            end_ns=now,
+            samples=_of_stall(segments, previous),
+        )
         for listener in tuple(self._stall_listeners):
             listener.on_stall(stall)
 
@@ -289,7 +318,12 @@ class LoopHeartbeat:
             return None
         with self._lock:
             segments = tuple(self._segments)
-        return Stall(start_ns=last, end_ns=now_ns, samples=_of_stall(segments, last), open=True)
+        return Stall(
+            start_ns=last,
+            end_ns=now_ns,
+            samples=_of_stall(segments, last),
+            open=True,
+        )
 
     # Listeners (loop thread only)
 

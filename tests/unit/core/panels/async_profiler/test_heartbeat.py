@@ -767,6 +767,61 @@ class TestStalls:
         assert (call.start_ms, call.duration_ms) == (8.0, 120.0)
         assert [c.duration_ms for c in first.get_stats()] == [128.0]
 
+    def test_a_block_the_watchdog_never_saw_is_unknown_not_its_neighbours(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registry: LoopHooks[LoopHeartbeat],
+        clock: FakeClock,
+    ) -> None:
+        """Three requests block back to back; the watchdog's thread does not run during the
+        middle one's block (a starved machine): that stretch is nobody's known part, so the
+        middle request is told "unknown" and its neighbours are not blamed for it."""
+        first_request, middle_request, last_request = context("/a"), context("/m"), context("/z")
+        detectors = [
+            self.detector(registry, request, origin_ns=START_NS)
+            for request in (first_request, middle_request, last_request)
+        ]
+        for detector in detectors:
+            detector.install(loop)
+        heartbeat = registry.get(loop)
+        assert heartbeat is not None
+        beat = heartbeat.last_beat_ns
+        code = sys._getframe().f_code
+        for at_ms in range(50, 151, 5):  # the first blocks from 0 to ~150 ms, seen
+            heartbeat.publish(
+                StallSample(beat, START_NS + at_ms * MS, ((code, 1),), 0, first_request)
+            )
+        # The middle one blocks from ~150 to ~320 ms: not a single sample.
+        for at_ms in range(320, 471, 5):  # the last blocks until ~470 ms, seen again
+            heartbeat.publish(
+                StallSample(beat, START_NS + at_ms * MS, ((code, 3),), 0, last_request)
+            )
+        clock.advance(472)
+        heartbeat.beat()
+        for detector in detectors:
+            detector.uninstall()
+        # Every request in flight sees the same three parts: the first's (its sightings and
+        # one resampling period, 5 ms, beyond them), the unseen stretch, the last's.
+        spans = [(0.0, 155.0), (155.0, 160.0), (315.0, 157.0)]  # the middle one: nobody's
+        first, middle, last = (detector.get_stats() for detector in detectors)
+        for calls in (first, middle, last):
+            assert [(c.start_ms, c.duration_ms) for c in calls] == spans
+        assert [(c.relation, c.culprit_path) for c in first] == [
+            ("own", None),
+            ("unknown", None),
+            ("suffered", "/z"),
+        ]
+        assert [(c.relation, c.culprit_path) for c in middle] == [
+            ("suffered", "/a"),
+            ("unknown", None),
+            ("suffered", "/z"),
+        ]
+        assert [(c.relation, c.culprit_path) for c in last] == [
+            ("suffered", "/a"),
+            ("unknown", None),
+            ("own", None),
+        ]
+
     def test_back_to_back_blocks_of_two_requests_are_cut_where_the_culprit_changed(
         self,
         loop: asyncio.AbstractEventLoop,
