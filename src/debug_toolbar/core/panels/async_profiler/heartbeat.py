@@ -297,11 +297,7 @@ class LoopHeartbeat:
             segments, self._segments = self._segments, []
         if now - previous <= self.stall_threshold_ns:
             return  # the watchdog sampled a slow moment that did not become a stall
-        stall = Stall(
-            start_ns=previous,
-            end_ns=now,
-            samples=_of_stall(segments, previous),
-        )
+        stall = Stall(start_ns=previous, end_ns=now, samples=_of_stall(segments, previous))
         for listener in tuple(self._stall_listeners):
             listener.on_stall(stall)
 
@@ -318,12 +314,7 @@ class LoopHeartbeat:
             return None
         with self._lock:
             segments = tuple(self._segments)
-        return Stall(
-            start_ns=last,
-            end_ns=now_ns,
-            samples=_of_stall(segments, last),
-            open=True,
-        )
+        return Stall(start_ns=last, end_ns=now_ns, samples=_of_stall(segments, last), open=True)
 
     # Listeners (loop thread only)
 
