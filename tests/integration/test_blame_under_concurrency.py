@@ -96,7 +96,24 @@ def async_stats(api: httpx.Client, request_id: str) -> tuple[dict[str, Any], flo
 
 
 class TestBackToBackStallsOfOverlappingRequests:
-    @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+    @pytest.mark.parametrize(
+        "loop",
+        [
+            "asyncio",
+            pytest.param(
+                "uvloop",
+                marks=pytest.mark.xfail(
+                    strict=False,
+                    reason=(
+                        "known, open (issue 12, item 1): on uvloop, on a loaded machine, a "
+                        "blocker's stalls sometimes lack its own block and name only the other "
+                        "blockers (3 failures in about 10 full runs on 2026-12-02, never on "
+                        "asyncio; cause not found yet)"
+                    ),
+                ),
+            ),
+        ],
+    )
     @pytest.mark.parametrize("threshold_ms", [100.0, 15.0])
     def test_every_blocking_request_is_blamed_for_its_own_stall(
         self,
