@@ -29,9 +29,10 @@ DEMO = Path(__file__).parents[2] / "examples" / "demo_app.py"
 DURATIONS_MS = {"sleep-40ms": 40.0, "sleep-80ms": 80.0, "sleep-160ms": 160.0}
 
 
-def open_async_panel(page: Page, base_url: str) -> Locator:
-    """Load the timeline demo, open the Async panel in the toolbar; the panel's body."""
-    response = page.goto(base_url + "/async-timeline")
+def open_async_panel(page: Page, base_url: str, path: str = "/async-timeline") -> Locator:
+    """Load a demo page (the timeline demo by default), open the Async panel in the toolbar;
+    the panel's body."""
+    response = page.goto(base_url + path)
     assert response is not None
     assert response.status == 200
     page.wait_for_selector('#debug-toolbar[data-dt-ready="1"]', state="attached")
@@ -264,15 +265,7 @@ class TestScreenshot:
         # Once before, so the picture is of a warm process (imports done, files cached).
         assert page.request.get(demo_server.url + "/account").status == 200
         page.set_viewport_size({"width": 1280, "height": 1300})
-        response = page.goto(demo_server.url + "/account")
-        assert response is not None
-        assert response.status == 200
-        page.wait_for_selector('#debug-toolbar[data-dt-ready="1"]', state="attached")
-        page.locator(
-            '#debug-toolbar li.dt-panel[data-panel-id="AsyncProfilerPanel"] a.dt-panel-link'
-        ).click()
-        body = page.locator("#debug-toolbar .dt-window-body")
-        body.locator(".dt-async-gantt").wait_for()
+        body = open_async_panel(page, demo_server.url, "/account")
         breakdown = body.locator(".dt-async-steps")
         assert "Where the time went" in breakdown.inner_text()
         assert body.locator(".dt-async-sites").count() == 1
