@@ -76,14 +76,14 @@ def pauses() -> Iterator[ProcessPauses]:
 
 
 def summary(calls: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    """Blocking calls in a failure message: relation, culprit, start, duration, line."""
+    """Blocking calls in a failure message: relation, culprit, start, duration, file:line."""
     return [
         (
             c["relation"],
             c["culprit"]["request_id"] if isinstance(c["culprit"], dict) else c["culprit"],
             round(c["start_ms"], 1),
             round(c["duration_ms"], 1),
-            c["lineno"],
+            f"{Path(c['filename'] or '?').name}:{c['lineno']}",
         )
         for c in calls
     ]
@@ -96,24 +96,7 @@ def async_stats(api: httpx.Client, request_id: str) -> tuple[dict[str, Any], flo
 
 
 class TestBackToBackStallsOfOverlappingRequests:
-    @pytest.mark.parametrize(
-        "loop",
-        [
-            "asyncio",
-            pytest.param(
-                "uvloop",
-                marks=pytest.mark.xfail(
-                    strict=False,
-                    reason=(
-                        "known, open (issue 12, item 1): on uvloop, on a loaded machine, a "
-                        "blocker's stalls sometimes lack its own block and name only the other "
-                        "blockers (3 failures in about 10 full runs on 2026-12-02, never on "
-                        "asyncio; cause not found yet)"
-                    ),
-                ),
-            ),
-        ],
-    )
+    @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
     @pytest.mark.parametrize("threshold_ms", [100.0, 15.0])
     def test_every_blocking_request_is_blamed_for_its_own_stall(
         self,
@@ -213,9 +196,18 @@ class TestBackToBackStallsOfOverlappingRequests:
                     assert culprit != request_id, (round_id, call)
 
         stats, started_at = async_stats(api, held.headers[REQUEST_ID_HEADER])
-        assert stats["summary"]["blocking_calls"] == 0
+        reported = stats["blocking_calls"]
+        # Its own work may stall a loaded machine briefly at 15 ms (its record is built after
+        # its response), never for as long as a blocker, never at the blocking line.
+        held_own = [c for c in reported if c["culprit"] is True]
+        assert stats["summary"]["blocking_calls"] == len(held_own), (round_id, summary(reported))
+        assert all(
+            c["lineno"] != BLOCK_LINE and c["duration_ms"] < 3 * threshold_ms for c in held_own
+        ), (round_id, summary(reported))
         suffered = [
-            c for c in stats["blocking_calls"] if not pauses.explains(started_at, c, threshold_ms)
+            c
+            for c in reported
+            if c["culprit"] is not True and not pauses.explains(started_at, c, threshold_ms)
         ]
         culprits = [
             c["culprit"]["request_id"]

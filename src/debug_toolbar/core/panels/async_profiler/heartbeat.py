@@ -45,6 +45,8 @@ from debug_toolbar.core.panels.async_profiler.watchdog import Watchdog, watchdog
 from debug_toolbar.core.shared_hooks import LoopHooks, SharedHooks
 
 if TYPE_CHECKING:
+    from types import CodeType
+
     from debug_toolbar.core.panels.async_profiler.stacks import RawStack
 
 __all__ = (
@@ -90,8 +92,12 @@ class StallSample:
     """One segment of a stall: what the watchdog saw while the same request held the loop.
 
     Consecutive samples that find the same culprit are merged into one segment (its first and
-    last sighting, and the first stack that showed an application frame); a sample naming
-    another culprit starts a new segment.
+    last sighting, and the stack of the application line it was seen at most often); a sample
+    naming another culprit starts a new segment.
+
+    Most often, not first: the first sighting may catch the request anywhere it happened to be
+    when the heartbeat became overdue (a garbage collection or the OS pausing the loop's
+    thread as the task resumed), and the blocking call that follows it is where the time went.
     """
 
     beat_ns: int
@@ -99,7 +105,8 @@ class StallSample:
     taken_ns: int
     """When this culprit was first seen holding the loop."""
     stack: RawStack
-    """The loop thread's stack, innermost first (code, line) pairs; empty if unreadable."""
+    """The loop thread's stack, innermost first (code, line) pairs; empty if unreadable. In a
+    merged segment, a stack of the application line seen most often (ties: the first seen)."""
     app_index: int | None
     """Index in ``stack`` of the innermost application frame (None: none was on the stack)."""
     culprit: object | None
@@ -242,6 +249,8 @@ class LoopHeartbeat:
         self._stall_listeners: list[StallListener] = []
         self._segments: list[StallSample] = []
         """The segments of the stall going on (all of one ``beat_ns``), under ``_lock``."""
+        self._votes: dict[tuple[CodeType, int], int] = {}
+        """How often each application line was seen in the last segment, under ``_lock``."""
         self._lock = threading.Lock()
 
     @property
@@ -404,8 +413,8 @@ class LoopHeartbeat:
         The check and the store happen under the lock that the beat takes to read the
         segments, after it has moved ``last_beat_ns``: a sample is either seen by that beat or
         discarded. A sample of the culprit already holding the loop extends its segment (and
-        brings the application's line if the segment had none); another culprit starts a new
-        segment.
+        brings its stack if its application line has now been seen more often than the kept
+        one's); another culprit starts a new segment.
         """
         with self._lock:
             if self.last_beat_ns != sample.beat_ns:
@@ -414,10 +423,17 @@ class LoopHeartbeat:
             if segments and segments[0].beat_ns != sample.beat_ns:
                 segments.clear()  # left over from a stall that a beat did not close
             current = segments[-1] if segments else None
+            site = _app_site(sample)
             if current is not None and current.culprit is sample.culprit:
-                found_line = current.app_index is None and sample.app_index is not None
+                votes = self._votes
+                if site is not None:
+                    votes[site] = votes.get(site, 0) + 1
+                kept = _app_site(current)
+                better = site is not None and (
+                    kept is None or (site != kept and votes[site] > votes.get(kept, 0))
+                )
                 segments[-1] = replace(
-                    sample if found_line else current,
+                    sample if better else current,
                     taken_ns=current.taken_ns,
                     count=current.count + 1,
                     last_ns=sample.taken_ns,
@@ -428,6 +444,7 @@ class LoopHeartbeat:
                 segments.append(replace(sample, stack=(), app_index=None, culprit=UNKNOWN_CULPRIT))
             else:
                 segments.append(replace(sample, last_ns=sample.taken_ns))
+                self._votes = {} if site is None else {site: 1}
             return True
 
     def identify(self, task: asyncio.Future[Any] | None) -> object | None:
@@ -438,6 +455,12 @@ class LoopHeartbeat:
             if listener.owns(task):
                 return listener.culprit_key
         return None
+
+
+def _app_site(sample: StallSample) -> tuple[CodeType, int] | None:
+    """The application line ``sample`` caught the loop at: its innermost application frame."""
+    index = sample.app_index
+    return None if index is None else sample.stack[index]
 
 
 def _of_stall(segments: Iterable[StallSample], beat_ns: int) -> tuple[StallSample, ...]:

@@ -584,6 +584,33 @@ class TestStalls:
         [call] = detector.get_stats()
         assert (call.filename, call.lineno) == (__file__, 11)
 
+    def test_a_segment_names_the_application_line_it_was_seen_at_most_often(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registry: LoopHooks[LoopHeartbeat],
+        clock: FakeClock,
+    ) -> None:
+        """The first sighting caught the request resuming (a garbage collection paused the loop
+        there); the blocking call after it was seen far more often, and it is the one named."""
+        detector = self.detector(registry, None)
+        detector.install(loop)
+        heartbeat, _watchdog = self.parts(registry, loop)
+        beat = heartbeat.last_beat_ns
+        app_code = sys._getframe().f_code
+        lines = [11, 11, 22, 22, 22, 11, 22]
+        for n, line in enumerate(lines):
+            sample = StallSample(beat, beat + n * 5 * MS, ((app_code, line),), 0, None)
+            assert heartbeat.publish(sample) is True
+        clock.advance(150)
+        stall = heartbeat.open_stall(clock())
+        assert stall is not None
+        [segment] = stall.samples
+        assert (segment.taken_ns, segment.count) == (beat, len(lines))
+        heartbeat.beat()
+        detector.uninstall()
+        [call] = detector.get_stats()
+        assert (call.filename, call.lineno) == (__file__, 22)
+
     def test_culprit_and_victim(
         self,
         loop: asyncio.AbstractEventLoop,
