@@ -30,7 +30,7 @@ from debug_toolbar.core.panels.async_profiler import AsyncProfilerPanel
 from support import ProcessPauses, Rendezvous
 
 BLOCKERS = 6
-ROUNDS = 3
+ROUNDS = 5
 BLOCK_LINE = next(
     n
     for n, text in enumerate(Path(__file__).read_text().splitlines(), 1)
