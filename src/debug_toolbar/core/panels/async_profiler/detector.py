@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from debug_toolbar.core.context import RequestContext
 from debug_toolbar.core.panels.async_profiler.heartbeat import UNKNOWN_CULPRIT, heartbeats
@@ -60,6 +60,18 @@ def _count(name: str, value: int, minimum: int) -> int:
     return value
 
 
+_Part: TypeAlias = "tuple[int, int, StallSample | None]"
+
+
+def _keep(into: list[_Part], parts: list[_Part], whole: _Part, threshold: int, cap: int) -> int:
+    """Append the parts longer than ``threshold`` (or ``whole``, unattributed, if none is) to
+    ``into``, up to ``cap`` in all; how many did not fit."""
+    kept = [part for part in parts if part[1] - part[0] > threshold] or [whole]
+    room = max(cap - len(into), 0)
+    into += kept[:room]
+    return max(len(kept) - room, 0)
+
+
 class BlockingCallDetector:
     """Reports the stalls of the event loop during one request, each with the line that blocked.
 
@@ -82,13 +94,23 @@ class BlockingCallDetector:
         owns_task: Callable[[asyncio.Future[Any]], bool] | None = None,
         origin_ns: int | None = None,
         max_calls: int = 100,
+        slow_threshold_ms: float | None = None,
+        max_slow: int = 0,
         registry: LoopHooks[LoopHeartbeat] = heartbeats,
     ) -> None:
         self.threshold_ms = float(threshold_ms)
-        self._threshold_ns = _ns("threshold_ms", threshold_ms)
-        self._interval_ns = min(_ns("interval_ms", interval_ms), max(1, self._threshold_ns // 4))
+        self._blocking_ns = _ns("threshold_ms", threshold_ms)
         self.max_stack_depth = _count("max_stack_depth", max_stack_depth, 1)
         self.max_calls = _count("max_calls", max_calls, 0)
+        self._slow_ns: int | None = None
+        """Also keep the stalls from this long (slow steps), in a list of their own."""
+        if slow_threshold_ms is not None:
+            self._slow_ns = _ns("slow_threshold_ms", slow_threshold_ms)
+        self.max_slow = _count("max_slow", max_slow, 0)
+        self.dropped_slow = 0
+        # One listener for both thresholds: the watchdog samples from half the lower one.
+        self._threshold_ns = min(self._blocking_ns, self._slow_ns or self._blocking_ns)
+        self._interval_ns = min(_ns("interval_ms", interval_ms), max(1, self._threshold_ns // 4))
         self.owner = owner
         """Who this request is (a RequestContext): compared with the sampled culprit."""
         self._owns_task = owns_task
@@ -100,7 +122,8 @@ class BlockingCallDetector:
         self._heartbeat: LoopHeartbeat | None = None
         self._root_task: asyncio.Future[Any] | None = None
         self._joined_ns = 0
-        self._stalls: list[tuple[int, int, StallSample | None]] = []
+        self._stalls: list[_Part] = []
+        self._slow: list[_Part] = []
 
     # StallListener protocol (read by the heartbeat and, for the last two, by the watchdog)
 
@@ -133,20 +156,19 @@ class BlockingCallDetector:
         beat) sees the stall's start clipped to its own start, and so does not report a stall
         that happened before it existed.
         """
-        joined, threshold = self._joined_ns, self._threshold_ns
+        joined = self._joined_ns
         start = max(stall.start_ns, joined)
-        if stall.end_ns - start <= threshold:
+        if stall.end_ns - start <= self._threshold_ns:
             return
-        kept = [
+        parts = [
             (max(part_start, joined), part_end, sample)
             for part_start, part_end, sample in stall.parts()
-            if part_end - max(part_start, joined) > threshold
         ]
-        for part in kept or [(start, stall.end_ns, None)]:
-            if len(self._stalls) >= self.max_calls:
-                self.dropped += 1
-            else:
-                self._stalls.append(part)
+        whole = (start, stall.end_ns, None)
+        if stall.end_ns - start > self._blocking_ns:
+            self.dropped += _keep(self._stalls, parts, whole, self._blocking_ns, self.max_calls)
+        if self._slow_ns is not None:
+            self.dropped_slow += _keep(self._slow, parts, whole, self._slow_ns, self.max_slow)
 
     # Lifecycle
 
@@ -194,18 +216,26 @@ class BlockingCallDetector:
     # Results
 
     def get_stats(self) -> list[BlockingCall]:
-        """The stalls of this request, oldest first (resolved here, not on the hot path)."""
+        """The stalls of this request over the blocking threshold, oldest first (resolved
+        here, not on the hot path)."""
         origin = self.origin_ns if self.origin_ns is not None else self._joined_ns
         return [self._record(start, end, sample, origin) for start, end, sample in self._stalls]
+
+    def get_slow_stats(self) -> list[BlockingCall]:
+        """The stalls over the slow-step threshold (the blocking ones too), oldest first;
+        empty without a ``slow_threshold_ms``."""
+        origin = self.origin_ns if self.origin_ns is not None else self._joined_ns
+        return [self._record(start, end, sample, origin) for start, end, sample in self._slow]
 
     def suffered_spans(self) -> list[tuple[int, int]]:
         """(start, end) ns of the stalls so far that another profiled request caused: what the
         time breakdown counts as blocked (``step_findings.caused_by_another``). Cheap, nothing
-        resolved: read while the request runs, when its response starts (``Server-Timing``)."""
+        resolved: read while the request runs, when its response starts (``Server-Timing``).
+        From the slow-step list when there is one: it holds the blocking stalls too."""
         key = self.culprit_key
         return [
             (start, end)
-            for start, end, sample in self._stalls
+            for start, end, sample in (self._slow if self._slow_ns is not None else self._stalls)
             if sample is not None
             and isinstance(sample.culprit, RequestContext)
             and sample.culprit is not key

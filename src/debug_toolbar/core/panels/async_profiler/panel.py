@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from debug_toolbar.core.panel import Panel, PanelDownload
@@ -225,11 +224,9 @@ class AsyncProfilerPanel(Panel):
             return {}
         started = _perf_ns()
         profile = self._stop()
-        changes: dict[str, Any] = {"overhead": self._with_fixed_costs(profile, started)}
-        retention = self._yappi_retention()
-        if retention is not None:
-            changes["yappi_retention"] = retention
-        profile = replace(profile, **changes)  # one copy: replace() costs some 6-9 µs a call
+        profile = profile.finished(
+            self._with_fixed_costs(profile, started), self._yappi_retention()
+        )
         # Until built, the history counts the profile's raw task records by the caps.
         depth = self.config.async_max_stack_depth if self.config.async_capture_task_stacks else 0
         self.defer_stats(

@@ -4,7 +4,7 @@ A request's async profile comes from up to three collectors: its backend (task t
 yappi's function table), the blocking-call detector and the lag monitor. Each installs shared,
 reference-counted hooks on the loop (a task factory, a heartbeat, a watchdog thread). They are
 started along one path and stopped along its reverse, whatever fails on the way
-(``contextlib.ExitStack``): a collector that could not start stops those started before it, and
+(a list of their stops): a collector that could not start stops those started before it, and
 one that fails to stop does not keep the others installed.
 
 ``stop`` freezes what was collected into an ``AsyncProfile`` and forgets the collectors: the
@@ -12,16 +12,17 @@ profile holds no collector, task or loop, so a record waiting in the history kee
 ``progress`` reads what was collected so far without stopping anything (when the response
 starts, for its ``Server-Timing`` header).
 
-With ``async_step_timing`` on, two more: the request's steps (``step_recorder``, started after
-the backend, whose task recorder tells it about every task), and a second blocking-call
-detector at the lag threshold, so that the watchdog also samples the shorter stalls and a slow
-step can be named at the exact line that held the loop (``step_report.slow_steps``).
+With ``async_step_timing`` on, the request's steps (``step_recorder``, started after the
+backend, whose task recorder tells it about every task), and the blocking-call detector keeps a
+second list, of the stalls from the lag threshold up: the watchdog then samples the shorter
+stalls too, and a slow step can be named at the exact line that held the loop
+(``step_report.slow_steps``). One detector with two thresholds, not two detectors: each costs
+its request a heartbeat subscription, some 50 µs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -33,11 +34,14 @@ from debug_toolbar.core.panels.async_profiler.detector import (
 from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile
 from debug_toolbar.core.panels.async_profiler.recorder import current_task
 from debug_toolbar.core.panels.async_profiler.step_findings import StepFindings
+from debug_toolbar.core.panels.async_profiler.step_monitor import STEPS_UNAVAILABLE
 from debug_toolbar.core.panels.async_profiler.step_recorder import StepRecorder
 from debug_toolbar.core.panels.async_profiler.step_report import breakdown_so_far
 from debug_toolbar.core.panels.async_profiler.steps import RequestTask
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from debug_toolbar.core.config import DebugToolbarConfig
     from debug_toolbar.core.context import RequestContext
     from debug_toolbar.core.panels.async_profiler.base import AsyncProfilerBackend
@@ -87,7 +91,25 @@ class AsyncRequestProfiler:
         self.backend_note = backend_note
         self.detector: BlockingCallDetector | None = None
         self.lag_monitor: EventLoopLagMonitor | None = None
+        self.steps: StepRecorder | None = None
+        self._steps_unavailable = STEP_TIMING_OFF if not config.async_step_timing else None
+        if config.async_step_timing:
+            if STEPS_UNAVAILABLE is None:
+                self.steps = StepRecorder(
+                    max_steps=config.async_max_steps,
+                    slow_threshold_ms=config.async_event_loop_lag_threshold_ms,
+                    max_stack_depth=config.async_max_stack_depth,
+                )
+            else:  # an older Python: no recorder that would only say so, request by request
+                self._steps_unavailable = STEPS_UNAVAILABLE
         if config.async_enable_blocking_detection:
+            # With step timing, the same detector also keeps the shorter stalls, so a slow
+            # step is named at the line that held the loop (on every Python version).
+            slow_ms = (
+                max(config.async_event_loop_lag_threshold_ms, SLOW_SAMPLE_MIN_MS)
+                if config.async_step_timing
+                else None
+            )
             self.detector = BlockingCallDetector(
                 threshold_ms=config.async_blocking_threshold_ms,
                 interval_ms=config.async_lag_sample_interval_ms,
@@ -95,6 +117,8 @@ class AsyncRequestProfiler:
                 owner=context,
                 owns_task=backend.owns_task,
                 origin_ns=context.start_ns,
+                slow_threshold_ms=slow_ms,
+                max_slow=config.async_max_steps,
             )
         if config.async_enable_event_loop_monitoring:
             self.lag_monitor = EventLoopLagMonitor(
@@ -102,28 +126,11 @@ class AsyncRequestProfiler:
                 interval_ms=config.async_lag_sample_interval_ms,
                 origin_ns=context.start_ns,
             )
-        self.steps: StepRecorder | None = None
-        self.slow_detector: BlockingCallDetector | None = None
-        if config.async_step_timing:
-            self.steps = StepRecorder(
-                max_steps=config.async_max_steps,
-                slow_threshold_ms=config.async_event_loop_lag_threshold_ms,
-                max_stack_depth=config.async_max_stack_depth,
-            )
-            if config.async_enable_blocking_detection:
-                self.slow_detector = BlockingCallDetector(
-                    threshold_ms=max(config.async_event_loop_lag_threshold_ms, SLOW_SAMPLE_MIN_MS),
-                    interval_ms=config.async_lag_sample_interval_ms,
-                    max_stack_depth=config.async_max_stack_depth,
-                    owner=context,
-                    owns_task=backend.owns_task,
-                    origin_ns=context.start_ns,
-                    max_calls=config.async_max_steps,
-                )
         self.blocking_threshold_ms = config.async_blocking_threshold_ms
         self._request_task: tuple[str, str] | None = None
         self._started_ns = self._stopped_ns = 0
-        self._running: contextlib.ExitStack | None = None
+        self._running: list[Callable[[], None]] | None = None
+        """While profiling: the collectors' stop methods, in the order they started."""
         self._profile: AsyncProfile | None = None
 
     @property
@@ -133,7 +140,7 @@ class AsyncRequestProfiler:
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Start every collector; if one fails, those already started are stopped first.
 
-        The backend starts last and stops first, outside the ``ExitStack``: with yappi, the
+        The backend starts last and stops first, apart from the other collectors: with yappi, the
         request's tag is then set only around the request's own code, not while the toolbar
         installs or removes its hooks (the watchdog thread, the heartbeat, the stack itself),
         whose stdlib calls would otherwise be counted as the request's functions.
@@ -141,26 +148,27 @@ class AsyncRequestProfiler:
         if self._running is not None or self._profile is not None:
             raise RuntimeError("this request is already being profiled")
         loop = asyncio.get_running_loop() if loop is None else loop
-        with contextlib.ExitStack() as started:
+        # A plain list and try/except rather than an ExitStack: this runs on every request,
+        # and the stack's objects and callbacks cost more than the rest of starting.
+        running: list[Callable[[], None]] = []
+        try:
             if self.detector is not None:
                 self.detector.install(loop)
-                started.callback(self.detector.uninstall)
+                running.append(self.detector.uninstall)
             if self.lag_monitor is not None:
                 self.lag_monitor.start(loop)
-                started.callback(self.lag_monitor.stop)
-            if self.slow_detector is not None:
-                self.slow_detector.install(loop)
-                started.callback(self.slow_detector.uninstall)
-            running = started.pop_all()
-        try:
-            self.backend.start(loop)
-            self._start_steps(loop)
-        except BaseException:
+                running.append(self.lag_monitor.stop)
             try:
-                self._stop_steps()
-                self.backend.stop()
-            finally:
-                running.close()
+                self.backend.start(loop)
+                self._start_steps(loop)
+            except BaseException:
+                try:
+                    self._stop_steps()
+                finally:
+                    self.backend.stop()
+                raise
+        except BaseException:
+            _stop_all(running)
             raise
         self._running = running
 
@@ -203,10 +211,8 @@ class AsyncRequestProfiler:
         breakdown = None
         steps = self.steps
         if steps is not None and steps.active:
-            suffered: list[tuple[int, int]] = []
-            for detector in (self.detector, self.slow_detector):
-                if detector is not None:
-                    suffered += detector.suffered_spans()
+            detector = self.detector
+            suffered = [] if detector is None else detector.suffered_spans()
             breakdown = breakdown_so_far(
                 steps, origin_ns=self.context.start_ns, now_ns=now, suffered=suffered
             )
@@ -230,11 +236,11 @@ class AsyncRequestProfiler:
                 try:
                     self.backend.stop()
                 finally:
-                    running.close()
+                    _stop_all(running)
         profile = self._freeze()
         self._profile = profile
         # The profile is all that remains: drop the collectors (and through them, the loop).
-        self.detector = self.lag_monitor = self.slow_detector = None
+        self.detector = self.lag_monitor = None
         self.steps = None
         return profile
 
@@ -242,8 +248,9 @@ class AsyncRequestProfiler:
         backend = self.backend
         collected = backend.collected()
         origin = self.context.start_ns
-        blocking = () if self.detector is None else tuple(self.detector.get_stats())
-        stalls = () if self.slow_detector is None else tuple(self.slow_detector.get_stats())
+        detector = self.detector
+        blocking = () if detector is None else tuple(detector.get_stats())
+        stalls = () if detector is None else tuple(detector.get_slow_stats())
         steps = self.steps
         table = None if steps is None else steps.table(origin)
         overhead = collected.overhead
@@ -276,9 +283,20 @@ class AsyncRequestProfiler:
             functions=collected.functions,
             request_task=request_task,
             steps=table,
-            steps_unavailable=STEP_TIMING_OFF if steps is None else steps.unavailable,
+            steps_unavailable=self._steps_unavailable if steps is None else steps.unavailable,
             findings=findings,
         )
+
+
+def _stop_all(running: list[Callable[[], None]]) -> None:
+    """Call each stop, the last started first, each even if another raised (an error is
+    raised once all have run, chained to any before it)."""
+    if running:
+        stop = running.pop()
+        try:
+            stop()
+        finally:
+            _stop_all(running)
 
 
 def _task_name(task: asyncio.Future[Any]) -> str:

@@ -981,6 +981,42 @@ class TestStalls:
         assert len(detector.get_stats()) == 1
         assert detector.dropped == 2
 
+    def test_a_slow_threshold_keeps_the_shorter_stalls_in_a_list_of_their_own(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registry: LoopHooks[LoopHeartbeat],
+        clock: FakeClock,
+    ) -> None:
+        detector = self.detector(registry, None, threshold_ms=100, slow_threshold_ms=10, max_slow=2)
+        detector.install(loop)
+        heartbeat = registry.get(loop)
+        assert heartbeat is not None
+        # One listener: the heartbeat beats and the watchdog samples for the lower threshold.
+        assert (heartbeat.stall_threshold_ns, heartbeat.interval_ns) == (10 * MS, 10 * MS // 4)
+        for gap_ms in (5, 30, 150, 40):
+            clock.advance(gap_ms)
+            heartbeat.beat()
+        detector.uninstall()
+        assert [c.duration_ms for c in detector.get_stats()] == [150.0]
+        assert [c.duration_ms for c in detector.get_slow_stats()] == [30.0, 150.0]
+        assert (detector.dropped, detector.dropped_slow) == (0, 1)
+
+    def test_without_a_slow_threshold_there_is_no_slow_list(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registry: LoopHooks[LoopHeartbeat],
+        clock: FakeClock,
+    ) -> None:
+        detector = self.detector(registry, None, threshold_ms=100)
+        detector.install(loop)
+        heartbeat = registry.get(loop)
+        assert heartbeat is not None
+        clock.advance(150)
+        heartbeat.beat()
+        detector.uninstall()
+        assert [c.duration_ms for c in detector.get_stats()] == [150.0]
+        assert detector.get_slow_stats() == []
+
     def test_the_stack_is_cut_at_the_maximum_depth(
         self,
         loop: asyncio.AbstractEventLoop,
@@ -1068,6 +1104,9 @@ class TestStalls:
             ({"interval_ms": 0}, "interval_ms"),
             ({"max_stack_depth": 0}, "max_stack_depth"),
             ({"max_calls": -1}, "max_calls"),
+            ({"slow_threshold_ms": 0}, "slow_threshold_ms"),
+            ({"slow_threshold_ms": float("inf")}, "slow_threshold_ms"),
+            ({"max_slow": -1}, "max_slow"),
         ],
     )
     def test_invalid_settings_are_refused(self, kwargs: dict[str, Any], name: str) -> None:

@@ -11,7 +11,7 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any
 
 import pytest
@@ -35,6 +35,7 @@ from debug_toolbar.core.panels.async_profiler.profile import (
     YappiRetention,
 )
 from debug_toolbar.core.panels.async_profiler.profiler import AsyncRequestProfiler
+from debug_toolbar.core.panels.async_profiler.steps import RequestTask
 from debug_toolbar.core.panels.async_profiler.task_table import TaskTable
 from debug_toolbar.core.panels.async_profiler.taskfactory_backend import TaskFactoryBackend
 
@@ -246,6 +247,28 @@ class TestRoundTrip:
         profile = AsyncProfile.from_dict({"summary": {"profiling_overhead_ms": 2.5}})
         assert profile.overhead.tracking_ms == 2.5
         assert profile.summary.profiling_overhead_ms == 2.5
+
+
+class TestFinished:
+    def test_every_field_is_kept_but_the_overhead_and_retention_given(self) -> None:
+        profile = hand_built(
+            request_task=RequestTask("Task-1", "handler", 0.0, 80.0),
+            steps_unavailable="step timing is off (async_step_timing)",
+        )
+        overhead = Overhead(tracking_ms=1.0, setup_ms=2.0)
+        retention = YappiRetention(requests=4, coroutines=160, approx_bytes=64_000, limit=500)
+
+        finished = profile.finished(overhead, retention)
+
+        for spec in fields(AsyncProfile):
+            expected = {"overhead": overhead, "yappi_retention": retention}.get(
+                spec.name, getattr(profile, spec.name)
+            )
+            assert getattr(finished, spec.name) is expected, spec.name
+
+    def test_the_retention_is_kept_when_none_is_given(self) -> None:
+        profile = hand_built()
+        assert profile.finished(Overhead()).yappi_retention is profile.yappi_retention
 
 
 class TestTaskTable:
