@@ -2,9 +2,10 @@
 
 A slow step held the loop at least the lag threshold (``async_event_loop_lag_threshold_ms``):
 a milder list than the blocking calls. Step timing says where it ran from and to; the watchdog,
-sampling at that threshold too (a second detector, see ``profiler``), names the exact line that
-held the loop. ``StepFindings`` keeps a frozen profile's inputs and computes the breakdown, the
-slow steps and the await-site table on first read, so the request pays for none of it.
+sampling at that threshold too (the detector's second threshold, see ``profiler``), names the
+exact line that held the loop. ``StepFindings`` keeps a frozen profile's inputs and computes the
+breakdown, the slow steps and the await-site table on first read, so the request pays for none
+of it.
 """
 
 from __future__ import annotations
