@@ -8,13 +8,21 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from debug_toolbar.core.config import DebugToolbarConfig
+from debug_toolbar.core.context import RequestContext
 from debug_toolbar.core.panels.async_profiler.models import StackFrame, TaskEvent, TaskState
+from debug_toolbar.core.panels.async_profiler.profiler import AsyncRequestProfiler
+from debug_toolbar.core.panels.async_profiler.taskfactory_backend import TaskFactoryBackend
+
+if TYPE_CHECKING:
+    from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile
 
 __all__ = (
     "REPO",
@@ -26,6 +34,7 @@ __all__ = (
     "html_tree",
     "load_demo",
     "marked_line",
+    "profiled",
     "raw_request",
     "task_event",
 )
@@ -41,6 +50,25 @@ def marked_line(path: str | Path, marker: str) -> int:
         if text.rstrip().endswith(f"# {marker}"):
             return number
     raise LookupError(f"no line ends with '# {marker}' in {path}")
+
+
+async def profiled(body: Callable[[], Awaitable[Any]], **options: Any) -> AsyncProfile:
+    """``body`` as a profiled request runs: in its own task named ``the-request``, the panel's
+    profiler around it, with the panel's defaults and ``options``."""
+    config = DebugToolbarConfig(**options)
+    context = RequestContext(method="GET", path="/profiled", client_host="127.0.0.1")
+
+    async def request() -> AsyncProfile:
+        backend = TaskFactoryBackend(origin_ns=context.start_ns)
+        profiler = AsyncRequestProfiler(context, config, backend)
+        profiler.start()
+        try:
+            await body()
+        finally:
+            profile = profiler.stop()
+        return profile
+
+    return await asyncio.create_task(request(), name="the-request")
 
 
 async def fetch_record(client: Any, response: Any, prefix: str = TOOLBAR_PREFIX) -> dict[str, Any]:

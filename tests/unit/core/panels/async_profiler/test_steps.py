@@ -20,10 +20,8 @@ from typing import Any, TypeVar
 import pytest
 import uvloop
 
-from debug_toolbar.core.config import DebugToolbarConfig
-from debug_toolbar.core.context import RequestContext
 from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile
-from debug_toolbar.core.panels.async_profiler.profiler import STEP_TIMING_OFF, AsyncRequestProfiler
+from debug_toolbar.core.panels.async_profiler.profiler import STEP_TIMING_OFF
 from debug_toolbar.core.panels.async_profiler.step_monitor import (
     STEPS_UNAVAILABLE,
     TOOL_IDS,
@@ -32,10 +30,11 @@ from debug_toolbar.core.panels.async_profiler.step_monitor import (
 )
 from debug_toolbar.core.panels.async_profiler.step_recorder import TaskSteps
 from debug_toolbar.core.panels.async_profiler.steps import Step
-from debug_toolbar.core.panels.async_profiler.taskfactory_backend import TaskFactoryBackend
+from support import profiled
 
 T = TypeVar("T")
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+
 SOURCE = Path(__file__).read_text().splitlines()
 needs_steps = pytest.mark.skipif(STEPS_UNAVAILABLE is not None, reason="needs Python 3.12+")
 monitoring: Any = getattr(sys, "monitoring", None)
@@ -60,24 +59,6 @@ def run(new_loop: LoopFactory, main: Callable[[], Awaitable[T]]) -> T:
         return loop.run_until_complete(main())
     finally:
         loop.close()
-
-
-async def profiled(body: Callable[[], Awaitable[Any]], **options: Any) -> AsyncProfile:
-    """``body`` as a request: in its own task, profiled with the panel's defaults + options."""
-    config = DebugToolbarConfig(**options)
-    context = RequestContext(method="GET", path="/steps", client_host="127.0.0.1")
-
-    async def request() -> AsyncProfile:
-        backend = TaskFactoryBackend(origin_ns=context.start_ns)
-        profiler = AsyncRequestProfiler(context, config, backend)
-        profiler.start()
-        try:
-            await body()
-        finally:
-            profile = profiler.stop()
-        return profile
-
-    return await asyncio.create_task(request(), name="the-request")
 
 
 def own_steps(profile: AsyncProfile, task_id: int) -> list[Step]:

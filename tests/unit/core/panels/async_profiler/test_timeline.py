@@ -7,14 +7,10 @@ import json
 import math
 import os
 import random
-from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from debug_toolbar.core.config import DebugToolbarConfig
-from debug_toolbar.core.context import RequestContext
 from debug_toolbar.core.panels.async_profiler.models import (
     BlockingCall,
     LagSample,
@@ -23,13 +19,11 @@ from debug_toolbar.core.panels.async_profiler.models import (
     TaskEvent,
 )
 from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile
-from debug_toolbar.core.panels.async_profiler.profiler import AsyncRequestProfiler
 from debug_toolbar.core.panels.async_profiler.step_findings import StepFindings
 from debug_toolbar.core.panels.async_profiler.step_monitor import STEPS_UNAVAILABLE
 from debug_toolbar.core.panels.async_profiler.step_report import await_sites
 from debug_toolbar.core.panels.async_profiler.steps import AwaitTarget, RequestTask, Step, StepTable
 from debug_toolbar.core.panels.async_profiler.task_table import TaskTable
-from debug_toolbar.core.panels.async_profiler.taskfactory_backend import TaskFactoryBackend
 from debug_toolbar.core.panels.async_profiler.timeline import (
     MIN_BAR_PCT,
     MIN_WINDOW_MS,
@@ -48,9 +42,8 @@ from debug_toolbar.core.panels.async_profiler.timeline_segments import (
     site_indexes,
     site_key,
 )
+from support import marked_line, profiled
 from support import task_event as task
-
-SOURCE = Path(__file__).read_text().splitlines()
 
 CREATION_STACK = [
     StackFrame("/srv/app/services/users.py", 88, "load_profile", "asyncio.create_task(fetch())"),
@@ -710,6 +703,18 @@ def spans(row: TimelineRow) -> list[tuple[str, float, float, float, float]]:
     ]
 
 
+def own_task_profile(table: StepTable, *, end_ms: float) -> AsyncProfile:
+    """A profile of the request's own task alone, running from 0 to ``end_ms`` with ``table``'s
+    steps."""
+    return AsyncProfile(
+        backend="taskfactory",
+        tasks=TaskTable.empty(),
+        request_task=RequestTask("Task-1", "run_asgi", 0.0, end_ms),
+        steps=table,
+        findings=StepFindings(table),
+    )
+
+
 def long_task_profile(steps: int, *, run_ms: float, wait_ms: float) -> AsyncProfile:
     """The request's own task alone, ``steps`` times: runs ``run_ms``, sleeps ``wait_ms``."""
     rows = []
@@ -721,13 +726,7 @@ def long_task_profile(steps: int, *, run_ms: float, wait_ms: float) -> AsyncProf
         )
         at = resumed
     table = StepTable(origin_ns=0, end_ns=round(at * 1e6), rows=tuple(rows))
-    return AsyncProfile(
-        backend="taskfactory",
-        tasks=TaskTable.empty(),
-        request_task=RequestTask("Task-1", "run_asgi", 0.0, at),
-        steps=table,
-        findings=StepFindings(table),
-    )
+    return own_task_profile(table, end_ms=at)
 
 
 def assert_laid_out(row: TimelineRow) -> None:
@@ -890,13 +889,7 @@ class TestSegments:
             Step(0, 900.0, 1000.0, "running"),
         )
         table = StepTable(origin_ns=0, end_ns=1_000_000_000, rows=steps)
-        profile = AsyncProfile(
-            backend="taskfactory",
-            tasks=TaskTable.empty(),
-            request_task=RequestTask("Task-1", "run_asgi", 0.0, 1000.0),
-            steps=table,
-            findings=StepFindings(table),
-        )
+        profile = own_task_profile(table, end_ms=1000.0)
         (row,) = timeline_of(profile, duration_ms=1000.0).rows
         # A pixel of the nominal 1,000 px track is 1 ms here: the 0.2 ms run is drawn that wide,
         # taken from the start of the wait after it, and keeps its own hover text.
@@ -934,13 +927,7 @@ class TestSegments:
             Step(0, 0.5, 100.0, "return"),
         )
         table = StepTable(origin_ns=0, end_ns=100_000_000, rows=steps)
-        profile = AsyncProfile(
-            backend="taskfactory",
-            tasks=TaskTable.empty(),
-            request_task=RequestTask("Task-1", "run_asgi", 0.0, 100.0),
-            steps=table,
-            findings=StepFindings(table),
-        )
+        profile = own_task_profile(table, end_ms=100.0)
         (row,) = timeline_of(profile, duration_ms=1000.0).rows
         # Its run and its wait are not told apart: one pixel says what it holds.
         assert spans(row) == [("mixed", 0.0, 0.5, 0.0, 0.1), ("run", 0.5, 100.0, 0.1, 9.9)]
@@ -963,13 +950,7 @@ class TestSegments:
             end_ns=1_000_000_000,
             rows=(*table.steps(), last, Step(0, 1000.0, 1000.0, "return")),
         )
-        profile = AsyncProfile(
-            backend="taskfactory",
-            tasks=TaskTable.empty(),
-            request_task=RequestTask("Task-1", "run_asgi", 0.0, 1000.0),
-            steps=table,
-            findings=StepFindings(table),
-        )
+        profile = own_task_profile(table, end_ms=1000.0)
         (row,) = timeline_of(profile, duration_ms=1000.0).rows
         assert [seg.kind for seg in row.segments] == ["mixed", "run", "wait"]
         assert row.segments[0].steps == 10
@@ -1001,13 +982,7 @@ class TestSegments:
             )
             at += run + wait
         table = StepTable(origin_ns=0, end_ns=round(at * 1e6), rows=tuple(rows))
-        profile = AsyncProfile(
-            backend="taskfactory",
-            tasks=TaskTable.empty(),
-            request_task=RequestTask("Task-1", "run_asgi", 0.0, at),
-            steps=table,
-            findings=StepFindings(table),
-        )
+        profile = own_task_profile(table, end_ms=at)
         (row,) = timeline_of(profile, duration_ms=1000.0).rows
         assert_laid_out(row)
         assert row.steps == len(rows)
@@ -1094,27 +1069,4 @@ class TestSegmentsOfRecordedSteps:
 
 
 def line_of(marker: str) -> int:
-    """The line of this file that ends with ``# marker``."""
-    for number, text in enumerate(SOURCE, 1):
-        if text.rstrip().endswith(f"# {marker}"):
-            return number
-    raise LookupError(marker)
-
-
-async def profiled(body: Callable[[], Awaitable[None]]) -> AsyncProfile:
-    """``body`` as a profiled request runs: in its own task, the panel's profiler around it."""
-    config = DebugToolbarConfig()
-    context = RequestContext(method="GET", path="/segments", client_host="127.0.0.1")
-
-    async def request() -> AsyncProfile:
-        profiler = AsyncRequestProfiler(
-            context, config, TaskFactoryBackend(origin_ns=context.start_ns)
-        )
-        profiler.start()
-        try:
-            await body()
-        finally:
-            profile = profiler.stop()
-        return profile
-
-    return await asyncio.create_task(request(), name="the-request")
+    return marked_line(__file__, marker)
