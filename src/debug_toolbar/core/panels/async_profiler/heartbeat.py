@@ -328,17 +328,19 @@ class LoopHeartbeat:
     # Listeners (loop thread only)
 
     def add_lag_listener(self, listener: LagListener) -> None:
+        first = not self._lag_listeners and not self._stall_listeners
         self._lag_listeners.append(listener)
-        self._update_settings()
+        self._tighten(listener.interval_ns, _NEVER, first=first)
 
     def remove_lag_listener(self, listener: LagListener) -> None:
         if listener in self._lag_listeners:
             self._lag_listeners.remove(listener)
-            self._update_settings()
+            self._loosen(listener.interval_ns, _NEVER)
 
     def add_stall_listener(self, listener: StallListener) -> None:
+        first = not self._lag_listeners and not self._stall_listeners
         self._stall_listeners.append(listener)
-        self._update_settings()
+        self._tighten(listener.interval_ns, listener.threshold_ns, first=first)
         if not self.run_watchdog:
             return
         try:
@@ -353,7 +355,7 @@ class LoopHeartbeat:
         if listener not in self._stall_listeners:
             return
         self._stall_listeners.remove(listener)
-        self._update_settings()
+        self._loosen(listener.interval_ns, listener.threshold_ns)
         if not self._stall_listeners:
             self._park_watchdog()
 
@@ -365,22 +367,39 @@ class LoopHeartbeat:
     def stall_listeners(self) -> tuple[StallListener, ...]:
         return tuple(self._stall_listeners)
 
+    def _tighten(self, interval_ns: int, threshold_ns: int, *, first: bool) -> None:
+        """A listener joined: the settings are the smallest wanted (its own, if the first).
+
+        Incremental, not recomputed over every listener: this runs on every request."""
+        interval = interval_ns if first else min(self.interval_ns, interval_ns)
+        self._apply(interval, min(self.stall_threshold_ns, threshold_ns))
+
+    def _loosen(self, interval_ns: int, threshold_ns: int) -> None:
+        """A listener left: recompute only if it held a minimum (and someone is left)."""
+        if not self._lag_listeners and not self._stall_listeners:
+            self._apply(DEFAULT_INTERVAL_NS, _NEVER)
+        elif interval_ns <= self.interval_ns or threshold_ns <= self.stall_threshold_ns:
+            self._update_settings()
+
     def _update_settings(self) -> None:
-        # Plain loops: this runs twice per listener and request (a list and two generators
-        # cost some 3 µs a call).
         interval = threshold = _NEVER
         for lag_listener in self._lag_listeners:
             interval = min(interval, lag_listener.interval_ns)
         for stall_listener in self._stall_listeners:
             interval = min(interval, stall_listener.interval_ns)
             threshold = min(threshold, stall_listener.threshold_ns)
-        self.interval_ns = DEFAULT_INTERVAL_NS if interval == _NEVER else interval
-        self.stall_threshold_ns = threshold
+        self._apply(DEFAULT_INTERVAL_NS if interval == _NEVER else interval, threshold)
+
+    def _apply(self, interval_ns: int, threshold_ns: int) -> None:
+        self.stall_threshold_ns = threshold_ns
+        if interval_ns == self.interval_ns:
+            return
+        self.interval_ns = interval_ns
         if self._handle is not None:
             # A listener that wants beats more often than the pending one: bring it forward,
             # or that listener would see the rest of the old interval as a stall of its own.
             now = self.clock()
-            if self.due_ns - now > self.interval_ns:
+            if self.due_ns - now > interval_ns:
                 self._handle.cancel()
                 self._schedule(now)
 

@@ -62,6 +62,11 @@ _UNBUILT_FRAME_BYTES = 24
 deferred stats are built (measured with tracemalloc: about 290 bytes a task)."""
 _UNBUILT_STEP_BYTES = 300
 """And per step (a row, its times and its site: about 290 bytes, measured the same way)."""
+_UNBUILT_LAG_SAMPLE_BYTES = 120
+"""And per lag sample over the threshold (its dict: two floats)."""
+_UNBUILT_PROFILE_BYTES = 1_500
+"""And whatever the request did: the backend, the lag figures, the request task, the
+overhead (their dicts, about 1.4 KB built)."""
 
 
 def _chrome_trace(stats: dict[str, Any], record: RequestRecord) -> dict[str, Any] | None:
@@ -212,13 +217,15 @@ class AsyncProfilerPanel(Panel):
         return self.profiler.stop()
 
     async def generate_stats(self, context: RequestContext) -> dict[str, Any]:
-        """The summary, blocking calls and lag now; the task list when the record is read.
+        """The summary now; the rest when the record is first read.
 
-        What the nav subtitle and the toolbar need is cheap (counts, the rare blocking calls,
-        the lag samples over the threshold). Turning every task into a dict, with its creation
-        stack resolved to file, line and source, costs about a microsecond per task: that is
-        deferred to the first read of the record (``Panel.defer_stats``), so a request nobody
-        inspects never pays it. The deferred part closes over the frozen profile only.
+        What the nav subtitle and the history need is the summary (counts, the slowest await):
+        that is the head. Turning every task into a dict, with its creation stack resolved to
+        file, line and source, costs about a microsecond per task, and even the small parts
+        (the lag samples, the rare blocking calls) cost the record's bounding walk on every
+        request: all of it is deferred to the first read of the record (``Panel.defer_stats``),
+        so a request nobody inspects never pays it. The deferred part closes over the frozen
+        profile only.
         """
         if self.profiler is None:
             return {}
@@ -229,10 +236,14 @@ class AsyncProfilerPanel(Panel):
         )
         # Until built, the history counts the profile's raw task records by the caps.
         depth = self.config.async_max_stack_depth if self.config.async_capture_task_stacks else 0
+        lag = profile.lag
         self.defer_stats(
             profile.detail_dict,
-            approx_size=len(profile.tasks) * (_UNBUILT_TASK_BYTES + _UNBUILT_FRAME_BYTES * depth)
-            + len(profile.steps or ()) * _UNBUILT_STEP_BYTES,
+            approx_size=_UNBUILT_PROFILE_BYTES
+            + (len(profile.tasks) + len(profile.blocking_calls))
+            * (_UNBUILT_TASK_BYTES + _UNBUILT_FRAME_BYTES * depth)
+            + len(profile.steps or ()) * _UNBUILT_STEP_BYTES
+            + (0 if lag is None else len(lag.samples) * _UNBUILT_LAG_SAMPLE_BYTES),
         )
         return profile.head_dict()
 

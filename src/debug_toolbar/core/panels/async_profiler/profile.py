@@ -405,22 +405,23 @@ class AsyncProfile:
     # the part that costs per task when it is first read (``detail_dict``).
 
     def head_dict(self) -> dict[str, Any]:
-        """What the toolbar needs while the response waits: nothing here costs per task."""
+        """What the toolbar reads while the response waits: the nav subtitle and the history's
+        columns (``history.py``) need the summary, and why there are no steps.
+
+        Nothing more: the record bounds every value of its head on the request path
+        (``bounds.bound``, about 30 bytecodes a field), and the lag samples, the blocking
+        calls with their stacks and the request task's names were a third of the panel's
+        fixed cost on a noop request. They are built with the detail, on first read.
+        """
         return {
-            "backend": self.backend,
-            "backend_note": self.backend_note,
-            "yappi_retention": (
-                None if self.yappi_retention is None else self.yappi_retention.to_dict()
-            ),
             "summary": self.summary.to_dict(),
-            "blocking_calls": [call.to_dict() for call in self.blocking_calls],
-            "lag": None if self.lag is None else self.lag.to_dict(),
-            "request_task": None if self.request_task is None else self.request_task.to_dict(),
             "steps_unavailable": self.steps_unavailable,
         }
 
     def detail_dict(self) -> dict[str, Any]:
-        """The tasks (their stacks resolved here), the overhead and yappi's function table.
+        """All but the head: the backend, the blocking calls and the lag, the request's own
+        task, every task (their stacks resolved here), the steps, the overhead and yappi's
+        function table.
 
         ``overhead.report_ms`` is what building this cost: paid by whoever reads the record,
         not by the request. It is measured the first time only: a profile read back from the
@@ -446,7 +447,19 @@ class AsyncProfile:
         overhead = self.overhead
         if not overhead.report_ms:
             overhead = replace(overhead, report_ms=(time.perf_counter_ns() - started) / 1e6)
-        data: dict[str, Any] = {"tasks": tasks, "overhead": overhead.to_dict(), **step_data}
+        data: dict[str, Any] = {
+            "backend": self.backend,
+            "backend_note": self.backend_note,
+            "yappi_retention": (
+                None if self.yappi_retention is None else self.yappi_retention.to_dict()
+            ),
+            "blocking_calls": [call.to_dict() for call in self.blocking_calls],
+            "lag": None if self.lag is None else self.lag.to_dict(),
+            "request_task": None if self.request_task is None else self.request_task.to_dict(),
+            "tasks": tasks,
+            "overhead": overhead.to_dict(),
+            **step_data,
+        }
         if self.functions is not None:
             data["profile"] = self.functions.to_dict()
         return data

@@ -211,7 +211,29 @@ class TestHeartbeat:
         fast.uninstall()
         assert (heartbeat.interval_ns, heartbeat.stall_threshold_ns) == (8 * MS, 200 * MS)
         slow.uninstall()
+        assert heartbeat.interval_ns == 8 * MS
+        assert heartbeat.stall_threshold_ns > 10**15
         lag.stop()
+        assert registry.get(loop) is None
+
+    def test_a_listener_leaving_that_held_no_minimum_changes_nothing(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registry: LoopHooks[LoopHeartbeat],
+    ) -> None:
+        fast = BlockingCallDetector(threshold_ms=20, interval_ms=50, registry=registry)
+        lag = EventLoopLagMonitor(interval_ms=40, registry=registry)
+        also_fast = BlockingCallDetector(threshold_ms=20, interval_ms=50, registry=registry)
+        fast.install(loop)
+        heartbeat = registry.get(loop)
+        assert heartbeat is not None
+        lag.start(loop)
+        also_fast.install(loop)
+        assert (heartbeat.interval_ns, heartbeat.stall_threshold_ns) == (5 * MS, 20 * MS)
+        lag.stop()
+        fast.uninstall()  # held the minimum, as does the one left
+        assert (heartbeat.interval_ns, heartbeat.stall_threshold_ns) == (5 * MS, 20 * MS)
+        also_fast.uninstall()
         assert registry.get(loop) is None
 
     def test_one_heartbeat_shared_by_every_user(

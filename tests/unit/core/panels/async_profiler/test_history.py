@@ -34,7 +34,7 @@ def head(**summary: Any) -> dict[str, Any]:
         "slowest_await": SLOWEST,
     }
     values.update(summary)
-    return {"backend": "taskfactory", "summary": values, "steps_unavailable": None}
+    return {"summary": values, "steps_unavailable": None}
 
 
 class TestCells:
