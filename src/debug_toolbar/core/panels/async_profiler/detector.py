@@ -20,6 +20,7 @@ exception handler or the logging configuration.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -60,6 +61,45 @@ def _count(name: str, value: int, minimum: int) -> int:
     return value
 
 
+@functools.lru_cache(maxsize=64, typed=True)
+def _detector_settings(  # noqa: PLR0917 - positional: typed caching sees each argument's type
+    threshold_ms: float,
+    max_stack_depth: int,
+    interval_ms: float,
+    max_calls: int,
+    slow_threshold_ms: float | None,
+    max_slow: int,
+) -> tuple[int, int, int, int | None, int, int, int]:
+    """The detector's settings, validated, in ns: (blocking, max depth, max calls, slow,
+    max slow, the lower threshold, the beat interval).
+
+    Cached: every request builds a detector from the same config, and validating it again
+    was a tenth of what starting one cost. ``typed``, so ``True`` is not taken for ``1``: the
+    arguments stay separate, as a tuple's items would be compared by value only.
+    """
+    blocking_ns = _ns("threshold_ms", threshold_ms)
+    depth = _count("max_stack_depth", max_stack_depth, 1)
+    calls = _count("max_calls", max_calls, 0)
+    slow_ns = None if slow_threshold_ms is None else _ns("slow_threshold_ms", slow_threshold_ms)
+    slow = _count("max_slow", max_slow, 0)
+    # One listener for both thresholds: the watchdog samples from half the lower one.
+    lower_ns = min(blocking_ns, slow_ns or blocking_ns)
+    interval_ns = min(_ns("interval_ms", interval_ms), max(1, lower_ns // 4))
+    return blocking_ns, depth, calls, slow_ns, slow, lower_ns, interval_ns
+
+
+@functools.lru_cache(maxsize=64, typed=True)
+def _lag_settings(
+    threshold_ms: float, interval_ms: float, max_samples: int
+) -> tuple[int, int, int]:
+    """The lag monitor's settings, validated, in ns (cached, as ``_detector_settings``)."""
+    return (
+        _ns("threshold_ms", threshold_ms),
+        _ns("interval_ms", interval_ms),
+        _count("max_samples", max_samples, 0),
+    )
+
+
 _Part: TypeAlias = "tuple[int, int, StallSample | None]"
 
 
@@ -98,19 +138,32 @@ class BlockingCallDetector:
         max_slow: int = 0,
         registry: LoopHooks[LoopHeartbeat] = heartbeats,
     ) -> None:
+        options = (
+            threshold_ms,
+            max_stack_depth,
+            interval_ms,
+            max_calls,
+            slow_threshold_ms,
+            max_slow,
+        )
+        try:
+            validated = _detector_settings(*options)
+        except TypeError:  # an unhashable value: validated uncached, which says what is wrong
+            validated = _detector_settings.__wrapped__(*options)
         self.threshold_ms = float(threshold_ms)
-        self._blocking_ns = _ns("threshold_ms", threshold_ms)
-        self.max_stack_depth = _count("max_stack_depth", max_stack_depth, 1)
-        self.max_calls = _count("max_calls", max_calls, 0)
-        self._slow_ns: int | None = None
+        self._blocking_ns: int
+        self._slow_ns: int | None
         """Also keep the stalls from this long (slow steps), in a list of their own."""
-        if slow_threshold_ms is not None:
-            self._slow_ns = _ns("slow_threshold_ms", slow_threshold_ms)
-        self.max_slow = _count("max_slow", max_slow, 0)
+        (
+            self._blocking_ns,
+            self.max_stack_depth,
+            self.max_calls,
+            self._slow_ns,
+            self.max_slow,
+            self._threshold_ns,
+            self._interval_ns,
+        ) = validated
         self.dropped_slow = 0
-        # One listener for both thresholds: the watchdog samples from half the lower one.
-        self._threshold_ns = min(self._blocking_ns, self._slow_ns or self._blocking_ns)
-        self._interval_ns = min(_ns("interval_ms", interval_ms), max(1, self._threshold_ns // 4))
         self.owner = owner
         """Who this request is (a RequestContext): compared with the sampled culprit."""
         self._owns_task = owns_task
@@ -300,11 +353,13 @@ class EventLoopLagMonitor:
         max_samples: int = 1000,
         registry: LoopHooks[LoopHeartbeat] = heartbeats,
     ) -> None:
+        try:
+            validated = _lag_settings(threshold_ms, interval_ms, max_samples)
+        except TypeError:  # an unhashable value: validated uncached, which says what is wrong
+            validated = _lag_settings.__wrapped__(threshold_ms, interval_ms, max_samples)
+        self._threshold_ns, self._interval_ns, self.max_samples = validated
         self.threshold_ms = float(threshold_ms)
         self.interval_ms = float(interval_ms)
-        self._threshold_ns = _ns("threshold_ms", threshold_ms)
-        self._interval_ns = _ns("interval_ms", interval_ms)
-        self.max_samples = _count("max_samples", max_samples, 0)
         self.origin_ns = origin_ns
         self.beats = 0
         self.dropped = 0

@@ -244,7 +244,9 @@ class LoopHeartbeat:
         """Time spent in beats so far (measured): what the heartbeat cost the loop."""
         self.watchdog: Watchdog | None = None
         """The loop's watchdog while it watches this heartbeat (it outlives it, parked)."""
+        self._installed = False
         self._handle: asyncio.TimerHandle | None = None
+        """The pending beat: scheduled by the first listener, at the interval it wants."""
         self._lag_listeners: list[LagListener] = []
         self._stall_listeners: list[StallListener] = []
         self._segments: list[StallSample] = []
@@ -255,7 +257,7 @@ class LoopHeartbeat:
 
     @property
     def installed(self) -> bool:
-        return self._handle is not None
+        return self._installed
 
     @property
     def sample_after_ns(self) -> int:
@@ -263,12 +265,18 @@ class LoopHeartbeat:
         return self.stall_threshold_ns // 2
 
     def install(self) -> None:
+        """Ready to beat; the first listener schedules the first beat (``_tighten``).
+
+        Not here: a request's detector wants beats more often than the default interval, and
+        a beat scheduled now would be cancelled and scheduled again at once, on every request.
+        """
         self.thread_id = threading.get_ident()
         self.last_beat_ns = self.clock()
-        self._schedule(self.last_beat_ns)
+        self._installed = True
         _installed.add(self)
 
     def uninstall(self) -> None:
+        self._installed = False
         handle, self._handle = self._handle, None
         if handle is not None:
             handle.cancel()
@@ -373,6 +381,9 @@ class LoopHeartbeat:
         Incremental, not recomputed over every listener: this runs on every request."""
         interval = interval_ns if first else min(self.interval_ns, interval_ns)
         self._apply(interval, min(self.stall_threshold_ns, threshold_ns))
+        if self._handle is None and self._installed:
+            self.last_beat_ns = now = self.clock()
+            self._schedule(now)
 
     def _loosen(self, interval_ns: int, threshold_ns: int) -> None:
         """A listener left: recompute only if it held a minimum (and someone is left)."""

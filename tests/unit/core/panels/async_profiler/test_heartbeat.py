@@ -123,13 +123,15 @@ def heartbeat_handles(loop: asyncio.AbstractEventLoop) -> list[asyncio.TimerHand
 
 
 class TestHeartbeat:
-    def test_install_schedules_one_beat_and_uninstall_cancels_it(
+    def test_the_first_listener_schedules_one_beat_and_uninstall_cancels_it(
         self, loop: asyncio.AbstractEventLoop, clock: FakeClock
     ) -> None:
         heartbeat = LoopHeartbeat(loop, clock=clock, run_watchdog=False)
         heartbeat.install()
         try:
             assert installed_heartbeats() == 1
+            assert heartbeat_handles(loop) == []  # nobody listens yet
+            heartbeat.add_lag_listener(EventLoopLagMonitor(interval_ms=10))
             handles = heartbeat_handles(loop)
             assert len(handles) == 1
             assert handles[0].when() == pytest.approx(loop.time() + 0.010, abs=0.005)
@@ -141,11 +143,33 @@ class TestHeartbeat:
         assert installed_heartbeats() == 0
         assert not heartbeat.installed
 
+    def test_a_request_s_collectors_schedule_one_beat_at_the_interval_they_need(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registry: LoopHooks[LoopHeartbeat],
+    ) -> None:
+        # As a request starts them: the detector (beats every threshold / 4), then the lag
+        # monitor. One timer, never one cancelled and scheduled again.
+        detector = BlockingCallDetector(threshold_ms=10, interval_ms=10, registry=registry)
+        lag = EventLoopLagMonitor(interval_ms=10, registry=registry)
+        detector.install(loop)
+        lag.start(loop)
+        try:
+            assert isinstance(loop, TimerRecordingLoop)
+            [(_beat, handle)] = loop.timers
+            assert not handle.cancelled()
+            assert handle.when() == pytest.approx(loop.time() + 0.0025, abs=0.002)
+        finally:
+            lag.stop()
+            detector.uninstall()
+        assert heartbeat_handles(loop) == []
+
     def test_a_beat_reschedules_itself(
         self, loop: asyncio.AbstractEventLoop, clock: FakeClock
     ) -> None:
         heartbeat = LoopHeartbeat(loop, clock=clock, run_watchdog=False)
         heartbeat.install()
+        heartbeat.add_lag_listener(EventLoopLagMonitor(interval_ms=10))
         try:
             clock.advance(12)
             heartbeat.beat()
@@ -159,6 +183,7 @@ class TestHeartbeat:
 
         async def body() -> int:
             heartbeat.install()
+            heartbeat.add_lag_listener(EventLoopLagMonitor(interval_ms=10))
             try:
                 await asyncio.sleep(0.06)
                 return heartbeat.beats
@@ -426,9 +451,11 @@ class TestLagMonitor:
             ({"interval_ms": -1}, "interval_ms"),
             ({"interval_ms": True}, "interval_ms"),
             ({"max_samples": -1}, "max_samples"),
+            ({"max_samples": [1]}, "max_samples"),
         ],
     )
     def test_invalid_settings_are_refused(self, kwargs: dict[str, Any], name: str) -> None:
+        EventLoopLagMonitor(interval_ms=1)  # cached by value and type: True is not 1
         with pytest.raises(ValueError, match=name):
             EventLoopLagMonitor(**kwargs)
 
@@ -1129,9 +1156,15 @@ class TestStalls:
             ({"slow_threshold_ms": 0}, "slow_threshold_ms"),
             ({"slow_threshold_ms": float("inf")}, "slow_threshold_ms"),
             ({"max_slow": -1}, "max_slow"),
+            ({"threshold_ms": [100]}, "threshold_ms"),
+            ({"max_calls": True}, "max_calls"),
+            ({"max_slow": 1.0}, "max_slow"),
         ],
     )
     def test_invalid_settings_are_refused(self, kwargs: dict[str, Any], name: str) -> None:
+        # Valid settings equal to the invalid ones (1 == True == 1.0) validated first: the
+        # validation is cached by value and type, never one for the other.
+        BlockingCallDetector(max_calls=1, max_slow=1)
         with pytest.raises(ValueError, match=name):
             BlockingCallDetector(**kwargs)
 
