@@ -22,11 +22,7 @@ from debug_toolbar.core.panels.async_profiler.backends import (
 from debug_toolbar.core.panels.async_profiler.export import chrome_trace
 from debug_toolbar.core.panels.async_profiler.heartbeat import heartbeats
 from debug_toolbar.core.panels.async_profiler.history import HISTORY_COLUMNS, history_cells
-from debug_toolbar.core.panels.async_profiler.profile import (
-    AsyncProfile,
-    Overhead,
-    YappiRetention,
-)
+from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile, YappiRetention
 from debug_toolbar.core.panels.async_profiler.profiler import AsyncRequestProfiler
 from debug_toolbar.core.panels.async_profiler.server_timing import server_timing_value
 from debug_toolbar.core.panels.async_profiler.steps_view import steps_view
@@ -205,16 +201,16 @@ class AsyncProfilerPanel(Panel):
         if self.profiler is not None:
             started = _perf_ns()
             try:
-                self._stop()
+                self._stop_collecting()
             finally:
                 self._own_ns += _perf_ns() - started
 
-    def _stop(self) -> AsyncProfile:
+    def _stop_collecting(self) -> None:
         assert self.profiler is not None
         heartbeat, self._heartbeat = self._heartbeat, None
         if heartbeat is not None and self._heartbeat_ns is not None:
             self._heartbeat_ns += heartbeat.busy_ns
-        return self.profiler.stop()
+        self.profiler.stop_collecting()
 
     async def generate_stats(self, context: RequestContext) -> dict[str, Any]:
         """The summary now; the rest when the record is first read.
@@ -230,9 +226,14 @@ class AsyncProfilerPanel(Panel):
         if self.profiler is None:
             return {}
         started = _perf_ns()
-        profile = self._stop()
-        profile = profile.finished(
-            self._with_fixed_costs(profile, started), self._yappi_retention()
+        self._stop_collecting()
+        profile = self.profiler.stop(
+            # The hooks' time holds every fixed cost (the collectors built, started and
+            # stopped, the profile frozen); yappi's own part of it is already ``profiler_ms``.
+            # The per-task work happened in the request's own code, apart: ``tracking_ms``.
+            own_ms=lambda: (self._own_ns + _perf_ns() - started) / 1e6,
+            heartbeat_ms=None if self._heartbeat_ns is None else self._heartbeat_ns / 1e6,
+            yappi_retention=self._yappi_retention(),
         )
         # Until built, the history counts the profile's raw task records by the caps.
         depth = self.config.async_max_stack_depth if self.config.async_capture_task_stacks else 0
@@ -246,21 +247,6 @@ class AsyncProfilerPanel(Panel):
             + (0 if lag is None else len(lag.samples) * _UNBUILT_LAG_SAMPLE_BYTES),
         )
         return profile.head_dict()
-
-    def _with_fixed_costs(self, profile: AsyncProfile, started_ns: int) -> Overhead:
-        """The profile's overhead with what this panel's hooks and the heartbeat cost, measured
-        (``generate_stats`` began at ``started_ns``).
-
-        The hooks' time holds every fixed cost (the collectors built, started and stopped, the
-        profile frozen); yappi's own part of it is already ``profiler_ms``. The per-task work
-        happened in the request's own code, apart: it is the backend's ``tracking_ms``.
-        """
-        overhead = profile.overhead
-        own_ms = (self._own_ns + _perf_ns() - started_ns) / 1e6
-        return overhead.with_fixed_costs(
-            setup_ms=max(own_ms - (overhead.profiler_ms or 0.0), overhead.setup_ms),
-            heartbeat_ms=None if self._heartbeat_ns is None else self._heartbeat_ns / 1e6,
-        )
 
     def _yappi_retention(self) -> YappiRetention | None:
         """What yappi keeps alive in this process so far, for requests that asked for yappi.

@@ -85,20 +85,6 @@ class Overhead:
             + (self.heartbeat_ms or 0.0)
         )
 
-    def with_fixed_costs(self, *, setup_ms: float, heartbeat_ms: float | None) -> Overhead:
-        """This overhead with the fixed costs measured by the panel (``dataclasses.replace``
-        would cost 9 µs: it inspects the fields every call)."""
-        return Overhead(
-            tracking_ms=self.tracking_ms,
-            setup_ms=setup_ms,
-            report_ms=self.report_ms,
-            profiler_ms=self.profiler_ms,
-            steps_ms=self.steps_ms,
-            heartbeat_ms=heartbeat_ms,
-            tracking_estimated=self.tracking_estimated,
-            per_task_ns=self.per_task_ns,
-        )
-
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "tracking_ms": self.tracking_ms,
@@ -347,27 +333,6 @@ class AsyncProfile:
     ``sys.monitoring`` tool id. None when steps were timed."""
     findings: StepFindings = field(default_factory=StepFindings, compare=False, repr=False)
     """The breakdown and the slow steps, computed when first read (``step_report.py``)."""
-
-    def finished(
-        self, overhead: Overhead, yappi_retention: YappiRetention | None = None
-    ) -> AsyncProfile:
-        """This profile with the panel's final figures: its overhead with the fixed costs
-        measured, and yappi's retention (``dataclasses.replace`` would cost some 6-9 µs of
-        every request: it inspects the fields each call)."""
-        return AsyncProfile(
-            backend=self.backend,
-            tasks=self.tasks,
-            blocking_calls=self.blocking_calls,
-            lag=self.lag,
-            overhead=overhead,
-            functions=self.functions,
-            backend_note=self.backend_note,
-            yappi_retention=self.yappi_retention if yappi_retention is None else yappi_retention,
-            request_task=self.request_task,
-            steps=self.steps,
-            steps_unavailable=self.steps_unavailable,
-            findings=self.findings,
-        )
 
     @property
     def time_breakdown(self) -> TimeBreakdown | None:

@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from debug_toolbar.core.panels.async_profiler.detector import (
     BlockingCallDetector,
     EventLoopLagMonitor,
 )
-from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile
+from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile, Overhead
 from debug_toolbar.core.panels.async_profiler.recorder import current_task
 from debug_toolbar.core.panels.async_profiler.step_findings import StepFindings
 from debug_toolbar.core.panels.async_profiler.step_monitor import STEPS_UNAVAILABLE
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from debug_toolbar.core.config import DebugToolbarConfig
     from debug_toolbar.core.context import RequestContext
     from debug_toolbar.core.panels.async_profiler.base import AsyncProfilerBackend
+    from debug_toolbar.core.panels.async_profiler.profile import YappiRetention
     from debug_toolbar.core.panels.async_profiler.recorder import TaskRecorder
     from debug_toolbar.core.panels.async_profiler.step_report import TimeBreakdown
     from debug_toolbar.core.panels.async_profiler.task_hooks import TaskTracking
@@ -220,14 +221,13 @@ class AsyncRequestProfiler:
             tasks=tasks, breakdown=breakdown, blocked_known=self.detector is not None
         )
 
-    def stop(self) -> AsyncProfile:
-        """Stop collecting (idempotent) and return the request's frozen profile.
+    def stop_collecting(self) -> None:
+        """Stop every collector (idempotent), leaving the freezing to ``stop``.
 
-        Safe after a failed or missing ``start``: the profile is then what was collected, maybe
-        nothing. The collectors stop in reverse order, each even if another failed to.
+        Safe after a failed or missing ``start``. The collectors stop in reverse order, each
+        even if another failed to. The panel stops collecting when the response is sent and
+        freezes the profile when the record is built, with the fixed costs measured by then.
         """
-        if self._profile is not None:
-            return self._profile
         running, self._running = self._running, None
         if running is not None:
             try:
@@ -237,14 +237,38 @@ class AsyncRequestProfiler:
                     self.backend.stop()
                 finally:
                     _stop_all(running)
-        profile = self._freeze()
+
+    def stop(
+        self,
+        *,
+        own_ms: Callable[[], float] | None = None,
+        heartbeat_ms: float | None = None,
+        yappi_retention: YappiRetention | None = None,
+    ) -> AsyncProfile:
+        """Stop collecting (idempotent) and return the request's frozen profile.
+
+        ``own_ms`` is what the caller's hooks cost so far (read as the profile is frozen,
+        last): the profile's ``setup_ms`` then holds every fixed cost, yappi's own part
+        excepted.
+        ``heartbeat_ms`` is the heartbeat's time during the request and ``yappi_retention``
+        what yappi keeps in the process: the profile is frozen once, with all of them.
+        """
+        if self._profile is not None:
+            return self._profile
+        self.stop_collecting()
+        profile = self._freeze(own_ms, heartbeat_ms, yappi_retention)
         self._profile = profile
         # The profile is all that remains: drop the collectors (and through them, the loop).
         self.detector = self.lag_monitor = None
         self.steps = None
         return profile
 
-    def _freeze(self) -> AsyncProfile:
+    def _freeze(
+        self,
+        own_ms: Callable[[], float] | None,
+        heartbeat_ms: float | None,
+        yappi_retention: YappiRetention | None,
+    ) -> AsyncProfile:
         backend = self.backend
         collected = backend.collected()
         origin = self.context.start_ns
@@ -253,9 +277,6 @@ class AsyncRequestProfiler:
         stalls = () if detector is None else tuple(detector.get_slow_stats())
         steps = self.steps
         table = None if steps is None else steps.table(origin)
-        overhead = collected.overhead
-        if steps is not None and table is not None:
-            overhead = replace(overhead, steps_ms=steps.overhead_ns / 1e6)
         # Computed when first read: nothing here costs per step while the response waits.
         findings = StepFindings(
             table,
@@ -273,19 +294,53 @@ class AsyncRequestProfiler:
                 start_ms=(self._started_ns - origin) / 1e6,
                 end_ms=(max(self._stopped_ns, self._started_ns) - origin) / 1e6,
             )
+        lag = None if self.lag_monitor is None else self.lag_monitor.get_stats()
         return AsyncProfile(
             backend=backend.name,
             backend_note=self.backend_note,
             tasks=collected.tasks,
             blocking_calls=blocking,
-            lag=None if self.lag_monitor is None else self.lag_monitor.get_stats(),
-            overhead=overhead,
+            lag=lag,
+            # Last but one, so that the caller's own cost covers the freezing: one Overhead
+            # and one AsyncProfile per request, not a copy of each.
+            overhead=_final_overhead(
+                collected.overhead,
+                steps_ms=None if steps is None or table is None else steps.overhead_ns / 1e6,
+                own_ms=own_ms,
+                heartbeat_ms=heartbeat_ms,
+            ),
             functions=collected.functions,
+            yappi_retention=yappi_retention,
             request_task=request_task,
             steps=table,
             steps_unavailable=self._steps_unavailable if steps is None else steps.unavailable,
             findings=findings,
         )
+
+
+def _final_overhead(
+    collected: Overhead,
+    *,
+    steps_ms: float | None,
+    own_ms: Callable[[], float] | None,
+    heartbeat_ms: float | None,
+) -> Overhead:
+    """The backend's overhead with step timing's, the heartbeat's and the caller's fixed
+    costs: ``setup_ms`` becomes everything the caller's hooks cost (``own_ms()``, read now),
+    yappi's own part (``profiler_ms``) excepted, and never less than the backend measured."""
+    setup_ms = collected.setup_ms
+    if own_ms is not None:
+        setup_ms = max(own_ms() - (collected.profiler_ms or 0.0), setup_ms)
+    return Overhead(
+        tracking_ms=collected.tracking_ms,
+        setup_ms=setup_ms,
+        report_ms=collected.report_ms,
+        profiler_ms=collected.profiler_ms,
+        steps_ms=collected.steps_ms if steps_ms is None else steps_ms,
+        heartbeat_ms=heartbeat_ms if heartbeat_ms is not None else collected.heartbeat_ms,
+        tracking_estimated=collected.tracking_estimated,
+        per_task_ns=collected.per_task_ns,
+    )
 
 
 def _stop_all(running: list[Callable[[], None]]) -> None:

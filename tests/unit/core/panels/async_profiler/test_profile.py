@@ -11,7 +11,7 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import fields, replace
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -35,7 +35,6 @@ from debug_toolbar.core.panels.async_profiler.profile import (
     YappiRetention,
 )
 from debug_toolbar.core.panels.async_profiler.profiler import AsyncRequestProfiler
-from debug_toolbar.core.panels.async_profiler.steps import RequestTask
 from debug_toolbar.core.panels.async_profiler.task_table import TaskTable
 from debug_toolbar.core.panels.async_profiler.taskfactory_backend import TaskFactoryBackend
 
@@ -249,28 +248,6 @@ class TestRoundTrip:
         assert profile.summary.profiling_overhead_ms == 2.5
 
 
-class TestFinished:
-    def test_every_field_is_kept_but_the_overhead_and_retention_given(self) -> None:
-        profile = hand_built(
-            request_task=RequestTask("Task-1", "handler", 0.0, 80.0),
-            steps_unavailable="step timing is off (async_step_timing)",
-        )
-        overhead = Overhead(tracking_ms=1.0, setup_ms=2.0)
-        retention = YappiRetention(requests=4, coroutines=160, approx_bytes=64_000, limit=500)
-
-        finished = profile.finished(overhead, retention)
-
-        for spec in fields(AsyncProfile):
-            expected = {"overhead": overhead, "yappi_retention": retention}.get(
-                spec.name, getattr(profile, spec.name)
-            )
-            assert getattr(finished, spec.name) is expected, spec.name
-
-    def test_the_retention_is_kept_when_none_is_given(self) -> None:
-        profile = hand_built()
-        assert profile.finished(Overhead()).yappi_retention is profile.yappi_retention
-
-
 class TestTaskTable:
     def test_to_dicts_is_the_events_to_dict(self) -> None:
         for table in (
@@ -394,20 +371,6 @@ class TestSummary:
         assert ProfileSummary.from_dict(profile.summary.to_dict()) == profile.summary
         # A record written before the flag existed reads back as measured, as it was.
         assert Overhead.from_dict({"tracking_ms": 1.0}).tracking_estimated is False
-
-    def test_with_fixed_costs_keeps_every_other_field(self) -> None:
-        overhead = Overhead(
-            tracking_ms=0.25,
-            setup_ms=0.5,
-            report_ms=4.0,
-            profiler_ms=2.0,
-            steps_ms=1.0,
-            heartbeat_ms=None,
-            tracking_estimated=True,
-            per_task_ns=2_500.0,
-        )
-        fixed = overhead.with_fixed_costs(setup_ms=0.75, heartbeat_ms=0.125)
-        assert fixed == replace(overhead, setup_ms=0.75, heartbeat_ms=0.125)
 
 
 class TestHeadAndDetail:

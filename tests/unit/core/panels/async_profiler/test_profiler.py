@@ -31,8 +31,8 @@ from debug_toolbar.core.panels.async_profiler.detector import (
     EventLoopLagMonitor,
 )
 from debug_toolbar.core.panels.async_profiler.heartbeat import LoopHeartbeat, installed_heartbeats
-from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile
-from debug_toolbar.core.panels.async_profiler.profiler import AsyncRequestProfiler
+from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile, Overhead, YappiRetention
+from debug_toolbar.core.panels.async_profiler.profiler import AsyncRequestProfiler, _final_overhead
 from debug_toolbar.core.panels.async_profiler.recorder import TaskRecorder
 from debug_toolbar.core.panels.async_profiler.task_hooks import TaskTracking
 from debug_toolbar.core.panels.async_profiler.taskfactory_backend import TaskFactoryBackend
@@ -188,6 +188,56 @@ class TestLifecycle:
         assert after == NOTHING
         with pytest.raises(RuntimeError, match="already being profiled"):
             profiler.start()  # stopped: its profile is final
+
+    def test_the_profile_is_frozen_once_with_the_callers_fixed_costs(
+        self, new_loop: LoopFactory
+    ) -> None:
+        retention = YappiRetention(requests=2, coroutines=80, approx_bytes=32_000, limit=500)
+        reads: list[str] = []
+
+        def own_ms() -> float:
+            reads.append("read")
+            return 7.5
+
+        async def main() -> tuple[AsyncProfile, AsyncProfile]:
+            profiler = profiler_for()
+            profiler.start()
+            await asyncio.create_task(noop(), name="child")
+            profiler.stop_collecting()
+            profiler.stop_collecting()  # idempotent, as the panel may call it twice
+            assert not profiler.running
+            profile = profiler.stop(own_ms=own_ms, heartbeat_ms=0.25, yappi_retention=retention)
+            return profile, profiler.stop(own_ms=own_ms, heartbeat_ms=9.0)
+
+        profile, again = run(new_loop, main)
+        assert again is profile
+        assert reads == ["read"]
+        assert (profile.overhead.setup_ms, profile.overhead.heartbeat_ms) == (7.5, 0.25)
+        assert profile.yappi_retention is retention
+        assert profile.summary.profiling_overhead_ms >= 7.75
+        assert [event.name for event in profile.tasks.events()] == ["child"]
+
+    def test_the_final_overhead_keeps_what_the_backend_measured(self) -> None:
+        collected = Overhead(
+            tracking_ms=0.25,
+            setup_ms=0.5,
+            report_ms=4.0,
+            profiler_ms=2.0,
+            steps_ms=1.0,
+            heartbeat_ms=None,
+            tracking_estimated=True,
+            per_task_ns=2_500.0,
+        )
+        final = _final_overhead(collected, steps_ms=None, own_ms=lambda: 3.0, heartbeat_ms=0.125)
+        # Every fixed cost of the caller's hooks but yappi's own part, which has its field.
+        assert final == replace(collected, setup_ms=1.0, heartbeat_ms=0.125)
+        # Never less than the backend's own setup; nothing measured: as collected.
+        assert _final_overhead(
+            collected, steps_ms=1.5, own_ms=lambda: 2.25, heartbeat_ms=None
+        ) == replace(collected, steps_ms=1.5)
+        assert (
+            _final_overhead(collected, steps_ms=None, own_ms=None, heartbeat_ms=None) == collected
+        )
 
     def test_stop_without_start_is_an_empty_profile(self) -> None:
         profile = profiler_for().stop()
