@@ -249,6 +249,11 @@ class LoopHeartbeat:
         """The pending beat: scheduled by the first listener, at the interval it wants."""
         self._lag_listeners: list[LagListener] = []
         self._stall_listeners: list[StallListener] = []
+        self._intervals: dict[int, int] = {}
+        """The listeners' intervals, each with how many listeners want it: the smallest is
+        found among the distinct values (one or two), not by asking every listener."""
+        self._thresholds: dict[int, int] = {}
+        """The stall listeners' thresholds, counted the same way."""
         self._segments: list[StallSample] = []
         """The segments of the stall going on (all of one ``beat_ns``), under ``_lock``."""
         self._votes: dict[tuple[CodeType, int], int] = {}
@@ -283,6 +288,8 @@ class LoopHeartbeat:
         self._park_watchdog()
         self._lag_listeners.clear()
         self._stall_listeners.clear()
+        self._intervals.clear()
+        self._thresholds.clear()
         with self._lock:
             self._segments = []
         _installed.discard(self)
@@ -336,19 +343,17 @@ class LoopHeartbeat:
     # Listeners (loop thread only)
 
     def add_lag_listener(self, listener: LagListener) -> None:
-        first = not self._lag_listeners and not self._stall_listeners
         self._lag_listeners.append(listener)
-        self._tighten(listener.interval_ns, _NEVER, first=first)
+        self._settings_joined(listener.interval_ns, None)
 
     def remove_lag_listener(self, listener: LagListener) -> None:
         if listener in self._lag_listeners:
             self._lag_listeners.remove(listener)
-            self._loosen(listener.interval_ns, _NEVER)
+            self._settings_left(listener.interval_ns, None)
 
     def add_stall_listener(self, listener: StallListener) -> None:
-        first = not self._lag_listeners and not self._stall_listeners
         self._stall_listeners.append(listener)
-        self._tighten(listener.interval_ns, listener.threshold_ns, first=first)
+        self._settings_joined(listener.interval_ns, listener.threshold_ns)
         if not self.run_watchdog:
             return
         try:
@@ -363,7 +368,7 @@ class LoopHeartbeat:
         if listener not in self._stall_listeners:
             return
         self._stall_listeners.remove(listener)
-        self._loosen(listener.interval_ns, listener.threshold_ns)
+        self._settings_left(listener.interval_ns, listener.threshold_ns)
         if not self._stall_listeners:
             self._park_watchdog()
 
@@ -375,31 +380,31 @@ class LoopHeartbeat:
     def stall_listeners(self) -> tuple[StallListener, ...]:
         return tuple(self._stall_listeners)
 
-    def _tighten(self, interval_ns: int, threshold_ns: int, *, first: bool) -> None:
-        """A listener joined: the settings are the smallest wanted (its own, if the first).
-
-        Incremental, not recomputed over every listener: this runs on every request."""
-        interval = interval_ns if first else min(self.interval_ns, interval_ns)
-        self._apply(interval, min(self.stall_threshold_ns, threshold_ns))
+    def _settings_joined(self, interval_ns: int, threshold_ns: int | None) -> None:
+        """A listener joined: the settings become the smallest wanted. Constant time, as
+        every request joins and leaves: with many requests in flight, asking every listener
+        again each time cost each request in proportion to the others."""
+        intervals = self._intervals
+        intervals[interval_ns] = intervals.get(interval_ns, 0) + 1
+        threshold = self.stall_threshold_ns
+        if threshold_ns is not None:
+            thresholds = self._thresholds
+            thresholds[threshold_ns] = thresholds.get(threshold_ns, 0) + 1
+            threshold = min(threshold, threshold_ns)
+        self._apply(interval_ns if len(intervals) == 1 else min(intervals), threshold)
         if self._handle is None and self._installed:
             self.last_beat_ns = now = self.clock()
             self._schedule(now)
 
-    def _loosen(self, interval_ns: int, threshold_ns: int) -> None:
-        """A listener left: recompute only if it held a minimum (and someone is left)."""
-        if not self._lag_listeners and not self._stall_listeners:
-            self._apply(DEFAULT_INTERVAL_NS, _NEVER)
-        elif interval_ns <= self.interval_ns or threshold_ns <= self.stall_threshold_ns:
-            self._update_settings()
-
-    def _update_settings(self) -> None:
-        interval = threshold = _NEVER
-        for lag_listener in self._lag_listeners:
-            interval = min(interval, lag_listener.interval_ns)
-        for stall_listener in self._stall_listeners:
-            interval = min(interval, stall_listener.interval_ns)
-            threshold = min(threshold, stall_listener.threshold_ns)
-        self._apply(DEFAULT_INTERVAL_NS if interval == _NEVER else interval, threshold)
+    def _settings_left(self, interval_ns: int, threshold_ns: int | None) -> None:
+        intervals = self._intervals
+        _uncount(intervals, interval_ns)
+        threshold = self.stall_threshold_ns
+        if threshold_ns is not None:
+            thresholds = self._thresholds
+            _uncount(thresholds, threshold_ns)
+            threshold = min(thresholds) if thresholds else _NEVER
+        self._apply(min(intervals) if intervals else DEFAULT_INTERVAL_NS, threshold)
 
     def _apply(self, interval_ns: int, threshold_ns: int) -> None:
         self.stall_threshold_ns = threshold_ns
@@ -485,6 +490,14 @@ class LoopHeartbeat:
             if listener.owns(task):
                 return listener.culprit_key
         return None
+
+
+def _uncount(counts: dict[int, int], value: int) -> None:
+    left = counts.get(value, 0) - 1
+    if left > 0:
+        counts[value] = left
+    else:
+        counts.pop(value, None)
 
 
 def _app_site(sample: StallSample) -> tuple[CodeType, int] | None:

@@ -241,6 +241,36 @@ class TestHeartbeat:
         lag.stop()
         assert registry.get(loop) is None
 
+    def test_settings_follow_listeners_sharing_their_values_in_any_order(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registry: LoopHooks[LoopHeartbeat],
+    ) -> None:
+        # Many requests in flight share one config: the minimum stays while anyone wants it.
+        fast = [
+            BlockingCallDetector(threshold_ms=20, interval_ms=50, registry=registry)
+            for _ in range(3)
+        ]
+        slow = BlockingCallDetector(threshold_ms=200, interval_ms=50, registry=registry)
+        lag = EventLoopLagMonitor(interval_ms=8, registry=registry)
+        for detector in (*fast, slow):
+            detector.install(loop)
+        lag.start(loop)
+        heartbeat = registry.get(loop)
+        assert heartbeat is not None
+        settings = (5 * MS, 20 * MS)
+        for detector in (fast[1], fast[0]):
+            detector.uninstall()
+            assert (heartbeat.interval_ns, heartbeat.stall_threshold_ns) == settings
+        fast[2].uninstall()
+        assert (heartbeat.interval_ns, heartbeat.stall_threshold_ns) == (8 * MS, 200 * MS)
+        lag.stop()
+        assert (heartbeat.interval_ns, heartbeat.stall_threshold_ns) == (50 * MS, 200 * MS)
+        fast[0].uninstall()  # again: nothing changes
+        assert (heartbeat.interval_ns, heartbeat.stall_threshold_ns) == (50 * MS, 200 * MS)
+        slow.uninstall()
+        assert registry.get(loop) is None
+
     def test_a_listener_leaving_that_held_no_minimum_changes_nothing(
         self,
         loop: asyncio.AbstractEventLoop,
