@@ -397,14 +397,27 @@ class LoopHeartbeat:
             self._schedule(now)
 
     def _settings_left(self, interval_ns: int, threshold_ns: int | None) -> None:
+        if not self._lag_listeners and not self._stall_listeners:  # the last one: defaults
+            self._intervals.clear()
+            self._thresholds.clear()
+            self._apply(DEFAULT_INTERVAL_NS, _NEVER)
+            return
         intervals = self._intervals
-        _uncount(intervals, interval_ns)
+        left = intervals[interval_ns] - 1
+        if left:
+            intervals[interval_ns] = left
+        else:
+            del intervals[interval_ns]
         threshold = self.stall_threshold_ns
         if threshold_ns is not None:
             thresholds = self._thresholds
-            _uncount(thresholds, threshold_ns)
-            threshold = min(thresholds) if thresholds else _NEVER
-        self._apply(min(intervals) if intervals else DEFAULT_INTERVAL_NS, threshold)
+            left = thresholds[threshold_ns] - 1
+            if left:
+                thresholds[threshold_ns] = left
+            else:
+                del thresholds[threshold_ns]
+                threshold = min(thresholds) if thresholds else _NEVER
+        self._apply(min(intervals), threshold)  # someone is left: never empty
 
     def _apply(self, interval_ns: int, threshold_ns: int) -> None:
         self.stall_threshold_ns = threshold_ns
@@ -490,14 +503,6 @@ class LoopHeartbeat:
             if listener.owns(task):
                 return listener.culprit_key
         return None
-
-
-def _uncount(counts: dict[int, int], value: int) -> None:
-    left = counts.get(value, 0) - 1
-    if left > 0:
-        counts[value] = left
-    else:
-        counts.pop(value, None)
 
 
 def _app_site(sample: StallSample) -> tuple[CodeType, int] | None:
