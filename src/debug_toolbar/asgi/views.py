@@ -141,7 +141,8 @@ _cells_failed: set[str] = set()
 
 
 def _panel_cells(panel_class: type[Panel], panel: PanelRecord | None) -> dict[str, HistoryCell]:
-    """One panel's cells in one row: from the record's head, nothing deferred is built."""
+    """One panel's cells in one row: from the record's head (a deferred head is built, once;
+    the deferred detail is not)."""
     if panel is None:  # the panel was not configured when the request was recorded
         return {}
     label = panel.title or panel.panel_id

@@ -186,11 +186,12 @@ class Panel:
     def history_cells(cls, stats: Mapping[str, Any]) -> dict[str, HistoryCell]:
         """This panel's cells in one request's row of the history, by column key.
 
-        ``stats`` is what the panel recorded while the request was answered (the record's
-        head, ``PanelRecord.head``), never the deferred part: the history shows a hundred
-        requests a page and must not build any record's detail. So what a column needs is
-        recorded eagerly, small. A record kept by an older version may lack what a column
-        reads: give no cell for it (the column shows a dash), never an error. Default: none.
+        ``stats`` is the record's head (``PanelRecord.head``: what the panel recorded while
+        the request was answered, and its deferred head, built on this first read), never the
+        deferred detail: the history shows a hundred requests a page and must not build any
+        record's detail. So what a column needs is in the head, small. A record kept by an
+        older version may lack what a column reads: give no cell for it (the column shows a
+        dash), never an error. Default: none.
         """
         return {}
 
@@ -227,6 +228,9 @@ class Panel:
         """Builders of the stats left for later (``defer_stats``), in order."""
         self.deferred_size = 0
         """Estimated bytes the deferred builders hold until they run (``defer_stats``)."""
+        self.deferred_head: list[StatsBuilder] = []
+        """Builders of the head left for later (``defer_stats(..., head=True)``), in order."""
+        self.deferred_head_size = 0
 
     @property
     def config(self) -> DebugToolbarConfig:
@@ -257,7 +261,7 @@ class Panel:
         """The stats recorded so far (not the deferred ones: they are built from the record)."""
         return self._stats
 
-    def defer_stats(self, build: StatsBuilder, *, approx_size: int = 0) -> None:
+    def defer_stats(self, build: StatsBuilder, *, approx_size: int = 0, head: bool = False) -> None:
         """Leave part of the stats to ``build``, run when someone first reads the record.
 
         For stats that are costly to build and rarely all looked at: while the request is
@@ -269,9 +273,20 @@ class Panel:
         ``approx_size`` estimates the bytes ``build`` holds until it runs (what it will turn into
         stats), so that the history's byte budget counts them meanwhile; once built, the stats
         are measured and that estimate is replaced.
+
+        With ``head``, ``build`` makes (part of) the record's head, what the history's columns
+        read (``PanelRecord.head``): it runs when the head or the stats are first read. For a
+        panel whose head costs more than most requests should pay while answered, and which
+        can say its nav subtitle without it (the subtitle is computed when the record is
+        built). A page showing the toolbar reads only subtitles; the history builds the heads
+        of the records it lists.
         """
-        self.deferred_stats.append(build)
-        self.deferred_size += approx_size
+        if head:
+            self.deferred_head.append(build)
+            self.deferred_head_size += approx_size
+        else:
+            self.deferred_stats.append(build)
+            self.deferred_size += approx_size
 
     @classmethod
     def get_template_context(

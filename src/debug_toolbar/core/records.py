@@ -113,7 +113,9 @@ class PanelRecord:
 
     Read the panel's stats and error with ``resolve()``: one call, both complete. ``stats`` is
     the same stats on its own; ``error`` is what was known when the record was built (the
-    toolbar's nav reads it while the response waits, without building anything).
+    toolbar's nav reads it while the response waits, without building anything). ``head``
+    is what the history's columns read: the stats recorded at once and the deferred head
+    (built on its first read), without the deferred detail.
 
     Bounded in size: built with ``value_limit`` (the config's ``max_value_length``), every
     string the record keeps, deferred parts included, is shortened to it (``bounds.bound``),
@@ -132,6 +134,7 @@ class PanelRecord:
     """The panel's failure as known when the record was built (see ``resolve``)."""
     _stats: dict[str, Any] = field(repr=False)
     _deferred: DeferredStats | None = field(repr=False, compare=False)
+    _head_deferred: DeferredStats | None = field(repr=False, compare=False)
     _size: int = field(repr=False, compare=False)
 
     def __init__(
@@ -149,8 +152,11 @@ class PanelRecord:
         deferred: Iterable[StatsBuilder] = (),
         value_limit: int | None = None,
         deferred_size: int = 0,
+        deferred_head: Iterable[StatsBuilder] = (),
+        deferred_head_size: int = 0,
     ) -> None:
         builders = list(deferred)
+        head_builders = list(deferred_head)
         if value_limit is not None:
             nav_subtitle = shorten(nav_subtitle, value_limit)
             error = None if error is None else shorten(error, value_limit)
@@ -176,16 +182,34 @@ class PanelRecord:
                 if builders
                 else None
             ),
+            _head_deferred=(
+                DeferredStats(
+                    head_builders,
+                    panel_id=panel_id,
+                    value_limit=value_limit,
+                    approx_size=deferred_head_size,
+                )
+                if head_builders
+                else None
+            ),
             _size=size + _PANEL_SIZE + len(nav_subtitle) + len(error or ""),
         )
 
     def resolve(self) -> PanelStats:
         """The panel's complete stats and error, deferred parts built on the first call."""
+        head, error = self._resolved_head()
         deferred = self._deferred
         if deferred is None:
-            return PanelStats(self._stats, self.error)
+            return PanelStats(head, error)
+        part, part_error = deferred.resolve()
+        return PanelStats({**head, **part}, error or part_error)
+
+    def _resolved_head(self) -> tuple[dict[str, Any], str | None]:
+        deferred = self._head_deferred
+        if deferred is None:
+            return self._stats, self.error
         part, error = deferred.resolve()
-        return PanelStats({**self._stats, **part}, self.error or error)
+        return ({**self._stats, **part} if self._stats else part), self.error or error
 
     @property
     def stats(self) -> dict[str, Any]:
@@ -194,9 +218,10 @@ class PanelRecord:
 
     @property
     def head(self) -> dict[str, Any]:
-        """The stats recorded while the request was answered, without the deferred part:
-        nothing is built (the history's columns read this, for a page of records)."""
-        return self._stats
+        """The stats the history's columns read (for a page of records), without the
+        deferred detail: what was recorded while the request was answered, and the deferred
+        head (``Panel.defer_stats(..., head=True)``), built on the first read."""
+        return self._resolved_head()[0]
 
     def with_error(self, error: str) -> PanelRecord:
         """A copy of this record marked as failed, for showing the failure in its place."""
@@ -216,14 +241,20 @@ class PanelRecord:
     def approx_size(self) -> int:
         """Estimated bytes this record holds: its stats, and its deferred part (estimated by
         the panel until built, measured after; ``Panel.defer_stats``)."""
-        deferred = self._deferred
-        return self._size + (0 if deferred is None else deferred.size)
+        deferred, head = self._deferred, self._head_deferred
+        return (
+            self._size
+            + (0 if deferred is None else deferred.size)
+            + (0 if head is None else head.size)
+        )
 
     def on_growth(self, callback: Callable[[int], None] | None) -> None:
         """Have ``callback(bytes)`` told how much ``approx_size`` changed when the deferred
         stats are built (the history keeping its byte budget); None to stop."""
         if self._deferred is not None:
             self._deferred.on_growth(callback)
+        if self._head_deferred is not None:
+            self._head_deferred.on_growth(callback)
 
 
 _PANEL_SIZE = 600

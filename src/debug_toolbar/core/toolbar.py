@@ -125,6 +125,8 @@ class DebugToolbar:
                     deferred=panel.deferred_stats if is_enabled and not failed else (),
                     value_limit=limit,
                     deferred_size=panel.deferred_size,
+                    deferred_head=panel.deferred_head if is_enabled and not failed else (),
+                    deferred_head_size=panel.deferred_head_size,
                 )
             )
         context = self.context

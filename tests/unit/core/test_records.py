@@ -242,6 +242,86 @@ class TestDeferredStats:
             panel.stats = {}  # type: ignore[misc]
 
 
+def _lazy_head_panel(
+    head: _CountingBuilder, *detail: _CountingBuilder, stats: dict[str, Any] | None = None
+) -> PanelRecord:
+    return PanelRecord(
+        panel_id="lazy",
+        title="Lazy",
+        nav_title="Lazy",
+        nav_subtitle="3 tasks",
+        template="",
+        has_content=True,
+        enabled=True,
+        stats={} if stats is None else stats,
+        deferred=detail,
+        deferred_head=(head,),
+        value_limit=2000,
+        deferred_head_size=700,
+    )
+
+
+class TestDeferredHead:
+    def test_the_head_is_built_on_its_first_read_without_the_detail(self) -> None:
+        head = _CountingBuilder({"summary": {"tasks": 3}})
+        detail = _CountingBuilder({"tasks": [1, 2, 3]})
+        panel = _lazy_head_panel(head, detail)
+        assert (panel.nav_subtitle, panel.error) == ("3 tasks", None)
+        assert (head.calls, detail.calls) == (0, 0)
+        assert panel.head == {"summary": {"tasks": 3}}
+        assert panel.head == {"summary": {"tasks": 3}}
+        assert (head.calls, detail.calls) == (1, 0)  # the history reads heads only
+
+    def test_the_stats_are_the_head_and_the_detail(self) -> None:
+        head = _CountingBuilder({"summary": {"tasks": 3}})
+        detail = _CountingBuilder({"tasks": [1, 2, 3]})
+        panel = _lazy_head_panel(head, detail, stats={"eager": True})
+        assert panel.resolve() == PanelStats(
+            {"eager": True, "summary": {"tasks": 3}, "tasks": [1, 2, 3]}, None
+        )
+        assert panel.head == {"eager": True, "summary": {"tasks": 3}}
+        assert (head.calls, detail.calls) == (1, 1)
+        record = _record(panel)
+        assert record.to_api_dict()["panels"]["lazy"] == panel.stats
+
+    def test_a_failing_head_is_the_panels_error_and_the_detail_still_shows(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        panel = _lazy_head_panel(_CountingBuilder({}, fail=True), _CountingBuilder({"tasks": []}))
+        with caplog.at_level(logging.WARNING, logger="debug_toolbar"):
+            assert panel.head == {}  # the history shows dashes, not an error page
+            resolved = panel.resolve()
+        assert resolved == PanelStats({"tasks": []}, "ValueError: no stats today")
+
+    def test_its_size_is_estimated_until_built_then_measured_and_reported(self) -> None:
+        grown: list[int] = []
+        panel = _lazy_head_panel(_CountingBuilder({"summary": {"name": "n" * 50_000}}))
+        panel.on_growth(grown.append)
+        unbuilt = panel.approx_size
+        assert unbuilt >= 700
+        assert len(panel.head["summary"]["name"]) <= 2000  # bounded like any stats
+        assert grown == [panel.approx_size - unbuilt]
+        assert grown[0] > 2000 - 700
+
+    def test_concurrent_first_reads_build_it_once(self) -> None:
+        head = _CountingBuilder({"summary": {"tasks": 3}}, delay_s=0.05)
+        panel = _lazy_head_panel(head)
+        barrier = threading.Barrier(4)
+        seen: list[dict[str, Any]] = []
+
+        def read() -> None:
+            barrier.wait()
+            seen.append(panel.head)
+
+        threads = [threading.Thread(target=read) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert head.calls == 1
+        assert seen == [{"summary": {"tasks": 3}}] * 4
+
+
 class TestSize:
     """With a value limit, a record keeps every string at most that long and knows its size."""
 

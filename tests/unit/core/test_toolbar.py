@@ -279,10 +279,12 @@ class LazyPanel(Panel):
 
     title = "Lazy"
     built: ClassVar[int] = 0
+    heads_built: ClassVar[int] = 0
     fail_in_generate: ClassVar[bool] = False
 
     async def generate_stats(self, context: RequestContext) -> dict[str, Any]:
         self.defer_stats(self._build)
+        self.defer_stats(self._build_head, head=True, approx_size=100)
         if self.fail_in_generate:
             raise RuntimeError("broke after deferring")
         return {"count": 2}
@@ -295,11 +297,16 @@ class LazyPanel(Panel):
         cls.built += 1
         return {"items": ["a", "b"]}
 
+    @classmethod
+    def _build_head(cls) -> dict[str, Any]:
+        cls.heads_built += 1
+        return {"summary": "two"}
+
 
 class TestDeferredStats:
     @pytest.fixture(autouse=True)
     def _reset(self) -> None:
-        LazyPanel.built = 0
+        LazyPanel.built = LazyPanel.heads_built = 0
         LazyPanel.fail_in_generate = False
 
     @staticmethod
@@ -314,9 +321,11 @@ class TestDeferredStats:
         record = await self._record()
         (panel,) = record.panels
         assert panel.nav_subtitle == "2 items"
-        assert LazyPanel.built == 0
-        assert panel.stats == {"count": 2, "items": ["a", "b"]}
-        assert LazyPanel.built == 1
+        assert (LazyPanel.built, LazyPanel.heads_built) == (0, 0)
+        assert panel.head == {"count": 2, "summary": "two"}
+        assert (LazyPanel.built, LazyPanel.heads_built) == (0, 1)
+        assert panel.stats == {"count": 2, "summary": "two", "items": ["a", "b"]}
+        assert (LazyPanel.built, LazyPanel.heads_built) == (1, 1)
 
     @pytest.mark.asyncio
     async def test_a_panel_failing_after_deferring_keeps_no_builder(self) -> None:
@@ -324,11 +333,11 @@ class TestDeferredStats:
         (panel,) = (await self._record()).panels
         assert panel.error == "RuntimeError: broke after deferring"
         assert panel.stats == {}
-        assert LazyPanel.built == 0
+        assert (LazyPanel.built, LazyPanel.heads_built) == (0, 0)
 
     @pytest.mark.asyncio
     async def test_a_disabled_panel_defers_nothing(self) -> None:
         (panel,) = (await self._record(f"{DISABLED_PANELS_COOKIE}=LazyPanel")).panels
         assert panel.enabled is False
         assert panel.stats == {}
-        assert LazyPanel.built == 0
+        assert (LazyPanel.built, LazyPanel.heads_built) == (0, 0)

@@ -263,10 +263,16 @@ class BlockingCallDetector:
                 self.on_stall(stall)
             heartbeat.remove_stall_listener(self)
         finally:
-            self._root_task = None
+            self._root_task = self._loop = None
             self._registry.release(loop)
 
     # Results
+
+    @property
+    def saw_stalls(self) -> bool:
+        """Whether any stall was kept (over either threshold). Its samples name the requests
+        that held the loop: their contexts stay reachable from here until ``get_stats``."""
+        return bool(self._stalls or self._slow)
 
     def get_stats(self) -> list[BlockingCall]:
         """The stalls of this request over the blocking threshold, oldest first (resolved
@@ -427,7 +433,13 @@ class EventLoopLagMonitor:
                     self._note(now, now - due)
             heartbeat.remove_lag_listener(self)
         finally:
+            self._loop = None
             self._registry.release(loop)
+
+    @property
+    def sample_count(self) -> int:
+        """Lag samples kept so far (over the threshold)."""
+        return len(self._samples)
 
     def get_stats(self) -> LagStats:
         origin = self.origin_ns if self.origin_ns is not None else self._joined_ns

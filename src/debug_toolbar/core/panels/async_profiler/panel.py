@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,8 @@ _UNBUILT_FRAME_BYTES = 24
 deferred stats are built (measured with tracemalloc: about 290 bytes a task)."""
 _UNBUILT_STEP_BYTES = 300
 """And per step (a row, its times and its site: about 290 bytes, measured the same way)."""
+_UNBUILT_HEAD_BYTES = 1_000
+"""The head until built: the summary's dict (about 0.9 KB built)."""
 _UNBUILT_LAG_SAMPLE_BYTES = 120
 """And per lag sample over the threshold (its dict: two floats)."""
 _UNBUILT_PROFILE_BYTES = 1_500
@@ -106,6 +109,8 @@ class AsyncProfilerPanel(Panel):
         self._heartbeat: LoopHeartbeat | None = None
         self._heartbeat_ns: int | None = None
         """The heartbeat's time in beats during the request (None: no heartbeat used)."""
+        self._tasks_seen: int | None = None
+        """The request's tasks, counted when its profile is left to freeze later."""
 
     @classmethod
     def check_config(cls, config: DebugToolbarConfig) -> None:
@@ -213,40 +218,70 @@ class AsyncProfilerPanel(Panel):
         self.profiler.stop_collecting()
 
     async def generate_stats(self, context: RequestContext) -> dict[str, Any]:
-        """The summary now; the rest when the record is first read.
+        """Nothing now, most often: the profile is frozen when its record is first read.
 
-        What the nav subtitle and the history need is the summary (counts, the slowest await):
-        that is the head. Turning every task into a dict, with its creation stack resolved to
-        file, line and source, costs about a microsecond per task, and even the small parts
-        (the lag samples, the rare blocking calls) cost the record's bounding walk on every
-        request: all of it is deferred to the first read of the record (``Panel.defer_stats``),
-        so a request nobody inspects never pays it. The deferred part closes over the frozen
-        profile only.
+        What the nav subtitle needs is a count, read from the stopped collectors. The head
+        (the summary, which the history's columns read) and the detail (every task as a dict,
+        its creation stack resolved, about a microsecond a task) are built from the frozen
+        profile on first read (``Panel.defer_stats``), so a request nobody inspects never pays
+        for freezing, summing up or bounding them: that was a third of the panel's cost on a
+        noop request. The collectors hold only plain data once stopped.
+
+        Unless a stall was kept: its samples name the requests that held the loop, whose
+        contexts must not live on in this record, so the profile is frozen now (as yappi's
+        retention and the fixed costs are measured now in every case).
         """
-        if self.profiler is None:
+        profiler = self.profiler
+        if profiler is None:
             return {}
         started = _perf_ns()
         self._stop_collecting()
-        profile = self.profiler.stop(
-            # The hooks' time holds every fixed cost (the collectors built, started and
-            # stopped, the profile frozen); yappi's own part of it is already ``profiler_ms``.
-            # The per-task work happened in the request's own code, apart: ``tracking_ms``.
+        heartbeat_ms = None if self._heartbeat_ns is None else self._heartbeat_ns / 1e6
+        retention = self._yappi_retention()
+        if profiler.freezes_later:
+            tasks, dropped, steps, lag_samples = profiler.counts()
+            self._tasks_seen = tasks + dropped
+            later = _ProfileLater(
+                profiler,
+                # The hooks' time holds every fixed cost (the collectors built, started and
+                # stopped); yappi's own part of it is ``profiler_ms``. The per-task work
+                # happened in the request's own code, apart: ``tracking_ms``.
+                own_ms=(self._own_ns + _perf_ns() - started) / 1e6,
+                heartbeat_ms=heartbeat_ms,
+                yappi_retention=retention,
+            )
+            self.defer_stats(later.head, approx_size=_UNBUILT_HEAD_BYTES, head=True)
+            self.defer_stats(
+                later.detail, approx_size=self._unbuilt_bytes(tasks, steps, lag_samples, 0)
+            )
+            return {}
+        profile = profiler.stop(
             own_ms=lambda: (self._own_ns + _perf_ns() - started) / 1e6,
-            heartbeat_ms=None if self._heartbeat_ns is None else self._heartbeat_ns / 1e6,
-            yappi_retention=self._yappi_retention(),
+            heartbeat_ms=heartbeat_ms,
+            yappi_retention=retention,
         )
-        # Until built, the history counts the profile's raw task records by the caps.
-        depth = self.config.async_max_stack_depth if self.config.async_capture_task_stacks else 0
         lag = profile.lag
         self.defer_stats(
             profile.detail_dict,
-            approx_size=_UNBUILT_PROFILE_BYTES
-            + (len(profile.tasks) + len(profile.blocking_calls))
-            * (_UNBUILT_TASK_BYTES + _UNBUILT_FRAME_BYTES * depth)
-            + len(profile.steps or ()) * _UNBUILT_STEP_BYTES
-            + (0 if lag is None else len(lag.samples) * _UNBUILT_LAG_SAMPLE_BYTES),
+            approx_size=self._unbuilt_bytes(
+                len(profile.tasks),
+                len(profile.steps or ()),
+                0 if lag is None else len(lag.samples),
+                len(profile.blocking_calls),
+            ),
         )
         return profile.head_dict()
+
+    def _unbuilt_bytes(self, tasks: int, steps: int, lag_samples: int, blocking: int) -> int:
+        """What the deferred detail holds until built, estimated by the caps."""
+        config = self.config
+        depth = config.async_max_stack_depth if config.async_capture_task_stacks else 0
+        return (
+            _UNBUILT_PROFILE_BYTES
+            + (tasks + blocking) * (_UNBUILT_TASK_BYTES + _UNBUILT_FRAME_BYTES * depth)
+            + steps * _UNBUILT_STEP_BYTES
+            + lag_samples * _UNBUILT_LAG_SAMPLE_BYTES
+        )
 
     def _yappi_retention(self) -> YappiRetention | None:
         """What yappi keeps alive in this process so far, for requests that asked for yappi.
@@ -291,11 +326,13 @@ class AsyncProfilerPanel(Panel):
 
     def get_nav_subtitle(self) -> str:
         summary = self.get_stats().get("summary")
-        if not summary:
+        if summary:
+            total, blocking = summary["total_tasks"], summary.get("blocking_calls", 0)
+        elif self._tasks_seen is not None:  # frozen later: no stall was kept, so no blocking
+            total, blocking = self._tasks_seen, 0
+        else:
             return ""
-        total = summary["total_tasks"]
         text = f"{total:,} task" if total == 1 else f"{total:,} tasks"
-        blocking = summary.get("blocking_calls", 0)
         if blocking:
             text += f" · ⚠ {blocking} blocking"
         return text
@@ -347,3 +384,45 @@ def _log_server_timing_failure() -> None:
         "without it (said once)",
         exc_info=True,
     )
+
+
+class _ProfileLater:
+    """A stopped request's profile, frozen once, when its record's head or detail is first
+    read (from any thread: under a lock). Then the collectors are let go."""
+
+    __slots__ = ("_heartbeat_ms", "_lock", "_own_ms", "_profile", "_profiler", "_retention")
+
+    def __init__(
+        self,
+        profiler: AsyncRequestProfiler,
+        *,
+        own_ms: float,
+        heartbeat_ms: float | None,
+        yappi_retention: YappiRetention | None,
+    ) -> None:
+        self._profiler: AsyncRequestProfiler | None = profiler
+        self._own_ms = own_ms
+        self._heartbeat_ms = heartbeat_ms
+        self._retention = yappi_retention
+        self._profile: AsyncProfile | None = None
+        self._lock = threading.Lock()
+
+    def profile(self) -> AsyncProfile:
+        with self._lock:
+            profile = self._profile
+            if profile is None:
+                assert self._profiler is not None
+                own_ms = self._own_ms
+                profile = self._profile = self._profiler.stop(
+                    own_ms=lambda: own_ms,
+                    heartbeat_ms=self._heartbeat_ms,
+                    yappi_retention=self._retention,
+                )
+                self._profiler = None
+            return profile
+
+    def head(self) -> dict[str, Any]:
+        return self.profile().head_dict()
+
+    def detail(self) -> dict[str, Any]:
+        return self.profile().detail_dict()

@@ -87,7 +87,9 @@ class AsyncRequestProfiler:
         *,
         backend_note: str | None = None,
     ) -> None:
-        self.context = context
+        self.origin_ns = context.start_ns
+        """The request's start: every time in the profile is in ms from it. The context
+        itself is not kept: a profile frozen later must not keep the request alive."""
         self.backend = backend
         self.backend_note = backend_note
         self.detector: BlockingCallDetector | None = None
@@ -215,7 +217,7 @@ class AsyncRequestProfiler:
             detector = self.detector
             suffered = [] if detector is None else detector.suffered_spans()
             breakdown = breakdown_so_far(
-                steps, origin_ns=self.context.start_ns, now_ns=now, suffered=suffered
+                steps, origin_ns=self.origin_ns, now_ns=now, suffered=suffered
             )
         return RequestProgress(
             tasks=tasks, breakdown=breakdown, blocked_known=self.detector is not None
@@ -237,6 +239,31 @@ class AsyncRequestProfiler:
                     self.backend.stop()
                 finally:
                     _stop_all(running)
+        detector = self.detector
+        if detector is not None and not detector.running and not detector.saw_stalls:
+            # Nothing to report, and it knows the request's context (to recognise its own
+            # stalls): let it go, so that a profile frozen later keeps no context alive.
+            self.detector = None
+
+    @property
+    def freezes_later(self) -> bool:
+        """Whether, collection stopped, the profile may be frozen later, when its record is
+        first read (``stop`` then only reads plain data): unless a stall was kept, whose
+        samples name the requests that held the loop; those are resolved now, so that no
+        other request's context outlives it."""
+        return not self.running and self.detector is None
+
+    def counts(self) -> tuple[int, int, int, int]:
+        """Tasks kept, tasks over the cap, steps and lag samples collected: what a profile
+        frozen later will hold (for the nav, and the history's byte budget meanwhile)."""
+        recorder = _task_recorder(self.backend)
+        steps, lag = self.steps, self.lag_monitor
+        return (
+            0 if recorder is None else len(recorder),
+            0 if recorder is None else recorder.dropped,
+            0 if steps is None else len(steps.rows),
+            0 if lag is None else lag.sample_count,
+        )
 
     def stop(
         self,
@@ -271,7 +298,7 @@ class AsyncRequestProfiler:
     ) -> AsyncProfile:
         backend = self.backend
         collected = backend.collected()
-        origin = self.context.start_ns
+        origin = self.origin_ns
         detector = self.detector
         blocking = () if detector is None else tuple(detector.get_stats())
         stalls = () if detector is None else tuple(detector.get_slow_stats())

@@ -7,6 +7,7 @@ import gc
 import sys
 import threading
 import time
+import types
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -26,6 +27,7 @@ from debug_toolbar.core.panels.async_profiler.backends import (
 from debug_toolbar.core.panels.async_profiler.export import chrome_trace
 from debug_toolbar.core.panels.async_profiler.panel import BACKEND_COOKIE, AsyncProfilerPanel
 from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile
+from debug_toolbar.core.panels.async_profiler.profiler import AsyncRequestProfiler
 from debug_toolbar.core.panels.async_profiler.task_hooks import task_hooks
 from debug_toolbar.core.panels.async_profiler.task_table import TaskTable
 from debug_toolbar.core.panels.async_profiler.taskfactory_backend import TaskFactoryBackend
@@ -288,6 +290,35 @@ class TestStats:
         assert [task["name"] for task in panel.stats["tasks"]] == ["during"]
 
 
+_LIVE = (
+    asyncio.AbstractEventLoop,
+    asyncio.Future,
+    types.FrameType,
+    types.CoroutineType,
+    RequestContext,
+)
+
+
+def live_objects_reachable(root: object) -> list[str]:
+    """Loops, tasks, coroutines, frames and request contexts reachable from ``root``, bound
+    methods (a record's builders) followed to their instance."""
+    found: list[str] = []
+    seen: set[int] = set()
+    stack: list[object] = [root]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, _LIVE):
+            found.append(type(obj).__name__)
+        elif isinstance(obj, types.MethodType):
+            stack.append(obj.__self__)
+        elif not isinstance(obj, (type, types.ModuleType, types.FunctionType)):
+            stack.extend(gc.get_referents(obj))
+    return found
+
+
 class TestDeferredTaskList:
     @pytest.mark.asyncio
     async def test_the_task_list_is_built_when_the_record_is_read(
@@ -318,19 +349,70 @@ class TestDeferredTaskList:
             assert summary[state] == sum(1 for task in tasks if task["state"] == state)
         assert summary["total_tasks"] == len(tasks)
 
-    def test_a_record_waiting_to_be_read_keeps_no_loop_alive(self) -> None:
+    @pytest.mark.asyncio
+    async def test_the_profile_is_frozen_once_when_the_head_or_the_detail_is_first_read(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        frozen: list[AsyncProfile] = []
+        stop = AsyncRequestProfiler.stop
+
+        def counting_stop(self: AsyncRequestProfiler, **kwargs: Any) -> AsyncProfile:
+            profile = stop(self, **kwargs)
+            frozen.append(profile)
+            return profile
+
+        monkeypatch.setattr(AsyncRequestProfiler, "stop", counting_stop)
+        toolbar, record = await profile(spawning_app)
+        (live_panel,) = toolbar.panels
+        assert live_panel.get_stats() == {}  # nothing recorded while the request was answered
+        panel = record.panel("AsyncProfilerPanel")
+        assert panel is not None
+        assert panel.nav_subtitle == "5 tasks"  # counted, not built
+        assert frozen == []
+        summary = panel.head["summary"]  # the history's columns read this
+        assert (summary["total_tasks"], summary["failed"], summary["cancelled"]) == (5, 1, 1)
+        assert len(frozen) == 1
+        stats = panel.stats
+        assert stats["summary"] == summary
+        assert len(stats["tasks"]) == 5
+        assert len(frozen) == 1  # the detail is read from the same profile
+        # The fixed costs were measured while the request was answered, not when read.
+        assert summary["profiling_overhead_ms"] == pytest.approx(
+            AsyncProfile.from_dict(stats).overhead.request_ms
+        )
+
+    @pytest.mark.asyncio
+    async def test_a_request_that_kept_a_stall_is_frozen_at_once(self) -> None:
+        toolbar, record = await profile(
+            blocking_app(0.06),
+            async_blocking_threshold_ms=30.0,
+            async_event_loop_lag_threshold_ms=5.0,
+        )
+        # Its stall names the request that held the loop: resolved now, so that no other
+        # request's context lives on in this record.
+        (live_panel,) = toolbar.panels
+        assert live_panel.get_stats()["summary"]["blocking_calls"] == 1
+        panel = record.panel("AsyncProfilerPanel")
+        assert panel is not None
+        assert panel.nav_subtitle == "0 tasks · ⚠ 1 blocking"
+
+    def test_a_record_waiting_to_be_read_keeps_no_loop_or_request_alive(self) -> None:
         loop = asyncio.new_event_loop()
         try:
-            record = loop.run_until_complete(profile(spawning_app))[1]  # the toolbar is dropped
+            toolbar, record = loop.run_until_complete(profile(spawning_app))
         finally:
             loop.close()
         loop_ref = weakref.ref(loop)
-        del loop
+        del loop, toolbar
         gc.collect()
         assert loop_ref() is None
         panel = record.panel("AsyncProfilerPanel")
         assert panel is not None
-        assert len(panel.stats["tasks"]) == 5  # built now, from the recorded columns only
+        # Nor its tasks, coroutines, frames or context (headers, cookies): the builders
+        # waiting in the record hold the stopped collectors' plain data only.
+        assert live_objects_reachable(panel) == []
+        assert panel.head["summary"]["total_tasks"] == 5  # frozen now, from plain data only
+        assert len(panel.stats["tasks"]) == 5
 
 
 class TestRobustness:

@@ -307,9 +307,9 @@ class TestThePanelsHeader:
         # The panel did not fail: its profile is recorded as on any request.
         await first.generate_stats()
         assert first.errors == {}
-        panel = first.get_panel(AsyncProfilerPanel.panel_id)
+        panel = first.build_record().panel(AsyncProfilerPanel.panel_id)
         assert panel is not None
-        assert panel.get_stats()["summary"]["total_tasks"] == 1
+        assert panel.head["summary"]["total_tasks"] == 1
 
 
 class TestOption:
