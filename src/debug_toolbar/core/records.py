@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,11 +152,10 @@ class PanelRecord:
         deferred: Iterable[StatsBuilder] = (),
         value_limit: int | None = None,
         deferred_size: int = 0,
-        deferred_head: Iterable[StatsBuilder] = (),
+        deferred_head: Sequence[StatsBuilder] = (),
         deferred_head_size: int = 0,
     ) -> None:
         builders = list(deferred)
-        head_builders = list(deferred_head)
         if value_limit is not None:
             nav_subtitle = shorten(nav_subtitle, value_limit)
             error = None if error is None else shorten(error, value_limit)
@@ -184,12 +183,12 @@ class PanelRecord:
             ),
             _head_deferred=(
                 DeferredStats(
-                    head_builders,
+                    deferred_head,
                     panel_id=panel_id,
                     value_limit=value_limit,
                     approx_size=deferred_head_size,
                 )
-                if head_builders
+                if deferred_head
                 else None
             ),
             _size=size + _PANEL_SIZE + len(nav_subtitle) + len(error or ""),
@@ -241,12 +240,10 @@ class PanelRecord:
     def approx_size(self) -> int:
         """Estimated bytes this record holds: its stats, and its deferred part (estimated by
         the panel until built, measured after; ``Panel.defer_stats``)."""
-        deferred, head = self._deferred, self._head_deferred
-        return (
-            self._size
-            + (0 if deferred is None else deferred.size)
-            + (0 if head is None else head.size)
-        )
+        deferred = self._deferred
+        size = self._size if deferred is None else self._size + deferred.size
+        head = self._head_deferred
+        return size if head is None else size + head.size
 
     def on_growth(self, callback: Callable[[int], None] | None) -> None:
         """Have ``callback(bytes)`` told how much ``approx_size`` changed when the deferred
