@@ -231,7 +231,7 @@ class TestProgress:
             return
         so_far = progress.breakdown
         assert so_far is not None
-        start = profiler.context.start_ns
+        start = profiler.origin_ns
         assert so_far.end_ms == (at - start) / 1e6
         parts = so_far.running_ms + so_far.waiting_ms + so_far.queued_ms + so_far.blocked_ms
         assert parts == pytest.approx(so_far.wall_ms, abs=1e-6)
