@@ -229,6 +229,11 @@ class BlockingCallDetector:
     def running(self) -> bool:
         return self._heartbeat is not None
 
+    @property
+    def heartbeat(self) -> LoopHeartbeat | None:
+        """The loop's heartbeat this detector holds while installed."""
+        return self._heartbeat
+
     def install(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start listening to ``loop``'s heartbeat (installing it and the watchdog if first)."""
         if self._heartbeat is not None:
@@ -374,6 +379,8 @@ class EventLoopLagMonitor:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._heartbeat: LoopHeartbeat | None = None
         self._joined_ns = 0
+        self._acquired = False
+        """The heartbeat was acquired here (else lent by the caller, who releases it)."""
         self._samples: list[tuple[int, int]] = []
         """(when the beat ran, its lag), both in ns."""
 
@@ -400,10 +407,17 @@ class EventLoopLagMonitor:
             else:
                 self.dropped += 1
 
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+    def start(
+        self, loop: asyncio.AbstractEventLoop, *, heartbeat: LoopHeartbeat | None = None
+    ) -> None:
+        """Start listening to ``loop``'s heartbeat, acquired from the registry; or to
+        ``heartbeat``, the loop's, which the caller holds until this monitor has stopped (the
+        request's detector does: one acquisition per request, not two)."""
         if self._heartbeat is not None:
             raise RuntimeError("event-loop lag monitoring already started for this request")
-        heartbeat = self._registry.acquire(loop)
+        acquired = heartbeat is None
+        if heartbeat is None:
+            heartbeat = self._registry.acquire(loop)
         try:
             self._loop = loop
             self._joined_ns = heartbeat.clock()
@@ -411,9 +425,11 @@ class EventLoopLagMonitor:
                 self.origin_ns = self._joined_ns
             heartbeat.add_lag_listener(self)
         except BaseException:
-            self._registry.release(loop)
+            if acquired:
+                self._registry.release(loop)
             raise
         self._heartbeat = heartbeat
+        self._acquired = acquired
 
     def stop(self) -> None:
         """Stop listening; idempotent and safe after a failed or missing ``start``.
@@ -434,7 +450,8 @@ class EventLoopLagMonitor:
             heartbeat.remove_lag_listener(self)
         finally:
             self._loop = None
-            self._registry.release(loop)
+            if self._acquired:
+                self._registry.release(loop)
 
     @property
     def sample_count(self) -> int:

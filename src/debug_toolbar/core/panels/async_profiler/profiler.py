@@ -159,7 +159,11 @@ class AsyncRequestProfiler:
                 self.detector.install(loop)
                 running.append(self.detector.uninstall)
             if self.lag_monitor is not None:
-                self.lag_monitor.start(loop)
+                # On the detector's heartbeat when there is one: it holds it until after the
+                # monitor stops (stops run in reverse), so one acquisition serves both.
+                self.lag_monitor.start(
+                    loop, heartbeat=None if self.detector is None else self.detector.heartbeat
+                )
                 running.append(self.lag_monitor.stop)
             try:
                 self.backend.start(loop)

@@ -474,6 +474,50 @@ class TestLagMonitor:
         assert registry.users(loop) == 0
         assert not monitor.running
 
+    def test_on_a_lent_heartbeat_it_neither_acquires_nor_releases(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registry: LoopHooks[LoopHeartbeat],
+        clock: FakeClock,
+    ) -> None:
+        detector = BlockingCallDetector(threshold_ms=100, interval_ms=10, registry=registry)
+        monitor = EventLoopLagMonitor(threshold_ms=10, interval_ms=10, registry=registry)
+        detector.install(loop)
+        heartbeat = detector.heartbeat
+        assert heartbeat is not None
+        monitor.start(loop, heartbeat=heartbeat)
+        assert registry.users(loop) == 1  # the detector's acquisition serves both
+        assert heartbeat.lag_listeners == (monitor,)
+        clock.advance(30)
+        heartbeat.beat()  # 20 ms late
+        monitor.stop()
+        assert registry.users(loop) == 1  # released by its holder, not by the monitor
+        assert heartbeat.lag_listeners == ()
+        detector.uninstall()
+        assert registry.get(loop) is None
+        assert monitor.get_stats().max_lag_ms == 20.0
+
+    def test_a_failed_start_on_a_lent_heartbeat_leaves_the_holders_use(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registry: LoopHooks[LoopHeartbeat],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        detector = BlockingCallDetector(registry=registry)
+        detector.install(loop)
+        heartbeat = detector.heartbeat
+        assert heartbeat is not None
+
+        def refuse(listener: object) -> None:
+            raise RuntimeError("no room")
+
+        monkeypatch.setattr(heartbeat, "add_lag_listener", refuse)
+        with pytest.raises(RuntimeError, match="no room"):
+            EventLoopLagMonitor(registry=registry).start(loop, heartbeat=heartbeat)
+        assert registry.users(loop) == 1
+        detector.uninstall()
+        assert registry.get(loop) is None
+
     @pytest.mark.parametrize(
         ("kwargs", "name"),
         [

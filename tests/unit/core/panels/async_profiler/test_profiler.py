@@ -30,7 +30,11 @@ from debug_toolbar.core.panels.async_profiler.detector import (
     BlockingCallDetector,
     EventLoopLagMonitor,
 )
-from debug_toolbar.core.panels.async_profiler.heartbeat import LoopHeartbeat, installed_heartbeats
+from debug_toolbar.core.panels.async_profiler.heartbeat import (
+    LoopHeartbeat,
+    heartbeats,
+    installed_heartbeats,
+)
 from debug_toolbar.core.panels.async_profiler.profile import AsyncProfile, Overhead, YappiRetention
 from debug_toolbar.core.panels.async_profiler.profiler import AsyncRequestProfiler, _final_overhead
 from debug_toolbar.core.panels.async_profiler.recorder import TaskRecorder
@@ -134,6 +138,8 @@ class TestLifecycle:
             loop = asyncio.get_running_loop()
             seen["factory installed"] = loop.get_task_factory() is not None
             seen["heartbeats"] = installed_heartbeats()
+            # One acquisition for the detector and the lag monitor together.
+            seen["heartbeat users"] = heartbeats.users(loop)
             seen["watching"] = len(watching())
             await asyncio.create_task(noop(), name="child")
 
@@ -147,6 +153,7 @@ class TestLifecycle:
         assert seen == {
             "factory installed": True,
             "heartbeats": 1,
+            "heartbeat users": 1,
             "watching": 1,
             "running after stop": False,
         }
