@@ -281,9 +281,15 @@ def _merge(pieces: Iterator[_Piece], window_ms: float) -> list[_Drawn]:
         piece = _gather(group, pieces, limit + slack)
         if limit > window_ms:
             if drawn and cursor > window_ms - pixel * _FULL_PIXEL:
-                # No room for another pixel: the last group takes them (the bound holds).
-                drawn[-1].absorb(group)
-                continue
+                previous = drawn[-1]
+                if previous.end - previous.start < 2 * pixel * _FULL_PIXEL:
+                    # No room for another pixel: the last group takes them (the bound holds).
+                    previous.absorb(group)
+                    continue
+                # A wide segment gives up its last pixel, as a narrow part takes from its
+                # neighbour: absorbed, a 10 ms wait before a short last step became a
+                # "merged" segment, its site and what it awaited gone from the timeline.
+                previous.end = cursor = window_ms - pixel
             group.end = window_ms
             group.start = max(min(start, window_ms - pixel), cursor)
         drawn.append(group)

@@ -939,6 +939,30 @@ class TestSegments:
         assert row.merged_steps == 1
         assert row.label.endswith(" · 2 steps · 1 step shorter than a pixel merged")
 
+    def test_a_long_wait_before_a_short_last_step_keeps_its_own_segment(self) -> None:
+        # As a real request awaiting a child task: the wait ends a hair before the window's
+        # last pixel, then a short queue and a short last run. The wait gives that pixel up;
+        # merged into it, the timeline lost the line and what was awaited.
+        steps = (
+            Step(0, 0.0, 0.5, "await", site=QUERY, awaited=SLEEP, resumed_ms=21.4),
+            Step(
+                0, 21.4, 21.5, "await", site=CALL, awaited=HTTPX, ready_ms=32.03, resumed_ms=32.052
+            ),
+            Step(0, 32.052, 32.06, "return"),
+        )
+        table = StepTable(origin_ns=0, end_ns=32_060_000, rows=steps)
+        profile = own_task_profile(table, end_ms=32.06)
+        (row,) = timeline_of(profile, duration_ms=32.06).rows
+        assert_laid_out(row)
+        assert [seg.kind for seg in row.segments] == ["run", "wait", "run", "wait", "mixed"]
+        wait = row.segments[3]
+        assert wait.label.startswith("waited 10.5 ms at views.py:14 in show_user")
+        assert wait.site is not None
+        last = row.segments[-1]
+        assert last.left_pct + last.width_pct == pytest.approx(100.0)
+        assert wait.left_pct + wait.width_pct == pytest.approx(last.left_pct)
+        assert row.merged_steps == 2  # the queue of the second step and the third, in one pixel
+
     def test_merged_parts_leave_the_wide_ones_alone(self) -> None:
         # Ten steps of 0.1 ms (a pixel in all), then a 2 ms run and a long wait, drawn apart.
         profile = long_task_profile(10, run_ms=0.05, wait_ms=0.05)
