@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
+from debug_toolbar.core.records import HeadBuilder
+
 if TYPE_CHECKING:
     from debug_toolbar.core.config import DebugToolbarConfig
     from debug_toolbar.core.context import RequestContext
@@ -228,9 +230,6 @@ class Panel:
         """Builders of the stats left for later (``defer_stats``), in order."""
         self.deferred_size = 0
         """Estimated bytes the deferred builders hold until they run (``defer_stats``)."""
-        self.deferred_head: list[StatsBuilder] = []
-        """Builders of the head left for later (``defer_stats(..., head=True)``), in order."""
-        self.deferred_head_size = 0
 
     @property
     def config(self) -> DebugToolbarConfig:
@@ -281,12 +280,8 @@ class Panel:
         built). A page showing the toolbar reads only subtitles; the history builds the heads
         of the records it lists.
         """
-        if head:
-            self.deferred_head.append(build)
-            self.deferred_head_size += approx_size
-        else:
-            self.deferred_stats.append(build)
-            self.deferred_size += approx_size
+        self.deferred_stats.append(HeadBuilder(build) if head else build)
+        self.deferred_size += approx_size
 
     @classmethod
     def get_template_context(

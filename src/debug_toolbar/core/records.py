@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from debug_toolbar.core.bounds import bound, shorten
 
-__all__ = ("DeferredStats", "PanelRecord", "PanelStats", "RequestRecord", "StatsBuilder")
+__all__ = (
+    "DeferredStats",
+    "HeadBuilder",
+    "PanelRecord",
+    "PanelStats",
+    "RequestRecord",
+    "StatsBuilder",
+)
 
 logger = logging.getLogger("debug_toolbar")
 
@@ -28,6 +35,19 @@ class PanelStats:
     its deferred stats; the request was served regardless."""
 
 
+class HeadBuilder:
+    """A builder of (part of) a record's head: what the history's columns read, built on its
+    first read without the rest (``Panel.defer_stats(..., head=True)``)."""
+
+    __slots__ = ("build",)
+
+    def __init__(self, build: StatsBuilder) -> None:
+        self.build = build
+
+    def __call__(self) -> dict[str, Any]:
+        return self.build()
+
+
 class DeferredStats:
     """The part of a panel's stats built when someone first reads the record.
 
@@ -36,11 +56,18 @@ class DeferredStats:
     request is answered (``Panel.defer_stats``). The builders run once, under a lock (records
     are read from any thread); their result, or their error, is kept and the builders dropped,
     so what they closed over is freed. This is the record's only mutable part, on purpose.
+
+    Builders of the head (``HeadBuilder``) run first, and alone when only the head is read
+    (``resolve_head``); the others when the whole stats are (``resolve``).
     """
 
     __slots__ = (
         "_builders",
+        "_built",
         "_error",
+        "_has_head",
+        "_head",
+        "_head_result",
         "_lock",
         "_on_growth",
         "_panel_id",
@@ -57,8 +84,21 @@ class DeferredStats:
         value_limit: int | None,
         approx_size: int,
     ) -> None:
-        self._builders: list[StatsBuilder] = list(builders)
+        builders = list(builders)
+        self._head: list[StatsBuilder] | None = [
+            builder for builder in builders if type(builder) is HeadBuilder
+        ] or None
+        """The head's builders until built (None: built, or there were none)."""
+        self._has_head = self._head is not None
+        self._head_result: dict[str, Any] = {}
+        self._builders: list[StatsBuilder] = (
+            builders
+            if self._head is None
+            else [builder for builder in builders if type(builder) is not HeadBuilder]
+        )
         """Emptied once built: what the builders closed over is then freed."""
+        self._built = 0
+        """Bytes of what is built so far, measured."""
         self._value_limit = value_limit
         self._lock = threading.Lock()
         self._result: dict[str, Any] = {}
@@ -71,40 +111,71 @@ class DeferredStats:
     def on_growth(self, callback: Callable[[int], None] | None) -> None:
         self._on_growth = callback
 
+    @property
+    def defers_head(self) -> bool:
+        """Some of the head is built here (``HeadBuilder``), built already or not."""
+        return self._has_head
+
+    def resolve_head(self) -> tuple[dict[str, Any], str | None]:
+        """The head's part (building it on the first call) and the error so far."""
+        if self._head is not None:
+            self._build(head_only=True)
+        return self._head_result, self._error
+
     def resolve(self) -> tuple[dict[str, Any], str | None]:
         """The built stats and the error building them (None), building them on first call."""
-        if not self._builders:
-            return self._result, self._error
+        if self._builders or self._head is not None:
+            self._build(head_only=False)
+        return self._result, self._error
+
+    def _build(self, *, head_only: bool) -> None:
         with self._lock:
-            builders = self._builders
-            if not builders:
-                return self._result, self._error  # built by another thread meanwhile
-            built: dict[str, Any] = {}
-            size = 0
-            for build in builders:
-                try:
-                    part, part_size = bound(build(), self._value_limit)
-                except Exception as exc:  # a broken builder must not break the pages
-                    logger.warning(
-                        "debug toolbar panel %s failed building its stats",
-                        self._panel_id,
-                        exc_info=True,
-                    )
-                    if self._error is None:
-                        error = f"{type(exc).__name__}: {exc}"
-                        limit = self._value_limit
-                        self._error = error if limit is None else shorten(error, limit)
-                    continue
-                built.update(part)
-                size += part_size
-            growth = size - self.size
-            self._result, self.size, self._builders = built, size, []
+            # What another thread built meanwhile is not built again; each part is marked
+            # built (its builders dropped) only once its result is stored, so a reader that
+            # finds it built, without the lock, reads the result.
+            head = self._head
+            builders: list[StatsBuilder] = [] if head_only else self._builders
+            before = self.size
+            if head is not None:
+                part, size = self._run(head)
+                self._head_result = part
+                self._result = {**part, **self._result}
+                self._head = None
+                self._built += size
+                self.size += size  # the estimate still stands for what is not built
+            if builders:
+                part, size = self._run(builders)
+                self._result = {**self._result, **part}
+                self._builders = []
+                self._built += size
+                self.size = self._built  # all built: measured
+            growth = self.size - before
             callback = self._on_growth
         # Outside the lock: the callback takes the history's lock, which is never held while
         # a record's stats are built.
         if callback is not None and growth:
             callback(growth)
-        return self._result, self._error
+
+    def _run(self, builders: list[StatsBuilder]) -> tuple[dict[str, Any], int]:
+        built: dict[str, Any] = {}
+        size = 0
+        for build in builders:
+            try:
+                part, part_size = bound(build(), self._value_limit)
+            except Exception as exc:  # a broken builder must not break the pages
+                logger.warning(
+                    "debug toolbar panel %s failed building its stats",
+                    self._panel_id,
+                    exc_info=True,
+                )
+                if self._error is None:
+                    error = f"{type(exc).__name__}: {exc}"
+                    limit = self._value_limit
+                    self._error = error if limit is None else shorten(error, limit)
+                continue
+            built.update(part)
+            size += part_size
+        return built, size
 
 
 @dataclass(frozen=True, init=False)
@@ -134,7 +205,6 @@ class PanelRecord:
     """The panel's failure as known when the record was built (see ``resolve``)."""
     _stats: dict[str, Any] = field(repr=False)
     _deferred: DeferredStats | None = field(repr=False, compare=False)
-    _head_deferred: DeferredStats | None = field(repr=False, compare=False)
     _size: int = field(repr=False, compare=False)
 
     def __init__(
@@ -152,8 +222,6 @@ class PanelRecord:
         deferred: Iterable[StatsBuilder] = (),
         value_limit: int | None = None,
         deferred_size: int = 0,
-        deferred_head: Sequence[StatsBuilder] = (),
-        deferred_head_size: int = 0,
     ) -> None:
         builders = list(deferred)
         if value_limit is not None:
@@ -181,34 +249,16 @@ class PanelRecord:
                 if builders
                 else None
             ),
-            _head_deferred=(
-                DeferredStats(
-                    deferred_head,
-                    panel_id=panel_id,
-                    value_limit=value_limit,
-                    approx_size=deferred_head_size,
-                )
-                if deferred_head
-                else None
-            ),
             _size=size + _PANEL_SIZE + len(nav_subtitle) + len(error or ""),
         )
 
     def resolve(self) -> PanelStats:
         """The panel's complete stats and error, deferred parts built on the first call."""
-        head, error = self._resolved_head()
         deferred = self._deferred
         if deferred is None:
-            return PanelStats(head, error)
-        part, part_error = deferred.resolve()
-        return PanelStats({**head, **part}, error or part_error)
-
-    def _resolved_head(self) -> tuple[dict[str, Any], str | None]:
-        deferred = self._head_deferred
-        if deferred is None:
-            return self._stats, self.error
+            return PanelStats(self._stats, self.error)
         part, error = deferred.resolve()
-        return ({**self._stats, **part} if self._stats else part), self.error or error
+        return PanelStats({**self._stats, **part}, self.error or error)
 
     @property
     def stats(self) -> dict[str, Any]:
@@ -220,7 +270,11 @@ class PanelRecord:
         """The stats the history's columns read (for a page of records), without the
         deferred detail: what was recorded while the request was answered, and the deferred
         head (``Panel.defer_stats(..., head=True)``), built on the first read."""
-        return self._resolved_head()[0]
+        deferred = self._deferred
+        if deferred is None or not deferred.defers_head:
+            return self._stats
+        part, _error = deferred.resolve_head()
+        return {**self._stats, **part} if self._stats else part
 
     def with_error(self, error: str) -> PanelRecord:
         """A copy of this record marked as failed, for showing the failure in its place."""
@@ -241,17 +295,13 @@ class PanelRecord:
         """Estimated bytes this record holds: its stats, and its deferred part (estimated by
         the panel until built, measured after; ``Panel.defer_stats``)."""
         deferred = self._deferred
-        size = self._size if deferred is None else self._size + deferred.size
-        head = self._head_deferred
-        return size if head is None else size + head.size
+        return self._size + (0 if deferred is None else deferred.size)
 
     def on_growth(self, callback: Callable[[int], None] | None) -> None:
         """Have ``callback(bytes)`` told how much ``approx_size`` changed when the deferred
         stats are built (the history keeping its byte budget); None to stop."""
         if self._deferred is not None:
             self._deferred.on_growth(callback)
-        if self._head_deferred is not None:
-            self._head_deferred.on_growth(callback)
 
 
 _PANEL_SIZE = 600

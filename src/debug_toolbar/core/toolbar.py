@@ -110,7 +110,7 @@ class DebugToolbar:
         for panel in self.panels:
             is_enabled = id(panel) in enabled
             subtitle = self._subtitle(panel) if is_enabled else ""
-            kept = is_enabled and panel.panel_id not in self.errors
+            failed = panel.panel_id in self.errors
             panel_records.append(
                 PanelRecord(
                     panel_id=panel.panel_id,
@@ -120,13 +120,11 @@ class DebugToolbar:
                     template=panel.template,
                     has_content=panel.has_content,
                     enabled=is_enabled,
-                    stats=panel.get_stats() if kept else {},
+                    stats=panel.get_stats() if is_enabled and not failed else {},
                     error=self.errors.get(panel.panel_id),
-                    deferred=panel.deferred_stats if kept else (),
+                    deferred=panel.deferred_stats if is_enabled and not failed else (),
                     value_limit=limit,
                     deferred_size=panel.deferred_size,
-                    deferred_head=panel.deferred_head if kept else (),
-                    deferred_head_size=panel.deferred_head_size,
                 )
             )
         context = self.context

@@ -16,7 +16,7 @@ import pytest
 
 from debug_toolbar.core.config import DEFAULT_PANELS
 from debug_toolbar.core.context import DISABLED_PANELS_COOKIE, RequestContext
-from debug_toolbar.core.records import PanelRecord, PanelStats, RequestRecord
+from debug_toolbar.core.records import HeadBuilder, PanelRecord, PanelStats, RequestRecord
 
 ScopeFactory = Callable[..., dict[str, Any]]
 Lifecycle = Callable[..., Any]
@@ -254,10 +254,9 @@ def _lazy_head_panel(
         has_content=True,
         enabled=True,
         stats={} if stats is None else stats,
-        deferred=detail,
-        deferred_head=(head,),
+        deferred=(HeadBuilder(head), *detail),
         value_limit=2000,
-        deferred_head_size=700,
+        deferred_size=700,
     )
 
 
@@ -302,6 +301,24 @@ class TestDeferredHead:
         assert len(panel.head["summary"]["name"]) <= 2000  # bounded like any stats
         assert grown == [panel.approx_size - unbuilt]
         assert grown[0] > 2000 - 700
+
+    def test_built_head_then_detail_the_size_ends_measured(self) -> None:
+        grown: list[int] = []
+        head = _CountingBuilder({"summary": {"tasks": 3}})
+        detail = _CountingBuilder({"tasks": ["t" * 3000]})
+        panel = _lazy_head_panel(head, detail)
+        panel.on_growth(grown.append)
+        unbuilt = panel.approx_size
+        assert panel.head == {"summary": {"tasks": 3}}
+        (measured_head,) = grown  # the estimate still stands for the detail
+        assert measured_head > 0
+        (task,) = panel.stats["tasks"]
+        assert len(task) <= 2000  # the detail is bounded too
+        assert (head.calls, detail.calls) == (1, 1)
+        assert len(grown) == 2
+        assert panel.approx_size == unbuilt + sum(grown)
+        # All measured now, the estimate (700 bytes) gone: the head's and the detail's sizes.
+        assert panel.approx_size - (unbuilt - 700) > measured_head + len(task)
 
     def test_concurrent_first_reads_build_it_once(self) -> None:
         head = _CountingBuilder({"summary": {"tasks": 3}}, delay_s=0.05)
