@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib.util
 import socket
 import sys
@@ -12,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
-from types import ModuleType
+from types import FunctionType, MethodType, ModuleType
 from typing import TYPE_CHECKING, Any
 
 from debug_toolbar.core.config import DebugToolbarConfig
@@ -32,6 +33,7 @@ __all__ = (
     "Rendezvous",
     "fetch_record",
     "html_tree",
+    "live_objects_reachable",
     "load_demo",
     "marked_line",
     "profiled",
@@ -41,6 +43,33 @@ __all__ = (
 
 REPO = Path(__file__).resolve().parents[1]
 TOOLBAR_PREFIX = "/_debug_toolbar"
+
+
+def live_objects_reachable(
+    root: object, forbidden: tuple[type, ...], limit: int = 200_000
+) -> list[str]:
+    """The names of the ``forbidden`` objects reachable from ``root`` (what a profile or a
+    record must not keep alive: a loop, a task, a frame, a request's context, a collector).
+
+    Bound methods (a record's deferred builders) are followed to their instance; classes,
+    modules and functions are not followed: every instance reaches its class, and a class
+    reaches everything.
+    """
+    found: list[str] = []
+    seen: set[int] = set()
+    stack: list[object] = [root]
+    while stack and len(seen) < limit:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, forbidden):
+            found.append(type(obj).__name__)
+        elif isinstance(obj, MethodType):
+            stack.append(obj.__self__)
+        elif not isinstance(obj, (type, ModuleType, FunctionType)):
+            stack.extend(gc.get_referents(obj))
+    return found
 
 
 def marked_line(path: str | Path, marker: str) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import inspect
 import sys
 import threading
 import time
@@ -37,6 +36,7 @@ from debug_toolbar.core.panels.timer import TimerPanel
 from debug_toolbar.core.records import RequestRecord
 from debug_toolbar.core.rendering import render_panel
 from debug_toolbar.core.toolbar import DebugToolbar
+from support import live_objects_reachable, marked_line
 
 App = Callable[[], Awaitable[Any]]
 CONFIG = DebugToolbarConfig(panels=[AsyncProfilerPanel])
@@ -57,27 +57,17 @@ async def spawning_app() -> None:
     async def parent() -> None:
         await asyncio.create_task(noop(), name="grandchild")
 
-    await asyncio.gather(
+    await asyncio.gather(  # gather children
         asyncio.create_task(parent(), name="parent"), asyncio.create_task(noop(), name="sibling")
     )
     failing = asyncio.create_task(fails(), name="failing")
     with pytest.raises(KeyError):
-        await failing
+        await failing  # await failing
     cancelled = asyncio.create_task(asyncio.sleep(3600), name="cancelled")
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # await sleep
     cancelled.cancel()
     with pytest.raises(asyncio.CancelledError):
-        await cancelled
-
-
-def own_await_lines(function: Callable[..., Any]) -> set[int]:
-    """The lines of ``function`` that await, but for those of its inner ``parent``."""
-    lines, first = inspect.getsourcelines(function)
-    return {
-        first + index
-        for index, line in enumerate(lines)
-        if "await " in line and "grandchild" not in line
-    }
+        await cancelled  # await cancelled
 
 
 async def profile(
@@ -190,9 +180,8 @@ class TestStats:
             slowest = stats["summary"]["slowest_await"]
             assert slowest["filename"] == __file__
             assert slowest["function"] == "spawning_app"
-            awaits = own_await_lines(spawning_app)
-            assert len(awaits) == 4
-            assert slowest["lineno"] in awaits
+            markers = ("gather children", "await failing", "await sleep", "await cancelled")
+            assert slowest["lineno"] in {marked_line(__file__, marker) for marker in markers}
             assert slowest["duration_ms"] > 0
         assert stats["summary"]["profiling_overhead_ms"] > 0
         # The tasks' share is estimated (5 tasks at this process's calibrated cost); the fixed
@@ -310,26 +299,7 @@ _LIVE = (
     types.CoroutineType,
     RequestContext,
 )
-
-
-def live_objects_reachable(root: object) -> list[str]:
-    """Loops, tasks, coroutines, frames and request contexts reachable from ``root``, bound
-    methods (a record's builders) followed to their instance."""
-    found: list[str] = []
-    seen: set[int] = set()
-    stack: list[object] = [root]
-    while stack:
-        obj = stack.pop()
-        if id(obj) in seen:
-            continue
-        seen.add(id(obj))
-        if isinstance(obj, _LIVE):
-            found.append(type(obj).__name__)
-        elif isinstance(obj, types.MethodType):
-            stack.append(obj.__self__)
-        elif not isinstance(obj, (type, types.ModuleType, types.FunctionType)):
-            stack.extend(gc.get_referents(obj))
-    return found
+"""What a record waiting to be read must not keep alive: its builders hold plain data."""
 
 
 class TestDeferredTaskList:
@@ -423,7 +393,7 @@ class TestDeferredTaskList:
         assert panel is not None
         # Nor its tasks, coroutines, frames or context (headers, cookies): the builders
         # waiting in the record hold the stopped collectors' plain data only.
-        assert live_objects_reachable(panel) == []
+        assert live_objects_reachable(panel, _LIVE) == []
         assert panel.head["summary"]["total_tasks"] == 5  # frozen now, from plain data only
         assert len(panel.stats["tasks"]) == 5
 

@@ -47,7 +47,7 @@ from debug_toolbar.core.panels.async_profiler.watchdog import (
     stop_watchdogs,
 )
 from debug_toolbar.core.shared_hooks import hooks_in_use
-from support import Rendezvous
+from support import Rendezvous, live_objects_reachable
 
 T = TypeVar("T")
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
@@ -368,29 +368,6 @@ FORBIDDEN = (
 )
 
 
-def live_objects_reachable(root: object, limit: int = 200_000) -> list[str]:
-    """Collector, loop, task, frame or request objects reachable from ``root``.
-
-    Classes, modules and functions are not followed: every instance reaches its class, and a
-    class reaches everything.
-    """
-    found: list[str] = []
-    seen: set[int] = set()
-    stack: list[object] = [root]
-    while stack and len(seen) < limit:
-        obj = stack.pop()
-        if id(obj) in seen:
-            continue
-        seen.add(id(obj))
-        if isinstance(obj, FORBIDDEN):
-            found.append(type(obj).__name__)
-            continue
-        if isinstance(obj, (type, types.ModuleType, types.FunctionType, types.MethodType)):
-            continue
-        stack.extend(gc.get_referents(obj))
-    return found
-
-
 class TestTheProfileKeepsNothingAlive:
     def test_loop_backend_and_collectors_are_freed(self, new_loop: LoopFactory) -> None:
         refs: dict[str, weakref.ref[Any]] = {}
@@ -444,7 +421,11 @@ class TestTheProfileKeepsNothingAlive:
                 tasks=replace(profile.tasks, names={0: asyncio.get_running_loop()}),  # type: ignore[dict-item]
             )
             # Checked while the loop, the tasks and the collectors are all still alive.
-            return profile, live_objects_reachable(profile), live_objects_reachable(tainted)
+            return (
+                profile,
+                live_objects_reachable(profile, FORBIDDEN),
+                live_objects_reachable(tainted, FORBIDDEN),
+            )
 
         profile, found, found_in_tainted = run(new_loop, main)
         assert found == []
