@@ -135,20 +135,22 @@ class DeferredStats:
             # finds it built, without the lock, reads the result.
             head = self._head
             builders: list[StatsBuilder] = [] if head_only else self._builders
-            before = self.size
+            before, built_before = self.size, self._built
             if head is not None:
                 part, size = self._run(head)
                 self._head_result = part
                 self._result = {**part, **self._result}
                 self._head = None
                 self._built += size
-                self.size += size  # the estimate still stands for what is not built
             if builders:
                 part, size = self._run(builders)
                 self._result = {**self._result, **part}
                 self._builders = []
                 self._built += size
-                self.size = self._built  # all built: measured
+            if self._builders:  # the estimate still stands for what is not built
+                self.size += self._built - built_before
+            else:  # all built: measured
+                self.size = self._built
             growth = self.size - before
             callback = self._on_growth
         # Outside the lock: the callback takes the history's lock, which is never held while

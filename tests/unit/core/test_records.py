@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from debug_toolbar.core.bounds import bound
 from debug_toolbar.core.config import DEFAULT_PANELS
 from debug_toolbar.core.context import DISABLED_PANELS_COOKIE, RequestContext
 from debug_toolbar.core.records import HeadBuilder, PanelRecord, PanelStats, RequestRecord
@@ -319,6 +320,19 @@ class TestDeferredHead:
         assert panel.approx_size == unbuilt + sum(grown)
         # All measured now, the estimate (700 bytes) gone: the head's and the detail's sizes.
         assert panel.approx_size - (unbuilt - 700) > measured_head + len(task)
+
+    def test_a_head_alone_is_measured_once_built(self) -> None:
+        grown: list[int] = []
+        panel = _lazy_head_panel(_CountingBuilder({"summary": {"tasks": 3}}))
+        panel.on_growth(grown.append)
+        unbuilt = panel.approx_size
+        assert panel.head == {"summary": {"tasks": 3}}
+        # Nothing else was deferred: the 700-byte estimate is replaced by the measure.
+        _bounded, measured = bound({"summary": {"tasks": 3}}, 2000)
+        assert grown == [measured - 700]
+        assert panel.approx_size == unbuilt + grown[0]
+        assert panel.stats == {"summary": {"tasks": 3}}
+        assert len(grown) == 1
 
     def test_concurrent_first_reads_build_it_once(self) -> None:
         head = _CountingBuilder({"summary": {"tasks": 3}}, delay_s=0.05)
