@@ -7,8 +7,11 @@ started along one path and stopped along its reverse, whatever fails on the way
 (a list of their stops): a collector that could not start stops those started before it, and
 one that fails to stop does not keep the others installed.
 
-``stop`` freezes what was collected into an ``AsyncProfile`` and forgets the collectors: the
-profile holds no collector, task or loop, so a record waiting in the history keeps none alive.
+``stop_collecting`` stops them; the stopped collectors hold plain data only (no loop, task or
+request context: a detector that kept nothing is let go), so the panel may freeze the profile
+later, when its record is first read (``freezes_later``). ``stop`` freezes what was collected
+into an ``AsyncProfile`` and forgets the collectors: the profile holds no collector, task or
+loop, so a record waiting in the history keeps none alive.
 ``progress`` reads what was collected so far without stopping anything (when the response
 starts, for its ``Server-Timing`` header).
 
