@@ -270,7 +270,7 @@ class LoopHeartbeat:
         return self.stall_threshold_ns // 2
 
     def install(self) -> None:
-        """Ready to beat; the first listener schedules the first beat (``_tighten``).
+        """Ready to beat; the first listener schedules the first beat (``_settings_joined``).
 
         Not here: a request's detector wants beats more often than the default interval, and
         a beat scheduled now would be cancelled and scheduled again at once, on every request.
