@@ -33,6 +33,7 @@ __all__ = (
     "Rendezvous",
     "fetch_record",
     "html_tree",
+    "in_request",
     "live_objects_reachable",
     "load_demo",
     "marked_line",
@@ -86,10 +87,18 @@ async def profiled(body: Callable[[], Awaitable[Any]], **options: Any) -> AsyncP
     profiler around it, with the panel's defaults and ``options``."""
     config = DebugToolbarConfig(**options)
     context = RequestContext(method="GET", path="/profiled", client_host="127.0.0.1")
+    backend = TaskFactoryBackend(origin_ns=context.start_ns)
+    profiler = AsyncRequestProfiler(context, config, backend)
+    return await in_request(profiler, body, name="the-request")
+
+
+async def in_request(
+    profiler: AsyncRequestProfiler, body: Callable[[], Awaitable[Any]], name: str | None = None
+) -> AsyncProfile:
+    """``body`` in a task of its own (named ``name``), profiled from that task by
+    ``profiler``, as the middleware runs a request: started there, stopped whatever happens."""
 
     async def request() -> AsyncProfile:
-        backend = TaskFactoryBackend(origin_ns=context.start_ns)
-        profiler = AsyncRequestProfiler(context, config, backend)
         profiler.start()
         try:
             await body()
@@ -97,7 +106,7 @@ async def profiled(body: Callable[[], Awaitable[Any]], **options: Any) -> AsyncP
             profile = profiler.stop()
         return profile
 
-    return await asyncio.create_task(request(), name="the-request")
+    return await asyncio.create_task(request(), name=name)
 
 
 async def fetch_record(client: Any, response: Any, prefix: str = TOOLBAR_PREFIX) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from debug_toolbar.core.panels.async_profiler.profile import (
 from debug_toolbar.core.panels.async_profiler.profiler import AsyncRequestProfiler
 from debug_toolbar.core.panels.async_profiler.task_table import TaskTable
 from debug_toolbar.core.panels.async_profiler.taskfactory_backend import TaskFactoryBackend
+from support import in_request
 
 VIEW = StackFrame("/srv/app/views.py", 12, "dashboard", "await asyncio.gather(*jobs)")
 JOBS = StackFrame("/srv/app/jobs.py", 40, "fan_out", "asyncio.create_task(work(item))")
@@ -132,16 +133,7 @@ async def profile_request(
     context = RequestContext(method="GET", path="/profile", client_host="127.0.0.1")
     make = backend or (lambda origin: TaskFactoryBackend(origin_ns=origin))
     profiler = AsyncRequestProfiler(context, DebugToolbarConfig(**options), make(context.start_ns))
-
-    async def request() -> AsyncProfile:
-        profiler.start()
-        try:
-            await body()
-        finally:
-            profile = profiler.stop()
-        return profile
-
-    profile = await asyncio.create_task(request())
+    profile = await in_request(profiler, body)
     await asyncio.sleep(0.02)  # the escaped task ends
     return profile
 

@@ -47,7 +47,7 @@ from debug_toolbar.core.panels.async_profiler.watchdog import (
     stop_watchdogs,
 )
 from debug_toolbar.core.shared_hooks import hooks_in_use
-from support import Rendezvous, live_objects_reachable
+from support import Rendezvous, in_request, live_objects_reachable
 
 T = TypeVar("T")
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
@@ -112,22 +112,6 @@ def profiler_for(
 
 async def noop() -> None:
     return None
-
-
-async def in_request(
-    profiler: AsyncRequestProfiler, body: Callable[[], Awaitable[Any]]
-) -> AsyncProfile:
-    """``body`` in a task of its own, profiled from that task, as the middleware runs it."""
-
-    async def request() -> AsyncProfile:
-        profiler.start()
-        try:
-            await body()
-        finally:
-            profile = profiler.stop()
-        return profile
-
-    return await asyncio.create_task(request())
 
 
 class TestLifecycle:
